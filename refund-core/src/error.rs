@@ -1,0 +1,133 @@
+//! The workflow's errors, each with a stable code and HTTP status.
+
+use crate::gateway::GatewayError;
+use crate::refund::RequestError;
+use crate::store::{BoxError, StoreError};
+
+/// Why a refund (or a view or sync) did not go through.
+///
+/// [`code`](Self::code) and [`http_status`](Self::http_status) are the
+/// public contract (DESIGN.md's error table); the `Display` text is a
+/// human-readable message that never contains secrets or account numbers.
+#[derive(Debug, thiserror::Error)]
+pub enum RefundError {
+    /// Malformed request; the message names the field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A virtual-account payment needs the refund account.
+    #[error("virtual-account refunds need refund_holder, refund_bank and refund_account")]
+    RefundAccountRequired,
+    /// No such payment.
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// Nothing left to refund.
+    #[error("this payment has already been fully refunded")]
+    AlreadyRefunded,
+    /// More than what is left was asked for.
+    #[error("the amount exceeds the cancelable amount ({cancelable})")]
+    AmountExceedsCancelable {
+        /// What is left, in the major unit.
+        cancelable: String,
+    },
+    /// Another refund of the payment is pending.
+    #[error("another refund of this payment is in progress")]
+    RefundInProgress,
+    /// A refund of the payment needs review; an operator must sync it.
+    #[error("a refund of this payment needs review; an operator must sync the payment first")]
+    OnHold,
+    /// The idempotency key was used for a different request.
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    /// Our copy of the payment was stale; it has been re-synced.
+    #[error("the payment changed at i'mport; it has been re-synced, please retry")]
+    PaymentOutOfSync,
+    /// The payment cannot be refunded (not paid, or a phone payment of an
+    /// earlier month).
+    #[error("{0}")]
+    NotRefundable(String),
+    /// i'mport refused the cancel.
+    #[error("i'mport refused the refund")]
+    GatewayRejected {
+        /// i'mport's code.
+        code: Option<i64>,
+        /// i'mport's message.
+        message: String,
+    },
+    /// i'mport was unreachable or answered garbage; nothing happened.
+    #[error("i'mport could not be reached; nothing was refunded")]
+    Gateway(#[source] GatewayError),
+    /// The database is down; no gateway call was made.
+    #[error("storage is unavailable; nothing was refunded")]
+    StorageUnavailable(#[source] StoreError),
+    /// A bug or a backend failure; details are logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
+}
+
+impl RefundError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RefundError::InvalidRequest(_) => "invalid_request",
+            RefundError::RefundAccountRequired => "refund_account_required",
+            RefundError::PaymentNotFound => "payment_not_found",
+            RefundError::AlreadyRefunded => "already_refunded",
+            RefundError::AmountExceedsCancelable { .. } => "amount_exceeds_cancelable",
+            RefundError::RefundInProgress | RefundError::OnHold => "refund_in_progress",
+            RefundError::IdempotencyKeyReused => "idempotency_key_reused",
+            RefundError::PaymentOutOfSync => "payment_out_of_sync",
+            RefundError::NotRefundable(_) => "not_refundable",
+            RefundError::GatewayRejected { .. } => "gateway_rejected",
+            RefundError::Gateway(_) => "gateway_error",
+            RefundError::StorageUnavailable(_) => "storage_unavailable",
+            RefundError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The HTTP status for the code.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            RefundError::InvalidRequest(_) | RefundError::RefundAccountRequired => 400,
+            RefundError::PaymentNotFound => 404,
+            RefundError::AlreadyRefunded
+            | RefundError::AmountExceedsCancelable { .. }
+            | RefundError::RefundInProgress
+            | RefundError::OnHold
+            | RefundError::IdempotencyKeyReused
+            | RefundError::PaymentOutOfSync => 409,
+            RefundError::NotRefundable(_) => 422,
+            RefundError::GatewayRejected { .. } | RefundError::Gateway(_) => 502,
+            RefundError::StorageUnavailable(_) => 503,
+            RefundError::Internal(_) => 500,
+        }
+    }
+
+    /// i'mport's own message, for `gateway_rejected` answers.
+    pub fn gateway_message(&self) -> Option<&str> {
+        match self {
+            RefundError::GatewayRejected { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+impl From<RequestError> for RefundError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::Invalid(message) => RefundError::InvalidRequest(message),
+            RequestError::PartialAccount => RefundError::RefundAccountRequired,
+        }
+    }
+}
+
+impl From<StoreError> for RefundError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => RefundError::StorageUnavailable(error),
+            StoreError::PaymentNotFound => RefundError::PaymentNotFound,
+            StoreError::RefundInProgress => RefundError::RefundInProgress,
+            StoreError::OnHold => RefundError::OnHold,
+            other => RefundError::Internal(other.into()),
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The i'mport (PortOne V1) REST client.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::wire::{Auth, CancelBody, Envelope, PaymentAnnotation, TokenRequest};
+use super::{CancelCommand, GatewayError, PaymentGateway, Secret};
+use crate::clock::now_ms;
+use crate::memory::MemoryTokenCache;
+use crate::payment::Payment;
+use crate::token::{AccessToken, TokenCache, TokenSource};
+
+/// The REST API key and secret of an i'mport account.
+#[derive(Clone, Debug)]
+pub struct IamportCredentials {
+    /// REST API key (not secret; namespaces the token cache).
+    pub imp_key: String,
+    /// REST API secret.
+    pub imp_secret: Secret,
+}
+
+impl IamportCredentials {
+    /// Credentials from a key and a secret.
+    pub fn new(imp_key: impl Into<String>, imp_secret: impl Into<String>) -> Self {
+        IamportCredentials {
+            imp_key: imp_key.into(),
+            imp_secret: Secret::new(imp_secret),
+        }
+    }
+}
+
+/// How to reach i'mport.
+#[derive(Clone, Debug)]
+pub struct IamportConfig {
+    base_url: String,
+    credentials: IamportCredentials,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    token_margin: Duration,
+}
+
+impl IamportConfig {
+    /// The production API.
+    pub const PRODUCTION_URL: &'static str = "https://api.iamport.kr";
+
+    /// A client configuration for `base_url` (e.g. [`Self::PRODUCTION_URL`]
+    /// or a local sandbox) with sensible timeouts.
+    pub fn new(base_url: impl Into<String>, credentials: IamportCredentials) -> Self {
+        IamportConfig {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            credentials,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(15),
+            token_margin: Duration::from_secs(60),
+        }
+    }
+
+    /// Time allowed to open a connection. A request that fails here never
+    /// reached i'mport, so it is a definite failure.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for a whole call. A cancel that times out may have
+    /// happened: its refund stays pending until reconciled.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long before i'mport's expiry a token stops being used.
+    #[must_use]
+    pub fn token_margin(mut self, margin: Duration) -> Self {
+        self.token_margin = margin;
+        self
+    }
+}
+
+/// The i'mport V1 client: getToken, cancel, and payment lookups.
+///
+/// Tokens come from a [`TokenCache`] (in memory by default, or shared across
+/// instances); a `401` invalidates the token and retries the call once.
+pub struct IamportClient {
+    http: reqwest::Client,
+    config: IamportConfig,
+    tokens: Arc<dyn TokenCache>,
+    cache_key: String,
+}
+
+impl fmt::Debug for IamportClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IamportClient")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IamportClient {
+    /// A client with its own in-memory token cache.
+    pub fn new(config: IamportConfig) -> Result<Self, reqwest::Error> {
+        Self::with_token_cache(config, Arc::new(MemoryTokenCache::new()))
+    }
+
+    /// A client whose tokens live in `tokens` (e.g. Redis, shared by a cluster).
+    pub fn with_token_cache(
+        config: IamportConfig,
+        tokens: Arc<dyn TokenCache>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .build()?;
+        let cache_key = format!("iamport:token:{}", config.credentials.imp_key);
+        Ok(IamportClient {
+            http,
+            config,
+            tokens,
+            cache_key,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &IamportConfig {
+        &self.config
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.base_url)
+    }
+
+    /// Sends an authenticated request; on `401` invalidates the token and
+    /// tries once more with a fresh one.
+    async fn send_authorized(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
+    ) -> Result<Response, GatewayError> {
+        let token = self.tokens.get_or_refresh(&self.cache_key, self).await?;
+        let response = build(token.token.expose()).send().await.map_err(classify)?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        tracing::info!("i'mport refused the access token; refreshing it once");
+        self.tokens.invalidate(&self.cache_key, &token).await;
+        let token = self.tokens.get_or_refresh(&self.cache_key, self).await?;
+        let response = build(token.token.expose()).send().await.map_err(classify)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.tokens.invalidate(&self.cache_key, &token).await;
+            return Err(GatewayError::Unauthorized);
+        }
+        Ok(response)
+    }
+
+    async fn get_payment(&self, path: String) -> Result<Option<Payment>, GatewayError> {
+        let url = self.url(&path);
+        let response = self
+            .send_authorized(|token| self.http.get(&url).bearer_auth(token))
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        read_payment(response, GatewayError::InvalidResponse)
+            .await
+            .map(Some)
+    }
+}
+
+#[async_trait]
+impl TokenSource for IamportClient {
+    async fn fetch_token(&self) -> Result<AccessToken, GatewayError> {
+        let requested_at = now_ms();
+        let credentials = &self.config.credentials;
+        let response = self
+            .http
+            .post(self.url("/users/getToken"))
+            .json(&TokenRequest {
+                imp_key: &credentials.imp_key,
+                imp_secret: credentials.imp_secret.expose(),
+            })
+            .send()
+            .await
+            .map_err(classify)?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            return Err(GatewayError::Unauthorized);
+        }
+        let auth: Auth = read_envelope(response, GatewayError::InvalidResponse).await?;
+        // i'mport's own `now` cancels any skew between its clock and ours.
+        let lifetime_ms = (auth.expired_at - auth.now).saturating_mul(1000);
+        let margin_ms = i64::try_from(self.config.token_margin.as_millis()).unwrap_or(i64::MAX);
+        tracing::debug!(
+            lifetime_s = lifetime_ms / 1000,
+            "fetched an i'mport access token"
+        );
+        Ok(AccessToken {
+            token: Secret::new(auth.access_token),
+            use_until_ms: requested_at.saturating_add(lifetime_ms.saturating_sub(margin_ms)),
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for IamportClient {
+    #[tracing::instrument(skip_all, fields(imp_uid = %command.imp_uid))]
+    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+        let currency = command.currency;
+        let account = command.account.as_ref();
+        let body = CancelBody {
+            imp_uid: &command.imp_uid,
+            merchant_uid: &command.merchant_uid,
+            amount: currency.to_json(command.amount),
+            checksum: currency.to_json(command.checksum),
+            tax_free: command.tax_free.map(|a| currency.to_json(a)),
+            vat_amount: command.vat_amount.map(|a| currency.to_json(a)),
+            reason: command.reason.as_deref(),
+            refund_holder: account.map(|a| a.holder.as_str()),
+            refund_bank: account.map(|a| a.bank.as_str()),
+            refund_account: account.map(|a| a.account.as_str()),
+            refund_tel: account.and_then(|a| a.tel.as_deref()),
+        };
+        let url = self.url("/payments/cancel");
+        let response = self
+            .send_authorized(|token| self.http.post(&url).bearer_auth(token).json(&body))
+            .await?;
+        // A cancel answered with something unreadable may still have happened.
+        read_payment(response, GatewayError::Unknown).await
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        match path_segment(imp_uid) {
+            Some(segment) => self.get_payment(format!("/payments/{segment}")).await,
+            None => Ok(None),
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        match path_segment(merchant_uid) {
+            Some(segment) => {
+                let path = format!("/payments/find/{segment}?sorting=-started");
+                self.get_payment(path).await
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        // A token fetch, the call, and its one retry after a 401.
+        (self.config.connect_timeout + self.config.request_timeout) * 3
+    }
+}
+
+/// Maps a transport error by whether the request may have reached i'mport.
+fn classify(error: reqwest::Error) -> GatewayError {
+    if error.is_connect() || error.is_builder() {
+        GatewayError::Unreachable(error.into())
+    } else {
+        GatewayError::Unknown(error.into())
+    }
+}
+
+/// Percent-encodes an id as one URL path segment; `None` for ids no
+/// payment can have (empty, or dot segments that URLs collapse).
+fn path_segment(id: &str) -> Option<String> {
+    if matches!(id, "" | "." | "..") {
+        return None;
+    }
+    let encoded = id
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Some(encoded)
+}
+
+async fn read_payment(
+    response: Response,
+    garbled: fn(crate::store::BoxError) -> GatewayError,
+) -> Result<Payment, GatewayError> {
+    let annotation: PaymentAnnotation = read_envelope(response, garbled).await?;
+    annotation
+        .into_payment()
+        .map(Ok)
+        .unwrap_or_else(|e| Err(garbled(e.into())))
+}
+
+/// Reads i'mport's envelope: success is HTTP 200, `code == 0` and a
+/// non-null `response`; anything else is not.
+async fn read_envelope<T: DeserializeOwned>(
+    response: Response,
+    garbled: fn(crate::store::BoxError) -> GatewayError,
+) -> Result<T, GatewayError> {
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(GatewayError::Unknown(format!("HTTP {status}").into()));
+    }
+    let body = response.bytes().await.map_err(|e| garbled(e.into()))?;
+    if status.is_client_error() {
+        // 4xx: refused before acting. The body may or may not be an envelope.
+        let (code, message) = serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(&body)
+            .map(|e| (Some(e.code), e.message))
+            .unwrap_or((None, None));
+        return Err(GatewayError::Rejected {
+            code,
+            message: message.unwrap_or_else(|| format!("HTTP {status}")),
+        });
+    }
+    if status != StatusCode::OK {
+        return Err(garbled(format!("unexpected HTTP {status}").into()));
+    }
+    let envelope: Envelope<T> = serde_json::from_slice(&body).map_err(|e| garbled(e.into()))?;
+    match envelope {
+        Envelope {
+            code: 0,
+            response: Some(response),
+            ..
+        } => Ok(response),
+        Envelope { code: 0, .. } => Err(garbled("code 0 without a response".into())),
+        Envelope { code, message, .. } => Err(GatewayError::Rejected {
+            code: Some(code),
+            message: message.unwrap_or_default(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("ORD-1_a.b~").unwrap(), "ORD-1_a.b~");
+        assert_eq!(path_segment("../x?y#z").unwrap(), "..%2Fx%3Fy%23z");
+        assert_eq!(path_segment("주문").unwrap(), "%EC%A3%BC%EB%AC%B8");
+        assert_eq!(path_segment(".."), None);
+    }
+}

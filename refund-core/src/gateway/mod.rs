@@ -1,0 +1,127 @@
+//! The payment gateway behind a trait, and the i'mport V1 client.
+
+mod iamport;
+mod wire;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::money::Amount;
+use crate::payment::Payment;
+use crate::refund::RefundAccount;
+use crate::store::BoxError;
+
+pub use iamport::{IamportClient, IamportConfig, IamportCredentials};
+
+/// One cancellation to ask of the gateway. Always carries an explicit amount
+/// and checksum: i'mport reads a missing amount as "cancel everything".
+#[derive(Clone, Debug)]
+pub struct CancelCommand {
+    /// The payment's i'mport id.
+    pub imp_uid: String,
+    /// The merchant's order id (sent too; i'mport prefers `imp_uid`).
+    pub merchant_uid: String,
+    /// Amount to cancel, in the payment's currency.
+    pub amount: Amount,
+    /// What we believe is still cancelable; i'mport refuses on mismatch.
+    pub checksum: Amount,
+    /// Tax-free part of `amount`.
+    pub tax_free: Option<Amount>,
+    /// VAT part of `amount`.
+    pub vat_amount: Option<Amount>,
+    /// Reason shown in i'mport's history.
+    pub reason: Option<String>,
+    /// Refund account for virtual-account payments.
+    pub account: Option<RefundAccount>,
+    /// The payment's currency, for converting amounts to i'mport's numbers.
+    pub currency: crate::money::Currency,
+}
+
+/// Why a gateway call did not return a payment.
+///
+/// The variants split by what we know happened: [`is_definite`](Self::is_definite)
+/// errors guarantee nothing changed at the gateway; [`GatewayError::Unknown`]
+/// may have changed something and must be reconciled.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The gateway answered and refused (`code != 0`, or an HTTP 4xx).
+    #[error("gateway refused (code {code:?})")]
+    Rejected {
+        /// i'mport's result code, when it sent one.
+        code: Option<i64>,
+        /// i'mport's message (free text; never parsed).
+        message: String,
+    },
+    /// The gateway refused our credentials, even with a fresh token.
+    #[error("gateway refused our credentials")]
+    Unauthorized,
+    /// The request never left (connection refused, DNS, TLS handshake).
+    #[error("gateway unreachable")]
+    Unreachable(#[source] BoxError),
+    /// The request may have arrived but no usable answer came back
+    /// (timeout after sending, connection reset, HTTP 5xx, a garbled reply to
+    /// a cancel).
+    #[error("gateway outcome unknown")]
+    Unknown(#[source] BoxError),
+    /// A read-only call got an answer we cannot understand.
+    #[error("gateway sent an invalid response")]
+    InvalidResponse(#[source] BoxError),
+}
+
+impl GatewayError {
+    /// True when the gateway surely did not act on the request.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, GatewayError::Unknown(_))
+    }
+}
+
+/// A payment gateway: i'mport V1 today; PortOne V2 or a test double can plug in.
+///
+/// Implementations report money in exact [`Amount`]s and classify failures
+/// by whether the gateway may have acted (see [`GatewayError`]).
+#[async_trait]
+pub trait PaymentGateway: Send + Sync + 'static {
+    /// Cancels (part of) a payment and returns the payment afterwards.
+    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError>;
+
+    /// The payment with this i'mport id, or `None` if the gateway has none.
+    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError>;
+
+    /// The most recent payment with this order id, or `None`.
+    async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError>;
+
+    /// The longest a call can take before the client gives up on it. A
+    /// pending refund older than this is no longer on the wire, so if the
+    /// gateway does not show it, it never happened.
+    fn max_in_flight(&self) -> Duration;
+}
+
+/// A secret string: shown as `<redacted>` in `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

@@ -1,0 +1,191 @@
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::payment::{Payment, StoredPayment};
+use crate::refund::{Refund, RefundId, RefundOutcome, RefundStatus};
+use crate::store::{PaymentStore, StoreError};
+
+/// Payments and the refund journal in this process's memory.
+///
+/// Every operation runs under one lock, so each is atomic; nothing survives
+/// a restart, which makes it right for tests, demos and single-instance
+/// deployments that re-sync from the gateway.
+#[derive(Debug, Default)]
+pub struct MemoryPaymentStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    payments: HashMap<String, StoredPayment>,
+    refunds: HashMap<RefundId, Refund>,
+}
+
+impl MemoryPaymentStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent before it can
+        // panic, so a poisoned lock still guards valid data.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Applies a snapshot unless it is older (lower `cancel_amount`) than `stored`.
+fn merge_snapshot(stored: &mut StoredPayment, snapshot: &Payment) {
+    if snapshot.cancel_amount >= stored.payment.cancel_amount {
+        stored.payment = snapshot.clone();
+    }
+}
+
+#[async_trait]
+impl PaymentStore for MemoryPaymentStore {
+    async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
+        Ok(self.state().payments.get(merchant_uid).cloned())
+    }
+
+    async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError> {
+        let mut state = self.state();
+        let stored = state
+            .payments
+            .entry(snapshot.merchant_uid.clone())
+            .and_modify(|stored| merge_snapshot(stored, snapshot))
+            .or_insert_with(|| StoredPayment {
+                payment: snapshot.clone(),
+                pending_refund: None,
+                on_hold: false,
+            });
+        Ok(stored.clone())
+    }
+
+    async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let State { payments, refunds } = &mut *state;
+        let stored = payments
+            .get_mut(&refund.merchant_uid)
+            .ok_or(StoreError::PaymentNotFound)?;
+        if stored.pending_refund.is_some() {
+            return Err(StoreError::RefundInProgress);
+        }
+        if stored.on_hold {
+            return Err(StoreError::OnHold);
+        }
+        if stored.payment.cancel_amount != refund.base_cancel_amount {
+            return Err(StoreError::CancelAmountChanged);
+        }
+        if let Some(key) = &refund.idempotency_key {
+            let taken = refunds.values().any(|r| {
+                r.merchant_uid == refund.merchant_uid && r.idempotency_key.as_ref() == Some(key)
+            });
+            if taken {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
+        stored.pending_refund = Some(refund.id.clone());
+        refunds.insert(
+            refund.id.clone(),
+            Refund {
+                status: RefundStatus::Pending,
+                ..refund.clone()
+            },
+        );
+        Ok(())
+    }
+
+    async fn finish_refund(
+        &self,
+        id: &RefundId,
+        outcome: &RefundOutcome,
+        snapshot: Option<&Payment>,
+        now_ms: i64,
+    ) -> Result<Refund, StoreError> {
+        let mut state = self.state();
+        let State { payments, refunds } = &mut *state;
+        let refund = refunds.get_mut(id).ok_or(StoreError::RefundNotFound)?;
+        if refund.status != RefundStatus::Pending {
+            return Err(StoreError::NotPending(refund.status));
+        }
+        let (code, message) = outcome.gateway_details();
+        refund.status = outcome.status();
+        refund.gateway_code = code;
+        refund.gateway_message = message.map(str::to_owned);
+        refund.updated_at_ms = now_ms;
+        if let Some(stored) = payments.get_mut(&refund.merchant_uid) {
+            if stored.pending_refund.as_ref() == Some(id) {
+                stored.pending_refund = None;
+            }
+            if let RefundOutcome::NeedsReview { .. } = outcome {
+                stored.on_hold = true;
+            }
+            if let Some(snapshot) = snapshot {
+                merge_snapshot(stored, snapshot);
+            }
+        }
+        Ok(refund.clone())
+    }
+
+    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
+        let mut state = self.state();
+        let stored = state
+            .payments
+            .get_mut(merchant_uid)
+            .ok_or(StoreError::PaymentNotFound)?;
+        stored.on_hold = false;
+        Ok(())
+    }
+
+    async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        Ok(self.state().refunds.get(id).cloned())
+    }
+
+    async fn refund_by_idempotency_key(
+        &self,
+        merchant_uid: &str,
+        key: &str,
+    ) -> Result<Option<Refund>, StoreError> {
+        Ok(self
+            .state()
+            .refunds
+            .values()
+            .find(|r| r.merchant_uid == merchant_uid && r.idempotency_key.as_deref() == Some(key))
+            .cloned())
+    }
+
+    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
+        let mut refunds: Vec<Refund> = self
+            .state()
+            .refunds
+            .values()
+            .filter(|r| r.merchant_uid == merchant_uid)
+            .cloned()
+            .collect();
+        refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        Ok(refunds)
+    }
+
+    async fn stale_pending_refunds(
+        &self,
+        created_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let mut pending: Vec<Refund> = self
+            .state()
+            .refunds
+            .values()
+            .filter(|r| r.status == RefundStatus::Pending && r.created_at_ms < created_before_ms)
+            .cloned()
+            .collect();
+        pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        pending.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(pending)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

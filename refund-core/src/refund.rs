@@ -1,0 +1,538 @@
+//! Refund requests and the refund journal.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::money::{Amount, AmountError, Currency, DecimalText};
+
+/// Identifies one refund in the journal (`rf_` and 32 hex digits).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RefundId(String);
+
+impl RefundId {
+    /// A fresh random id.
+    pub fn generate() -> Self {
+        RefundId(format!("rf_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Wraps an id read back from storage.
+    pub fn from_stored(id: impl Into<String>) -> Self {
+        RefundId(id.into())
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RefundId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a refund stands in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundStatus {
+    /// Written before the gateway call; outcome not known yet.
+    Pending,
+    /// The gateway cancelled the amount.
+    Succeeded,
+    /// The gateway definitely did not cancel anything.
+    Failed,
+    /// The gateway's numbers could not be explained: an operator must look.
+    NeedsReview,
+}
+
+impl RefundStatus {
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Pending => "pending",
+            RefundStatus::Succeeded => "succeeded",
+            RefundStatus::Failed => "failed",
+            RefundStatus::NeedsReview => "needs_review",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            RefundStatus::Pending,
+            RefundStatus::Succeeded,
+            RefundStatus::Failed,
+            RefundStatus::NeedsReview,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for RefundStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One refund in the write-ahead journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refund {
+    /// The refund's id.
+    pub id: RefundId,
+    /// The payment's order id.
+    pub merchant_uid: String,
+    /// The payment's i'mport id.
+    pub imp_uid: String,
+    /// Amount to refund, in the payment's minor unit.
+    pub amount: Amount,
+    /// The payment's `cancel_amount` when the refund began. The refund
+    /// succeeded exactly when the gateway's total reaches `base + amount`.
+    pub base_cancel_amount: Amount,
+    /// The cancelable amount sent as i'mport's `checksum`.
+    pub checksum: Amount,
+    /// The reason sent to the gateway.
+    pub reason: Option<String>,
+    /// The client's `Idempotency-Key`, unique per payment.
+    pub idempotency_key: Option<String>,
+    /// Hash of the normalized request, to refuse a reused key with another body.
+    pub fingerprint: String,
+    /// The refund account, masked (`*********8400`); never the full number.
+    pub refund_account_masked: Option<String>,
+    /// Where it stands.
+    pub status: RefundStatus,
+    /// i'mport's result code when it refused.
+    pub gateway_code: Option<i64>,
+    /// i'mport's or our explanation of a failure or review.
+    pub gateway_message: Option<String>,
+    /// When the refund began, unix milliseconds.
+    pub created_at_ms: i64,
+    /// Last status change, unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// How a pending refund ended, for [`PaymentStore::finish_refund`](crate::PaymentStore::finish_refund).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The gateway cancelled it.
+    Succeeded,
+    /// Nothing was cancelled.
+    Failed {
+        /// i'mport's code, when it answered.
+        code: Option<i64>,
+        /// Why.
+        message: String,
+    },
+    /// Unexplained numbers: hold the payment for an operator.
+    NeedsReview {
+        /// What did not add up.
+        message: String,
+    },
+}
+
+impl RefundOutcome {
+    /// The journal status this outcome records.
+    pub fn status(&self) -> RefundStatus {
+        match self {
+            RefundOutcome::Succeeded => RefundStatus::Succeeded,
+            RefundOutcome::Failed { .. } => RefundStatus::Failed,
+            RefundOutcome::NeedsReview { .. } => RefundStatus::NeedsReview,
+        }
+    }
+
+    /// The code and message stored with it.
+    pub fn gateway_details(&self) -> (Option<i64>, Option<&str>) {
+        match self {
+            RefundOutcome::Succeeded => (None, None),
+            RefundOutcome::Failed { code, message } => (*code, Some(message)),
+            RefundOutcome::NeedsReview { message } => (None, Some(message)),
+        }
+    }
+}
+
+/// The body of `POST /cancel`: the seed guide's request, unchanged.
+///
+/// Amounts stay verbatim text until the payment's currency is known.
+#[derive(Clone, Deserialize, Serialize, Default)]
+pub struct CancelRequest {
+    /// The order to refund.
+    pub merchant_uid: String,
+    /// Amount in the major unit; absent means the whole remaining balance.
+    pub cancel_request_amount: Option<DecimalText>,
+    /// Why (sent to i'mport).
+    pub reason: Option<String>,
+    /// Refund account holder (virtual accounts).
+    pub refund_holder: Option<String>,
+    /// Refund account bank code (virtual accounts).
+    pub refund_bank: Option<String>,
+    /// Refund account number (virtual accounts). Never logged.
+    pub refund_account: Option<String>,
+    /// Holder's phone (some PGs).
+    pub refund_tel: Option<String>,
+    /// Tax-free part of the amount.
+    pub tax_free: Option<DecimalText>,
+    /// VAT part of the amount.
+    pub vat_amount: Option<DecimalText>,
+}
+
+impl fmt::Debug for CancelRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelRequest")
+            .field("merchant_uid", &self.merchant_uid)
+            .field("cancel_request_amount", &self.cancel_request_amount)
+            .field("reason", &self.reason)
+            .field(
+                "refund_holder",
+                &self.refund_holder.as_ref().map(|_| "<redacted>"),
+            )
+            .field("refund_bank", &self.refund_bank)
+            .field(
+                "refund_account",
+                &self.refund_account.as_ref().map(|a| mask_account(a)),
+            )
+            .field(
+                "refund_tel",
+                &self.refund_tel.as_ref().map(|_| "<redacted>"),
+            )
+            .field("tax_free", &self.tax_free)
+            .field("vat_amount", &self.vat_amount)
+            .finish()
+    }
+}
+
+/// Longest `reason` accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 256;
+/// Longest `refund_holder` and `refund_account`, in characters.
+pub const MAX_HOLDER_CHARS: usize = 16;
+/// Longest `refund_bank` code, in characters.
+pub const MAX_BANK_CHARS: usize = 4;
+/// Longest `merchant_uid` and `Idempotency-Key`, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// The refund account of a virtual-account refund, already validated.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefundAccount {
+    /// Account holder.
+    pub holder: String,
+    /// Bank code (its format depends on the PG; only its shape is checked).
+    pub bank: String,
+    /// Account number.
+    pub account: String,
+    /// Holder's phone.
+    pub tel: Option<String>,
+}
+
+impl fmt::Debug for RefundAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefundAccount")
+            .field("bank", &self.bank)
+            .field("account", &mask_account(&self.account))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shows only the last four characters of an account number.
+pub fn mask_account(account: &str) -> String {
+    let chars: Vec<char> = account.chars().collect();
+    let shown = chars.len().saturating_sub(4);
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| if i < shown { '*' } else { *c })
+        .collect()
+}
+
+/// A request that passed every check that needs no payment.
+#[derive(Clone, Debug)]
+pub struct ValidRequest {
+    /// The order to refund.
+    pub merchant_uid: String,
+    amount: Option<DecimalText>,
+    /// Reason, trimmed; `None` when blank.
+    pub reason: Option<String>,
+    /// All of holder, bank and account, when given.
+    pub account: Option<RefundAccount>,
+    tax_free: Option<DecimalText>,
+    vat_amount: Option<DecimalText>,
+}
+
+/// What is wrong with a request, for `invalid_request` and friends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// A field is malformed; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// Some but not all of holder, bank and account were given.
+    #[error("refund_holder, refund_bank and refund_account go together")]
+    PartialAccount,
+}
+
+impl CancelRequest {
+    /// Checks everything that does not need the payment: lengths, shapes,
+    /// the account fields.
+    pub fn validate(self) -> Result<ValidRequest, RequestError> {
+        let invalid = |m: &str| Err(RequestError::Invalid(m.to_owned()));
+        if self.merchant_uid.trim().is_empty() {
+            return invalid("merchant_uid is required");
+        }
+        if self.merchant_uid.chars().count() > MAX_ID_CHARS || has_control(&self.merchant_uid) {
+            return invalid("merchant_uid is malformed");
+        }
+        let reason = self
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+        {
+            return invalid("reason is longer than 256 characters");
+        }
+        let blank_to_none =
+            |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+        let holder = blank_to_none(self.refund_holder);
+        let bank = blank_to_none(self.refund_bank);
+        let account_number = blank_to_none(self.refund_account);
+        let tel = blank_to_none(self.refund_tel);
+        if holder
+            .as_ref()
+            .is_some_and(|h| h.chars().count() > MAX_HOLDER_CHARS || has_control(h))
+        {
+            return invalid("refund_holder is longer than 16 characters");
+        }
+        if bank.as_ref().is_some_and(|b| {
+            b.chars().count() > MAX_BANK_CHARS || !b.chars().all(|c| c.is_ascii_alphanumeric())
+        }) {
+            return invalid("refund_bank must be a bank code of at most 4 letters or digits");
+        }
+        if account_number.as_ref().is_some_and(|a| {
+            a.chars().count() > MAX_HOLDER_CHARS
+                || !a.chars().all(|c| c.is_ascii_digit() || c == '-')
+        }) {
+            return invalid("refund_account must be at most 16 digits");
+        }
+        if tel.as_ref().is_some_and(|t| {
+            t.chars().count() > 20
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '-' || c == '+')
+        }) {
+            return invalid("refund_tel must be a phone number");
+        }
+        let account = match (holder, bank, account_number) {
+            (Some(holder), Some(bank), Some(account)) => Some(RefundAccount {
+                holder,
+                bank,
+                account,
+                tel,
+            }),
+            (None, None, None) => None,
+            _ => return Err(RequestError::PartialAccount),
+        };
+        Ok(ValidRequest {
+            merchant_uid: self.merchant_uid,
+            amount: self.cancel_request_amount,
+            reason,
+            account,
+            tax_free: self.tax_free,
+            vat_amount: self.vat_amount,
+        })
+    }
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// Amounts of a request converted into the payment's currency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestAmounts {
+    /// The amount asked for; `None` for the whole remaining balance.
+    pub amount: Option<Amount>,
+    /// Tax-free part.
+    pub tax_free: Option<Amount>,
+    /// VAT part.
+    pub vat_amount: Option<Amount>,
+}
+
+impl ValidRequest {
+    /// Converts the amounts exactly into `currency`; each must be positive
+    /// (tax and VAT may be zero) and not above the requested amount.
+    pub fn amounts(&self, currency: Currency) -> Result<RequestAmounts, RequestError> {
+        let convert =
+            |text: &Option<DecimalText>, field: &str| -> Result<Option<Amount>, RequestError> {
+                text.as_ref()
+                    .map(|t| {
+                        currency.parse_major(t.as_str()).map_err(|e| {
+                            let why = match e {
+                                AmountError::TooPrecise => {
+                                    format!("has more decimals than {currency} allows")
+                                }
+                                _ => "is not a valid amount".to_owned(),
+                            };
+                            RequestError::Invalid(format!("{field} {why}"))
+                        })
+                    })
+                    .transpose()
+            };
+        let amount = convert(&self.amount, "cancel_request_amount")?;
+        if amount.is_some_and(|a| !a.is_positive()) {
+            return Err(RequestError::Invalid(
+                "cancel_request_amount must be greater than 0".into(),
+            ));
+        }
+        let tax_free = convert(&self.tax_free, "tax_free")?;
+        let vat_amount = convert(&self.vat_amount, "vat_amount")?;
+        for (part, field) in [(tax_free, "tax_free"), (vat_amount, "vat_amount")] {
+            if part.is_some_and(|p| p.minor() < 0 || amount.is_some_and(|a| p > a)) {
+                return Err(RequestError::Invalid(format!(
+                    "{field} must be between 0 and the refund amount"
+                )));
+            }
+        }
+        Ok(RequestAmounts {
+            amount,
+            tax_free,
+            vat_amount,
+        })
+    }
+
+    /// A stable hash of the normalized request: equal for the same refund
+    /// asked twice (`2000` and `2000.0` alike), different for any change.
+    pub fn fingerprint(&self, amounts: &RequestAmounts) -> String {
+        let minor = |a: Option<Amount>| a.map_or_else(|| "-".to_owned(), |a| a.minor().to_string());
+        let mut hasher = Sha256::new();
+        let account = self.account.as_ref();
+        for part in [
+            self.merchant_uid.as_str(),
+            &minor(amounts.amount),
+            self.reason.as_deref().unwrap_or("-"),
+            account.map_or("-", |a| a.holder.as_str()),
+            account.map_or("-", |a| a.bank.as_str()),
+            account.map_or("-", |a| a.account.as_str()),
+            account.and_then(|a| a.tel.as_deref()).unwrap_or("-"),
+            &minor(amounts.tax_free),
+            &minor(amounts.vat_amount),
+        ] {
+            hasher.update(part.len().to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Checks an `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+pub fn validate_idempotency_key(key: &str) -> Result<(), RequestError> {
+    if key.is_empty() || key.len() > MAX_ID_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(RequestError::Invalid(
+            "Idempotency-Key must be 1 to 128 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> CancelRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn masks_all_but_last_four() {
+        assert_eq!(mask_account("56211105948400"), "**********8400");
+        assert_eq!(mask_account("123"), "123");
+    }
+
+    #[test]
+    fn debug_never_shows_the_account_number() {
+        let req = body(
+            r#"{"merchant_uid":"m","refund_holder":"Kim","refund_bank":"88","refund_account":"56211105948400"}"#,
+        );
+        let shown = format!("{req:?} {:?}", req.clone().validate().unwrap());
+        assert!(!shown.contains("56211105948400"), "{shown}");
+        assert!(!shown.contains("Kim"), "{shown}");
+    }
+
+    #[test]
+    fn validates_lengths_and_shapes() {
+        let long = "x".repeat(257);
+        for bad in [
+            r#"{"merchant_uid":""}"#.to_owned(),
+            format!(r#"{{"merchant_uid":"m","reason":"{long}"}}"#),
+            r#"{"merchant_uid":"m","refund_holder":"12345678901234567","refund_bank":"88","refund_account":"1"}"#.to_owned(),
+            r#"{"merchant_uid":"m","refund_holder":"a","refund_bank":"88888","refund_account":"1"}"#.to_owned(),
+            r#"{"merchant_uid":"m","refund_holder":"a","refund_bank":"8-","refund_account":"1"}"#.to_owned(),
+            r#"{"merchant_uid":"m","refund_holder":"a","refund_bank":"88","refund_account":"12345678901234567"}"#.to_owned(),
+            r#"{"merchant_uid":"m\u0000"}"#.to_owned(),
+        ] {
+            assert!(matches!(body(&bad).validate(), Err(RequestError::Invalid(_))), "{bad}");
+        }
+        assert_eq!(
+            body(r#"{"merchant_uid":"m","refund_bank":"88"}"#)
+                .validate()
+                .unwrap_err(),
+            RequestError::PartialAccount
+        );
+        let reason = "가".repeat(256);
+        assert!(
+            body(&format!(r#"{{"merchant_uid":"m","reason":"{reason}"}}"#))
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn amounts_are_exact_and_positive() {
+        let valid = |json: &str| body(json).validate().unwrap();
+        let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":2000.0}"#);
+        assert_eq!(
+            req.amounts(Currency::Krw).unwrap().amount,
+            Some(Amount::from_minor(2000))
+        );
+        let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":20.5}"#);
+        assert!(req.amounts(Currency::Krw).is_err());
+        assert_eq!(
+            req.amounts(Currency::Usd).unwrap().amount,
+            Some(Amount::from_minor(2050))
+        );
+        for zero in ["0", "-1", "0.00"] {
+            let req = valid(&format!(
+                r#"{{"merchant_uid":"m","cancel_request_amount":{zero}}}"#
+            ));
+            assert!(req.amounts(Currency::Usd).is_err(), "{zero}");
+        }
+        let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":10,"vat_amount":11}"#);
+        assert!(req.amounts(Currency::Krw).is_err());
+    }
+
+    #[test]
+    fn fingerprint_ignores_number_spelling_but_not_content() {
+        let fp = |json: &str| {
+            let req = body(json).validate().unwrap();
+            let amounts = req.amounts(Currency::Krw).unwrap();
+            req.fingerprint(&amounts)
+        };
+        assert_eq!(
+            fp(r#"{"merchant_uid":"m","cancel_request_amount":2000}"#),
+            fp(r#"{"merchant_uid":"m","cancel_request_amount":2000.00}"#)
+        );
+        assert_ne!(
+            fp(r#"{"merchant_uid":"m","cancel_request_amount":2000}"#),
+            fp(r#"{"merchant_uid":"m","cancel_request_amount":2001}"#)
+        );
+        assert_ne!(
+            fp(r#"{"merchant_uid":"m"}"#),
+            fp(r#"{"merchant_uid":"m","reason":"x"}"#)
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! What the HTTP API answers about a payment (amounts in the major unit).
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::money::Currency;
+use crate::payment::Payment;
+use crate::refund::{Refund, RefundId, RefundStatus};
+
+/// The payment view of DESIGN.md: the payment, what is left, its history,
+/// and the refund this answer is about.
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    /// The merchant's order id.
+    pub merchant_uid: String,
+    /// i'mport's id.
+    pub imp_uid: String,
+    /// Amount paid.
+    pub amount: Box<RawValue>,
+    /// Refunded so far.
+    pub cancel_amount: Box<RawValue>,
+    /// Still refundable.
+    pub cancelable_amount: Box<RawValue>,
+    /// ISO currency code.
+    pub currency: Currency,
+    /// i'mport's status (`paid`, `cancelled`, ...).
+    pub status: String,
+    /// i'mport's payment method code.
+    pub pay_method: String,
+    /// Every cancellation, oldest first.
+    pub cancel_history: Vec<CancelView>,
+    /// The refund this answer is about (on `POST /cancel`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundView>,
+    /// Refunds whose outcome is not known yet.
+    pub pending_refunds: Vec<RefundView>,
+}
+
+/// One cancellation in the view.
+#[derive(Debug, Serialize)]
+pub struct CancelView {
+    /// Amount cancelled.
+    pub amount: Box<RawValue>,
+    /// Reason given.
+    pub reason: Option<String>,
+    /// Unix seconds.
+    pub cancelled_at: i64,
+    /// The PG's cancellation id.
+    pub pg_tid: Option<String>,
+    /// Receipt.
+    pub receipt_url: Option<String>,
+}
+
+/// A refund in the view.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefundView {
+    /// Journal id.
+    pub id: RefundId,
+    /// Amount, in the major unit.
+    pub amount: Box<RawValue>,
+    /// Where it stands.
+    pub status: RefundStatus,
+}
+
+impl RefundView {
+    /// The view of `refund` in `currency`.
+    pub fn new(refund: &Refund, currency: Currency) -> Self {
+        RefundView {
+            id: refund.id.clone(),
+            amount: currency.to_json(refund.amount),
+            status: refund.status,
+        }
+    }
+}
+
+impl PaymentView {
+    /// The view of `payment` with its pending refunds.
+    pub fn new(payment: &Payment, pending: &[Refund]) -> Self {
+        let currency = payment.currency;
+        PaymentView {
+            merchant_uid: payment.merchant_uid.clone(),
+            imp_uid: payment.imp_uid.clone(),
+            amount: currency.to_json(payment.amount),
+            cancel_amount: currency.to_json(payment.cancel_amount),
+            cancelable_amount: currency.to_json(payment.cancelable()),
+            currency,
+            status: payment.status.as_str().to_owned(),
+            pay_method: payment.pay_method.as_str().to_owned(),
+            cancel_history: payment
+                .cancel_history
+                .iter()
+                .map(|c| CancelView {
+                    amount: currency.to_json(c.amount),
+                    reason: c.reason.clone(),
+                    cancelled_at: c.cancelled_at,
+                    pg_tid: c.pg_tid.clone(),
+                    receipt_url: c.receipt_url.clone(),
+                })
+                .collect(),
+            refund: None,
+            pending_refunds: pending
+                .iter()
+                .filter(|r| r.status == RefundStatus::Pending)
+                .map(|r| RefundView::new(r, currency))
+                .collect(),
+        }
+    }
+
+    /// Adds the refund this answer is about.
+    #[must_use]
+    pub fn with_refund(mut self, refund: &Refund) -> Self {
+        self.refund = Some(RefundView::new(refund, self.currency));
+        self
+    }
+}

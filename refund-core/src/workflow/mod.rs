@@ -1,0 +1,204 @@
+//! The refund workflow: DESIGN.md's protocol on top of a store and a gateway.
+
+mod cancel;
+mod reconcile;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::now_ms;
+use crate::error::RefundError;
+use crate::gateway::{GatewayError, PaymentGateway};
+use crate::payment::{Payment, StoredPayment};
+use crate::refund::RefundStatus;
+use crate::store::PaymentStore;
+use crate::view::PaymentView;
+
+pub use cancel::CancelOutcome;
+
+/// Refunds, views, syncs and webhooks for one merchant.
+///
+/// Cheap to share: wrap it in an `Arc` (the actix scope does) and call it
+/// from any number of tasks and server instances at once; the store keeps
+/// the money decisions atomic.
+pub struct RefundService {
+    store: Arc<dyn PaymentStore>,
+    gateway: Arc<dyn PaymentGateway>,
+    settle_after: Duration,
+    sweep_batch: u32,
+}
+
+impl fmt::Debug for RefundService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefundService")
+            .field("settle_after", &self.settle_after)
+            .field("sweep_batch", &self.sweep_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one sweep of stale pending refunds did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Pending refunds examined.
+    pub examined: usize,
+    /// Settled as succeeded, failed or needs_review.
+    pub settled: usize,
+    /// Left pending (gateway unreachable).
+    pub still_pending: usize,
+}
+
+/// Slack added to the gateway's own in-flight bound before a pending refund
+/// that the gateway does not show is declared failed.
+const SETTLE_GRACE: Duration = Duration::from_secs(30);
+
+impl RefundService {
+    /// A service over `store` and `gateway`.
+    pub fn new(store: Arc<dyn PaymentStore>, gateway: Arc<dyn PaymentGateway>) -> Self {
+        let settle_after = gateway.max_in_flight() + SETTLE_GRACE;
+        RefundService {
+            store,
+            gateway,
+            settle_after,
+            sweep_batch: 100,
+        }
+    }
+
+    /// How old a pending refund must be before reconciliation may conclude
+    /// it never happened (default: the gateway's in-flight bound plus 30 s).
+    /// Never set it below the gateway's in-flight bound.
+    #[must_use]
+    pub fn settle_after(mut self, age: Duration) -> Self {
+        self.settle_after = age.max(self.gateway.max_in_flight());
+        self
+    }
+
+    /// How many stale pending refunds one sweep handles (default 100).
+    #[must_use]
+    pub fn sweep_batch(mut self, batch: u32) -> Self {
+        self.sweep_batch = batch.max(1);
+        self
+    }
+
+    /// The store, for health checks and operator tools.
+    pub fn store(&self) -> &Arc<dyn PaymentStore> {
+        &self.store
+    }
+
+    /// The payment view of `merchant_uid` with its pending refunds. Reads the
+    /// store only.
+    #[tracing::instrument(skip(self))]
+    pub async fn view(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
+        let stored = self
+            .store
+            .payment(merchant_uid)
+            .await?
+            .ok_or(RefundError::PaymentNotFound)?;
+        self.view_of(&stored.payment).await
+    }
+
+    /// Reconciles `merchant_uid` with the gateway (settling a pending
+    /// refund, picking up refunds made elsewhere, importing a payment we
+    /// have not stored yet) and lifts a review hold: this is the operator's
+    /// "I have looked at it" action.
+    #[tracing::instrument(skip(self))]
+    pub async fn sync(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
+        let stored = self.store.payment(merchant_uid).await?;
+        let snapshot = match &stored {
+            Some(stored) => self.gateway.payment(&stored.payment.imp_uid).await,
+            None => self.gateway.find_payment(merchant_uid).await,
+        }
+        .map_err(read_failure)?
+        .ok_or(RefundError::PaymentNotFound)?;
+        let stored = self.absorb_snapshot(&snapshot).await?;
+        if stored.on_hold {
+            tracing::warn!(merchant_uid, "review hold lifted by sync");
+            self.store.release_hold(merchant_uid).await?;
+        }
+        self.view_of(&stored.payment).await
+    }
+
+    /// Handles an i'mport webhook (or records a payment after checkout):
+    /// the notice is never trusted, the payment is fetched by `imp_uid` and
+    /// upserted. Repeated deliveries are harmless. Returns `None` when the
+    /// gateway has no such payment.
+    #[tracing::instrument(skip(self))]
+    pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
+        let Some(snapshot) = self.gateway.payment(imp_uid).await.map_err(read_failure)? else {
+            tracing::info!("webhook for a payment unknown to the gateway ignored");
+            return Ok(None);
+        };
+        let stored = self.absorb_snapshot(&snapshot).await?;
+        self.view_of(&stored.payment).await.map(Some)
+    }
+
+    /// Reconciles pending refunds older than the settle age, oldest first,
+    /// one batch. The host runs this periodically (see [`Self::run_sweeper`]).
+    pub async fn sweep(&self) -> Result<SweepReport, RefundError> {
+        let cutoff = now_ms() - duration_ms(self.settle_after);
+        let stale = self
+            .store
+            .stale_pending_refunds(cutoff, self.sweep_batch)
+            .await?;
+        let mut report = SweepReport::default();
+        for refund in stale {
+            report.examined += 1;
+            match self.reconcile_with_gateway(&refund).await {
+                Ok(r) if r.status == RefundStatus::Pending => report.still_pending += 1,
+                Ok(_) => report.settled += 1,
+                Err(error) => {
+                    report.still_pending += 1;
+                    tracing::warn!(refund_id = %refund.id, %error, "sweep could not reconcile a refund");
+                }
+            }
+        }
+        if report.examined > 0 {
+            tracing::info!(?report, "swept stale pending refunds");
+        }
+        Ok(report)
+    }
+
+    /// Sweeps every `every`, forever: spawn it on the host's runtime.
+    pub async fn run_sweeper(self: Arc<Self>, every: Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self.sweep().await {
+                tracing::warn!(%error, "refund sweep failed");
+            }
+        }
+    }
+
+    /// Applies a fresh gateway snapshot; if the payment has a pending
+    /// refund, settles it against the snapshot instead.
+    async fn absorb_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, RefundError> {
+        let stored = self.store.apply_snapshot(snapshot).await?;
+        if let Some(pending) = &stored.pending_refund {
+            if let Some(refund) = self.store.refund(pending).await? {
+                self.reconcile(&refund, snapshot).await?;
+                return self
+                    .store
+                    .payment(&snapshot.merchant_uid)
+                    .await?
+                    .ok_or(RefundError::PaymentNotFound);
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn view_of(&self, payment: &Payment) -> Result<PaymentView, RefundError> {
+        let refunds = self.store.refunds_of(&payment.merchant_uid).await?;
+        Ok(PaymentView::new(payment, &refunds))
+    }
+}
+
+/// A failed read-only gateway call: nothing happened, whatever the cause.
+fn read_failure(error: GatewayError) -> RefundError {
+    RefundError::Gateway(error)
+}
+
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
