@@ -1,1 +1,117 @@
-//! The store conformance suite (filled in below).
+//! The [`PaymentStore`] conformance suite (feature `testkit`).
+//!
+//! Every storage backend runs the same cases against a real server:
+//!
+//! ```ignore
+//! async fn store() -> Arc<dyn PaymentStore> { /* connect, migrate */ }
+//! refund_core::store_conformance_tests!(store());
+//! ```
+//!
+//! The macro expands to one `#[tokio::test]` per case (so the adapter crate
+//! needs `tokio` with `macros` and `rt-multi-thread` as a dev-dependency).
+//! Each case works on fresh random ids, so cases may share one database and
+//! run in parallel.
+
+mod cases;
+
+pub use cases::*;
+
+use crate::money::{Amount, Currency};
+use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
+use crate::refund::{Refund, RefundId, RefundStatus};
+
+/// Generates one `#[tokio::test]` per conformance case; `$make_store` is an
+/// expression whose `.await` gives an `Arc<dyn PaymentStore>`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make_store:expr) => {
+        $crate::store_conformance_tests!(@cases $make_store;
+            snapshot_round_trips,
+            snapshot_never_moves_cancel_amount_back,
+            snapshot_keeps_the_pending_refund,
+            begin_refund_admits_exactly_one_of_many,
+            begin_refund_refuses_a_stale_cancel_amount,
+            begin_refund_needs_the_payment,
+            finish_succeeded_applies_the_snapshot_and_frees_the_payment,
+            finish_failed_keeps_the_money_and_frees_the_payment,
+            needs_review_holds_the_payment_until_released,
+            finish_of_an_unknown_refund_is_refused,
+            idempotency_keys_are_unique_per_payment,
+            concurrent_refunds_never_exceed_the_payment,
+            stale_pending_refunds_are_listed_oldest_first,
+            refunds_round_trip_newest_first,
+            hostile_ids_are_stored_and_matched_literally,
+            amounts_are_exact_at_the_extremes,
+            ping_answers,
+        );
+    };
+    (@cases $make_store:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store: ::std::sync::Arc<dyn $crate::PaymentStore> = $make_store.await;
+                $crate::testkit::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// A unique id with a readable prefix, so parallel cases never collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A paid payment of `amount` minor units, nothing cancelled yet.
+pub fn paid_payment(merchant_uid: &str, amount: i64, currency: Currency) -> Payment {
+    Payment {
+        imp_uid: format!("imp_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        merchant_uid: merchant_uid.to_owned(),
+        pay_method: PayMethod::Card,
+        currency,
+        amount: Amount::from_minor(amount),
+        cancel_amount: Amount::ZERO,
+        status: PaymentStatus::Paid,
+        paid_at: 1_764_000_000,
+        cancel_history: Vec::new(),
+    }
+}
+
+/// The same payment after the gateway cancelled `amount` more.
+pub fn after_cancel(payment: &Payment, amount: i64, reason: &str) -> Payment {
+    let mut after = payment.clone();
+    after.cancel_amount = Amount::from_minor(payment.cancel_amount.minor() + amount);
+    if after.cancelable() == Amount::ZERO {
+        after.status = PaymentStatus::Cancelled;
+    }
+    after.cancel_history.push(CancelEntry {
+        pg_tid: Some(unique("pgtid")),
+        amount: Amount::from_minor(amount),
+        cancelled_at: 1_764_000_100 + payment.cancel_history.len() as i64,
+        reason: Some(reason.to_owned()),
+        cancellation_id: Some(unique("cxl")),
+        receipt_url: Some("https://receipt.example/c".to_owned()),
+    });
+    after
+}
+
+/// A pending refund of `amount` against the payment as it is now.
+pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refund {
+    let now = crate::clock::now_ms();
+    Refund {
+        id: RefundId::generate(),
+        merchant_uid: payment.merchant_uid.clone(),
+        imp_uid: payment.imp_uid.clone(),
+        amount: Amount::from_minor(amount),
+        base_cancel_amount: payment.cancel_amount,
+        checksum: payment.cancelable(),
+        reason: Some("단순 변심 — changed mind".to_owned()),
+        idempotency_key: key.map(str::to_owned),
+        fingerprint: format!("{:064x}", amount),
+        refund_account_masked: Some("**********8400".to_owned()),
+        status: RefundStatus::Pending,
+        gateway_code: None,
+        gateway_message: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}

@@ -1,0 +1,547 @@
+//! The conformance cases. Each takes a store and panics on a violation.
+
+use std::sync::Arc;
+
+use super::{after_cancel, paid_payment, pending_refund, unique};
+use crate::money::{Amount, Currency};
+use crate::payment::{CancelEntry, PayMethod, PaymentStatus};
+use crate::refund::{RefundId, RefundOutcome, RefundStatus};
+use crate::store::{PaymentStore, StoreError};
+
+type Store = Arc<dyn PaymentStore>;
+
+/// A snapshot is stored whole and read back equal, unknown codes included.
+pub async fn snapshot_round_trips(store: Store) {
+    let merchant_uid = unique("round-trip");
+    let mut payment = paid_payment(&merchant_uid, 1005, Currency::Usd);
+    payment.pay_method = PayMethod::Other("crypto_wallet".into());
+    payment.status = PaymentStatus::Paid;
+    payment = after_cancel(&payment, 1, "환불 🎉 \"quoted\" 'single'");
+    payment.cancel_history.push(CancelEntry {
+        pg_tid: None,
+        amount: Amount::from_minor(2),
+        cancelled_at: 0,
+        reason: None,
+        cancellation_id: None,
+        receipt_url: None,
+    });
+    payment.cancel_amount = Amount::from_minor(3);
+    let stored = store.apply_snapshot(&payment).await.unwrap();
+    assert_eq!(stored.payment, payment);
+    assert_eq!(stored.pending_refund, None);
+    assert!(!stored.on_hold);
+    let read = store.payment(&merchant_uid).await.unwrap().unwrap();
+    assert_eq!(read, stored);
+    assert!(store.payment(&unique("absent")).await.unwrap().is_none());
+
+    let mut odd = paid_payment(&unique("odd-status"), 100, Currency::Krw);
+    odd.status = PaymentStatus::Other("partial_cancelled_v2".into());
+    let stored = store.apply_snapshot(&odd).await.unwrap();
+    assert_eq!(stored.payment.status, odd.status);
+}
+
+/// Newer snapshots replace older ones; an older one (lower cancel_amount)
+/// never rolls money back.
+pub async fn snapshot_never_moves_cancel_amount_back(store: Store) {
+    let merchant_uid = unique("monotonic");
+    let mut first = paid_payment(&merchant_uid, 10_000, Currency::Krw);
+    first.status = PaymentStatus::Ready;
+    store.apply_snapshot(&first).await.unwrap();
+    let mut paid = first.clone();
+    paid.status = PaymentStatus::Paid;
+    let stored = store.apply_snapshot(&paid).await.unwrap();
+    assert_eq!(
+        stored.payment.status,
+        PaymentStatus::Paid,
+        "same total, newer status applies"
+    );
+    let later = after_cancel(&paid, 3_000, "partial");
+    assert_eq!(store.apply_snapshot(&later).await.unwrap().payment, later);
+    let stale = store.apply_snapshot(&paid).await.unwrap();
+    assert_eq!(stale.payment, later, "an older snapshot must be ignored");
+    assert_eq!(
+        store.payment(&merchant_uid).await.unwrap().unwrap().payment,
+        later
+    );
+}
+
+/// Applying a snapshot while a refund is pending keeps the refund and the lock.
+pub async fn snapshot_keeps_the_pending_refund(store: Store) {
+    let payment = paid_payment(&unique("keeps-pending"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 4_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    let stored = store
+        .apply_snapshot(&after_cancel(&payment, 4_000, "webhook"))
+        .await
+        .unwrap();
+    assert_eq!(stored.pending_refund.as_ref(), Some(&refund.id));
+    assert_eq!(stored.payment.cancel_amount, Amount::from_minor(4_000));
+    let journal = store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(journal.status, RefundStatus::Pending);
+    assert_eq!(
+        store
+            .begin_refund(&pending_refund(&stored.payment, 1, None))
+            .await
+            .unwrap_err()
+            .to_string(),
+        StoreError::RefundInProgress.to_string()
+    );
+}
+
+/// Fifty concurrent begins on one payment: exactly one wins, and the losers
+/// are refused with a conflict, not an error.
+pub async fn begin_refund_admits_exactly_one_of_many(store: Store) {
+    let payment = paid_payment(&unique("race"), 50_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let refund = pending_refund(&payment, 1_000 + i, None);
+            tokio::spawn(async move {
+                let result = store.begin_refund(&refund).await;
+                (refund.id, result)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (id, result) = task.await.unwrap();
+        match result {
+            Ok(()) => winners.push(id),
+            Err(StoreError::RefundInProgress | StoreError::CancelAmountChanged) => {}
+            Err(other) => panic!("a losing begin must be a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one refund may be pending");
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund.as_ref(), Some(&winners[0]));
+    let journal = store.refunds_of(&payment.merchant_uid).await.unwrap();
+    assert_eq!(journal.len(), 1, "losers must write nothing");
+}
+
+/// A begin based on an outdated cancel_amount is refused and writes nothing.
+pub async fn begin_refund_refuses_a_stale_cancel_amount(store: Store) {
+    let payment = paid_payment(&unique("stale"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let moved = after_cancel(&payment, 2_000, "elsewhere");
+    store.apply_snapshot(&moved).await.unwrap();
+    let stale = pending_refund(&payment, 1_000, Some("k1"));
+    assert!(matches!(
+        store.begin_refund(&stale).await,
+        Err(StoreError::CancelAmountChanged)
+    ));
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, None);
+    assert!(store
+        .refunds_of(&payment.merchant_uid)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .refund_by_idempotency_key(&payment.merchant_uid, "k1")
+        .await
+        .unwrap()
+        .is_none());
+    store
+        .begin_refund(&pending_refund(&moved, 1_000, Some("k1")))
+        .await
+        .unwrap();
+}
+
+/// No refund without its payment.
+pub async fn begin_refund_needs_the_payment(store: Store) {
+    let ghost = paid_payment(&unique("ghost"), 1_000, Currency::Krw);
+    assert!(matches!(
+        store.begin_refund(&pending_refund(&ghost, 500, None)).await,
+        Err(StoreError::PaymentNotFound)
+    ));
+}
+
+/// Success records the gateway's payment, frees the slot, and is final.
+pub async fn finish_succeeded_applies_the_snapshot_and_frees_the_payment(store: Store) {
+    let payment = paid_payment(&unique("succeed"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 10_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    let after = after_cancel(&payment, 10_000, "full");
+    let done = store
+        .finish_refund(
+            &refund.id,
+            &RefundOutcome::Succeeded,
+            Some(&after),
+            refund.created_at_ms + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, RefundStatus::Succeeded);
+    assert_eq!(done.updated_at_ms, refund.created_at_ms + 5);
+    assert_eq!(done.amount, refund.amount);
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.payment, after);
+    assert_eq!(stored.pending_refund, None);
+    assert!(matches!(
+        store
+            .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&after), 0)
+            .await,
+        Err(StoreError::NotPending(RefundStatus::Succeeded))
+    ));
+    let failed_late = RefundOutcome::Failed {
+        code: Some(1),
+        message: "late".into(),
+    };
+    assert!(matches!(
+        store.finish_refund(&refund.id, &failed_late, None, 0).await,
+        Err(StoreError::NotPending(RefundStatus::Succeeded))
+    ));
+    assert_eq!(
+        store.refund(&refund.id).await.unwrap().unwrap().status,
+        RefundStatus::Succeeded
+    );
+}
+
+/// Failure stores the gateway's word, leaves money alone, frees the slot.
+pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
+    let payment = paid_payment(&unique("fail"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 3_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    let outcome = RefundOutcome::Failed {
+        code: Some(-1),
+        message: "취소 가능 금액을 초과했습니다".into(),
+    };
+    let done = store
+        .finish_refund(&refund.id, &outcome, None, refund.created_at_ms)
+        .await
+        .unwrap();
+    assert_eq!(done.status, RefundStatus::Failed);
+    assert_eq!(done.gateway_code, Some(-1));
+    assert_eq!(
+        done.gateway_message.as_deref(),
+        Some("취소 가능 금액을 초과했습니다")
+    );
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.payment, payment);
+    assert_eq!(stored.pending_refund, None);
+    store
+        .begin_refund(&pending_refund(&payment, 3_000, None))
+        .await
+        .unwrap();
+}
+
+/// needs_review puts the payment on hold until an operator releases it.
+pub async fn needs_review_holds_the_payment_until_released(store: Store) {
+    let payment = paid_payment(&unique("review"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 3_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    let odd = after_cancel(&payment, 5_000, "unexplained");
+    let outcome = RefundOutcome::NeedsReview {
+        message: "numbers do not add up".into(),
+    };
+    let done = store
+        .finish_refund(&refund.id, &outcome, Some(&odd), 1)
+        .await
+        .unwrap();
+    assert_eq!(done.status, RefundStatus::NeedsReview);
+    assert_eq!(done.gateway_code, None);
+    assert_eq!(
+        done.gateway_message.as_deref(),
+        Some("numbers do not add up")
+    );
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert!(stored.on_hold);
+    assert_eq!(stored.payment, odd);
+    assert!(matches!(
+        store.begin_refund(&pending_refund(&odd, 1_000, None)).await,
+        Err(StoreError::OnHold)
+    ));
+    let resynced = store.apply_snapshot(&odd).await.unwrap();
+    assert!(resynced.on_hold, "a snapshot alone does not lift the hold");
+    store.release_hold(&payment.merchant_uid).await.unwrap();
+    assert!(
+        !store
+            .payment(&payment.merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .on_hold
+    );
+    store
+        .begin_refund(&pending_refund(&odd, 1_000, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.release_hold(&unique("ghost")).await,
+        Err(StoreError::PaymentNotFound)
+    ));
+}
+
+/// Finishing a refund that does not exist is an error, not a write.
+pub async fn finish_of_an_unknown_refund_is_refused(store: Store) {
+    assert!(matches!(
+        store
+            .finish_refund(&RefundId::generate(), &RefundOutcome::Succeeded, None, 0)
+            .await,
+        Err(StoreError::RefundNotFound)
+    ));
+    assert!(store.refund(&RefundId::generate()).await.unwrap().is_none());
+}
+
+/// A key names one refund per payment; other payments may reuse it.
+pub async fn idempotency_keys_are_unique_per_payment(store: Store) {
+    let first = paid_payment(&unique("idem-a"), 10_000, Currency::Krw);
+    let second = paid_payment(&unique("idem-b"), 10_000, Currency::Krw);
+    store.apply_snapshot(&first).await.unwrap();
+    store.apply_snapshot(&second).await.unwrap();
+    let key = "Order-42/click";
+    let refund = pending_refund(&first, 1_000, Some(key));
+    store.begin_refund(&refund).await.unwrap();
+    let outcome = RefundOutcome::Failed {
+        code: Some(-1),
+        message: "no".into(),
+    };
+    store
+        .finish_refund(&refund.id, &outcome, None, 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .begin_refund(&pending_refund(&first, 1_000, Some(key)))
+            .await,
+        Err(StoreError::IdempotencyKeyTaken)
+    ));
+    store
+        .begin_refund(&pending_refund(&second, 1_000, Some(key)))
+        .await
+        .unwrap();
+    let found = store
+        .refund_by_idempotency_key(&first.merchant_uid, key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, refund.id);
+    for miss in [
+        "order-42/click",
+        "Order-42",
+        "Order-42/click ",
+        "%",
+        "Order-42/clic_",
+    ] {
+        assert!(
+            store
+                .refund_by_idempotency_key(&first.merchant_uid, miss)
+                .await
+                .unwrap()
+                .is_none(),
+            "{miss:?} must not match {key:?}"
+        );
+    }
+}
+
+/// Many racing refunds, each retried on conflict the way the workflow does:
+/// the refunded total never exceeds the payment and the journal adds up.
+pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
+    let payment = paid_payment(&unique("ceiling"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let merchant_uid = payment.merchant_uid.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let current = store.payment(&merchant_uid).await.unwrap().unwrap().payment;
+                    if current.cancelable() < Amount::from_minor(1_500) {
+                        return;
+                    }
+                    let refund = pending_refund(&current, 1_500, None);
+                    match store.begin_refund(&refund).await {
+                        Ok(()) => {
+                            let after = after_cancel(&current, 1_500, "race");
+                            store
+                                .finish_refund(
+                                    &refund.id,
+                                    &RefundOutcome::Succeeded,
+                                    Some(&after),
+                                    1,
+                                )
+                                .await
+                                .unwrap();
+                        }
+                        Err(StoreError::RefundInProgress | StoreError::CancelAmountChanged) => {
+                            tokio::task::yield_now().await;
+                        }
+                        Err(other) => panic!("unexpected {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    let journal = store.refunds_of(&payment.merchant_uid).await.unwrap();
+    let refunded: i64 = journal
+        .iter()
+        .filter(|r| r.status == RefundStatus::Succeeded)
+        .map(|r| r.amount.minor())
+        .sum();
+    assert_eq!(refunded, 9_000, "six refunds of 1,500 fit in 10,000");
+    assert_eq!(stored.payment.cancel_amount, Amount::from_minor(refunded));
+    assert_eq!(stored.pending_refund, None);
+}
+
+/// The sweep's work list: pending only, older than the cutoff, oldest first.
+pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
+    // Timestamps far in the past that no other case uses.
+    let base = 1_000 + i64::from(uuid::Uuid::new_v4().as_fields().0 % 1_000_000) * 10;
+    let mut ours = Vec::new();
+    for (i, age) in [30, 10, 20, 0].into_iter().enumerate() {
+        let payment = paid_payment(&unique(&format!("sweep-{i}")), 1_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let mut refund = pending_refund(&payment, 100, None);
+        refund.created_at_ms = base - age;
+        refund.updated_at_ms = base - age;
+        store.begin_refund(&refund).await.unwrap();
+        ours.push(refund);
+    }
+    // A settled old refund is not listed.
+    let settled = ours.remove(2);
+    store
+        .finish_refund(&settled.id, &RefundOutcome::Succeeded, None, base)
+        .await
+        .unwrap();
+    let listed: Vec<RefundId> = store
+        .stale_pending_refunds(base, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .filter(|id| ours.iter().any(|o| &o.id == id))
+        .collect();
+    assert_eq!(listed, vec![ours[0].id.clone(), ours[1].id.clone()]);
+    let oldest = store.stale_pending_refunds(base, 1).await.unwrap();
+    assert_eq!(oldest.len(), 1);
+    assert_eq!(oldest[0], ours[0]);
+}
+
+/// Every refund field survives storage; lists are newest first.
+pub async fn refunds_round_trip_newest_first(store: Store) {
+    let payment = paid_payment(&unique("journal"), 30_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let mut current = payment.clone();
+    let mut ids = Vec::new();
+    for (i, key) in [Some("k-1"), None, Some("k-3")].into_iter().enumerate() {
+        let mut refund = pending_refund(&current, 1_000, key);
+        refund.created_at_ms += i as i64;
+        refund.updated_at_ms = refund.created_at_ms;
+        store.begin_refund(&refund).await.unwrap();
+        assert_eq!(store.refund(&refund.id).await.unwrap().unwrap(), refund);
+        current = after_cancel(&current, 1_000, "step");
+        store
+            .finish_refund(
+                &refund.id,
+                &RefundOutcome::Succeeded,
+                Some(&current),
+                refund.created_at_ms + 1,
+            )
+            .await
+            .unwrap();
+        ids.push(refund.id);
+    }
+    let listed: Vec<RefundId> = store
+        .refunds_of(&payment.merchant_uid)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.reverse();
+    assert_eq!(listed, ids);
+    assert!(store.refunds_of(&unique("none")).await.unwrap().is_empty());
+}
+
+/// Ids full of SQL, Mongo operators, wildcards and unicode are data.
+pub async fn hostile_ids_are_stored_and_matched_literally(store: Store) {
+    let tag = unique("h");
+    let hostile = [
+        "'; DROP TABLE payments; --",
+        r#"{"$ne": null}"#,
+        "$where",
+        "$gt",
+        "%",
+        "_",
+        ".*",
+        "\\",
+        "\"quoted\"",
+        "주문-1 🎉",
+        "a\u{301}",
+    ];
+    for (i, text) in hostile.iter().enumerate() {
+        let merchant_uid = format!("{text}{tag}");
+        let payment = paid_payment(&merchant_uid, 1_000 + i as i64, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let refund = pending_refund(&payment, 10, Some(text));
+        store.begin_refund(&refund).await.unwrap();
+        assert_eq!(
+            store.payment(&merchant_uid).await.unwrap().unwrap().payment,
+            payment
+        );
+        let found = store
+            .refund_by_idempotency_key(&merchant_uid, text)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, refund.id);
+    }
+    for probe in ["%", "_", ".*", "$ne", ""] {
+        let merchant_uid = format!("{probe}{tag}x");
+        assert!(
+            store.payment(&merchant_uid).await.unwrap().is_none(),
+            "{probe:?}"
+        );
+    }
+    // As patterns these would match stored ids; as literals they match none.
+    let rest = &tag[1..];
+    for pattern in [format!("%{rest}"), format!("_{rest}"), format!(".*{rest}")] {
+        assert!(
+            store.payment(&pattern).await.unwrap().is_none(),
+            "{pattern:?}"
+        );
+    }
+    assert!(store
+        .refund_by_idempotency_key(&format!("%{tag}"), "_")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// Amounts beyond f64's exact range come back exact.
+pub async fn amounts_are_exact_at_the_extremes(store: Store) {
+    let big = 9_007_199_254_740_993; // 2^53 + 1: not representable as f64.
+    let payment = paid_payment(&unique("big"), big, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, big - 1, None);
+    store.begin_refund(&refund).await.unwrap();
+    let read = store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(read.amount.minor(), big - 1);
+    assert_eq!(read.checksum.minor(), big);
+    let after = after_cancel(&payment, big - 1, "big");
+    store
+        .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&after), 1)
+        .await
+        .unwrap();
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.payment.amount.minor(), big);
+    assert_eq!(stored.payment.cancel_amount.minor(), big - 1);
+    assert_eq!(stored.payment.cancel_history[0].amount.minor(), big - 1);
+
+    let cents = paid_payment(&unique("usd"), 1, Currency::Usd);
+    assert_eq!(store.apply_snapshot(&cents).await.unwrap().payment, cents);
+}
+
+/// The health check answers.
+pub async fn ping_answers(store: Store) {
+    store.ping().await.unwrap();
+}
