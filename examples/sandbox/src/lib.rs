@@ -1,0 +1,266 @@
+//! A local, faithful simulator of the i'mport (PortOne V1) REST API.
+//!
+//! It serves the endpoints a refund flow uses, over real HTTP, with the
+//! official semantics (this crate's `README.md` lists every endpoint and
+//! field):
+//!
+//! - `POST /users/getToken`: 30-minute tokens, reused while live, extended by
+//!   five minutes when asked for in their last minute; 401 for wrong keys.
+//! - `POST /payments/cancel`: `imp_uid` before `merchant_uid`, `checksum`
+//!   verification, partial and full cancels, virtual-account refund fields,
+//!   the phone-payment month rule; refusals are HTTP 200 with `code: -1`.
+//! - `GET /payments/{imp_uid}`, `GET /payments/find/{merchant_uid}[/{status}]`.
+//!
+//! plus `/sandbox/...` control endpoints (seed payments, admin-console
+//! cancels, fault injection, call counters, clock) that mirror the methods of
+//! [`Sandbox`].
+//!
+//! It is deliberately independent of `refund-core`: it models the gateway,
+//! not our client, so a client bug cannot hide behind a matching sandbox bug.
+//!
+//! ```no_run
+//! use iamport_sandbox::{Currency, NewPayment, Sandbox, SandboxConfig};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let sandbox = Sandbox::start(SandboxConfig::default()).await?;
+//! let payment = sandbox
+//!     .create_payment(NewPayment::new("order-1", 10_000, Currency::Krw))
+//!     .expect("fresh merchant_uid");
+//! println!("{} -> {}", sandbox.base_url(), payment.imp_uid);
+//! sandbox.stop().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod body;
+mod clock;
+mod config;
+mod faults;
+mod ledger;
+mod money;
+mod routes;
+mod state;
+mod stats;
+mod wire;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use tokio::task::JoinHandle;
+
+pub use config::{
+    SandboxConfig, CLI_DEFAULT_LISTEN, DEFAULT_IMP_KEY, DEFAULT_IMP_SECRET, DEFAULT_TOKEN_TTL,
+};
+pub use faults::{ArmedFault, Fault, FaultTarget};
+pub use ledger::{
+    pay_method, AdminCancel, CancelEntry, CancelError, CreatePaymentError, NewPayment, Payment,
+    PaymentStatus, UnknownStatus, VirtualAccount,
+};
+pub use money::{format_amount, parse_amount, AmountError, Currency, UnknownCurrency};
+pub use stats::{CancelStats, Stats, TokenStats};
+
+use faults::ConnectionCutter;
+use state::SandboxState;
+
+/// How long a graceful [`Sandbox::stop`] waits for in-flight calls (a held
+/// reply, for instance) before closing them.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 2;
+
+/// A running sandbox. Dropping it stops the server (without waiting).
+#[derive(Debug)]
+pub struct Sandbox {
+    state: Arc<SandboxState>,
+    config: SandboxConfig,
+    addr: SocketAddr,
+    handle: ServerHandle,
+    server: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Sandbox {
+    /// Binds `config.listen` and serves in the background.
+    ///
+    /// Must be called inside a Tokio runtime (`#[tokio::main]`,
+    /// `#[tokio::test]` of either flavor, or actix's own); the server's
+    /// workers run on their own threads, so a busy test runtime does not
+    /// starve them.
+    pub async fn start(config: SandboxConfig) -> io::Result<Self> {
+        if config.workers == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the sandbox needs at least one worker",
+            ));
+        }
+        let state = Arc::new(SandboxState::new(&config));
+        let listener = TcpListener::bind(config.listen)?;
+        let addr = listener.local_addr()?;
+
+        let data = web::Data::from(Arc::clone(&state));
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+        })
+        .workers(config.workers)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .on_connect(ConnectionCutter::capture);
+        if !config.handle_signals {
+            server = server.disable_signals();
+        }
+        let server = server.listen(listener)?.run();
+        let handle = server.handle();
+        let server = tokio::spawn(server);
+        tracing::info!(%addr, "i'mport sandbox listening");
+
+        Ok(Self {
+            state,
+            config,
+            addr,
+            handle,
+            server: Some(server),
+        })
+    }
+
+    /// The bound address (with the real port when `listen` used port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the base URL to give an i'mport client.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The accepted REST API key.
+    pub fn imp_key(&self) -> &str {
+        &self.config.imp_key
+    }
+
+    /// The accepted REST API secret.
+    pub fn imp_secret(&self) -> &str {
+        &self.config.imp_secret
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// A few lines for a human starting the sandbox by hand: where it
+    /// listens, which credentials it takes and how to drive it.
+    pub fn banner(&self) -> String {
+        let base = self.base_url();
+        format!(
+            "i'mport sandbox listening on {base}\n\
+             \x20 imp_key:    {key}\n\
+             \x20 imp_secret: {secret}\n\
+             \x20 token TTL:  {ttl}s, added latency: {latency}ms\n\
+             \x20 seed a payment: curl -X POST {base}/sandbox/payments -H 'content-type: application/json' \
+             -d '{{\"merchant_uid\":\"order-1\",\"amount\":10000}}'\n\
+             \x20 control: /sandbox/payments, /sandbox/payments/{{imp_uid}}/admin-cancel, \
+             /sandbox/faults, /sandbox/stats, /sandbox/reset-stats, /sandbox/clock",
+            key = self.config.imp_key,
+            secret = self.config.imp_secret,
+            ttl = self.config.token_ttl.as_secs(),
+            latency = self.config.latency.as_millis(),
+        )
+    }
+
+    /// Seeds a payment (paid by default), as if a buyer had just paid.
+    pub fn create_payment(&self, new: NewPayment) -> Result<Payment, CreatePaymentError> {
+        self.state.create_payment(new)
+    }
+
+    /// The gateway's current copy of a payment.
+    pub fn payment(&self, imp_uid: &str) -> Option<Payment> {
+        self.state.payment(imp_uid)
+    }
+
+    /// The payment with this `merchant_uid`.
+    pub fn payment_by_merchant_uid(&self, merchant_uid: &str) -> Option<Payment> {
+        self.state.find_payment(merchant_uid, None)
+    }
+
+    /// Cancels outside the merchant's server, as the admin console would:
+    /// no checksum, no refund account, otherwise the gateway's rules.
+    pub fn admin_cancel(&self, imp_uid: &str, cancel: AdminCancel) -> Result<Payment, CancelError> {
+        self.state.admin_cancel(imp_uid, cancel)
+    }
+
+    /// Makes the next `times` calls to `target` suffer `fault`. Faults queue
+    /// up in the order they are armed.
+    pub fn inject_fault(&self, fault: Fault, target: FaultTarget, times: u32) {
+        self.state.arm_fault(fault, target, times);
+    }
+
+    /// Faults still waiting for calls.
+    pub fn armed_faults(&self) -> Vec<ArmedFault> {
+        self.state.armed_faults()
+    }
+
+    /// Disarms every fault.
+    pub fn clear_faults(&self) {
+        self.state.clear_faults();
+    }
+
+    /// Invalidates every live token at once: the next authenticated call
+    /// gets 401 and the next `getToken` mints a new token.
+    pub fn revoke_tokens(&self) {
+        self.state.revoke_tokens();
+    }
+
+    /// Call counters since start or the last reset.
+    pub fn stats(&self) -> Stats {
+        self.state.stats()
+    }
+
+    /// Zeroes the counters, returning what they were.
+    pub fn reset_stats(&self) -> Stats {
+        self.state.reset_stats()
+    }
+
+    /// The sandbox's current time (unix seconds), which is what `now` in
+    /// `getToken` and every timestamp it writes are based on.
+    pub fn now(&self) -> i64 {
+        self.state.clock.now()
+    }
+
+    /// Moves the sandbox clock forward, e.g. past a token's expiry.
+    pub fn advance_clock(&self, by: Duration) {
+        self.state.clock.advance(by);
+    }
+
+    /// Stops gracefully: in-flight calls get up to two seconds to finish.
+    pub async fn stop(mut self) {
+        self.handle.stop(true).await;
+        if let Some(server) = self.server.take() {
+            // The server future has returned once stop() resolves; the
+            // join only collects its result.
+            if let Ok(Err(error)) = server.await {
+                tracing::warn!(%error, "sandbox server ended with an error");
+            }
+        }
+    }
+
+    /// Waits until the server stops (for the standalone binary with
+    /// [`SandboxConfig::handle_signals`], that is on SIGINT or SIGTERM).
+    pub async fn wait(mut self) -> io::Result<()> {
+        match self.server.take() {
+            Some(server) => server.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // `stop` sends its command eagerly and dropping the returned future
+        // does not cancel it, so this never blocks. Sending it to a server
+        // that already stopped is a no-op.
+        drop(self.handle.stop(false));
+    }
+}

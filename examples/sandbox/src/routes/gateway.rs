@@ -1,0 +1,229 @@
+//! The simulated i'mport V1 endpoints.
+//!
+//! Every call goes through the same steps: added latency, counting,
+//! authentication, then [`with_faults`], which lets an armed fault act
+//! before and/or after the call's real work.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::body::Fields;
+use crate::faults::{ConnectionCutter, Endpoint, Fault};
+use crate::ledger::{CancelError, CancelOrder, Payment, PaymentStatus, RefundAccount, Target};
+use crate::money::{parse_amount, Currency};
+use crate::state::SandboxState;
+use crate::wire::{
+    failure, garbage, refusal, success, unauthorized, AuthAnnotation, PaymentAnnotation,
+};
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users/getToken", web::post().to(get_token))
+        .route("/payments/cancel", web::post().to(cancel))
+        .route("/payments/find/{merchant_uid}", web::get().to(find_payment))
+        .route(
+            "/payments/find/{merchant_uid}/{payment_status}",
+            web::get().to(find_payment),
+        )
+        .route("/payments/{imp_uid}", web::get().to(get_payment));
+}
+
+/// Latency and accounting, common to every gateway call.
+async fn arrive(state: &SandboxState, endpoint: Endpoint) {
+    if !state.latency.is_zero() {
+        tokio::time::sleep(state.latency).await;
+    }
+    state.record_call(endpoint);
+}
+
+/// The 401 answer, unless the request carries the live token.
+fn reject_unauthenticated(state: &SandboxState, req: &HttpRequest) -> Option<HttpResponse> {
+    if state.is_authorized(req.headers()) {
+        None
+    } else {
+        state.record_unauthorized();
+        Some(unauthorized())
+    }
+}
+
+/// Runs `work` (the call's real work: for a cancel, validate and commit)
+/// under the next fault armed for `endpoint`, if any.
+async fn with_faults(
+    state: &SandboxState,
+    req: &HttpRequest,
+    endpoint: Endpoint,
+    work: impl FnOnce() -> HttpResponse,
+) -> HttpResponse {
+    let Some(fault) = state.take_fault(endpoint) else {
+        return work();
+    };
+    tracing::debug!(fault = fault.name(), ?endpoint, "injecting fault");
+    match fault {
+        Fault::FailBeforeCommit => failure(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+        Fault::Garbage => garbage(),
+        Fault::DropBeforeCommit => cut_connection(req, StatusCode::SERVICE_UNAVAILABLE),
+        Fault::HoldAfterCommit(hold) => {
+            let reply = work();
+            tokio::time::sleep(hold).await;
+            reply
+        }
+        Fault::FailAfterCommit => {
+            // The work's own reply is lost, as behind a crashing proxy.
+            drop(work());
+            failure(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        Fault::DropAfterCommit => {
+            drop(work());
+            cut_connection(req, StatusCode::INTERNAL_SERVER_ERROR)
+        }
+    }
+}
+
+/// Closes the client's connection with no reply. The response returned is
+/// only delivered if the connection could not be cut (then it is a 5xx, the
+/// nearest observable equivalent).
+fn cut_connection(req: &HttpRequest, fallback: StatusCode) -> HttpResponse {
+    let cut = req
+        .conn_data::<ConnectionCutter>()
+        .is_some_and(ConnectionCutter::cut);
+    if !cut {
+        tracing::warn!("connection could not be dropped; answering {fallback} instead");
+    }
+    failure(fallback, "connection dropped")
+}
+
+/// `POST /users/getToken`.
+async fn get_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SandboxState>,
+) -> HttpResponse {
+    let state = state.get_ref();
+    arrive(state, Endpoint::Token).await;
+    let fields = match Fields::parse(&req, &body) {
+        Ok(fields) => fields,
+        Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let credential = |name| fields.text(name).ok().flatten().unwrap_or_default();
+    if !state.credentials_match(&credential("imp_key"), &credential("imp_secret")) {
+        state.record_unauthorized();
+        return unauthorized();
+    }
+    with_faults(state, &req, Endpoint::Token, || {
+        let issued = state.issue_token();
+        success(AuthAnnotation::new(&issued, state.clock.now()))
+    })
+    .await
+}
+
+/// `POST /payments/cancel`.
+async fn cancel(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SandboxState>,
+) -> HttpResponse {
+    let state = state.get_ref();
+    arrive(state, Endpoint::Cancel).await;
+    if let Some(reply) = reject_unauthenticated(state, &req) {
+        return reply;
+    }
+    let fields = match Fields::parse(&req, &body) {
+        Ok(fields) => fields,
+        Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    with_faults(state, &req, Endpoint::Cancel, || {
+        let outcome = cancel_target(&fields)
+            .and_then(|target| state.cancel(&target, |payment| cancel_order(&fields, payment)));
+        match outcome {
+            Ok(payment) => success(PaymentAnnotation::new(&payment)),
+            Err(error) => refusal(&error.to_string()),
+        }
+    })
+    .await
+}
+
+fn text(fields: &Fields, name: &str) -> Result<Option<String>, CancelError> {
+    fields
+        .text(name)
+        .map_err(|error| CancelError::InvalidField { field: error.0 })
+}
+
+fn cancel_target(fields: &Fields) -> Result<Target, CancelError> {
+    Target::from_ids(text(fields, "imp_uid")?, text(fields, "merchant_uid")?)
+}
+
+/// Reads the cancel fields; amounts are parsed in the payment's currency.
+fn cancel_order(fields: &Fields, payment: &Payment) -> Result<CancelOrder, CancelError> {
+    let amount = |field: &'static str| amount_field(fields, field, payment.currency);
+    Ok(CancelOrder {
+        amount: amount("amount")?,
+        checksum: amount("checksum")?,
+        tax_free: amount("tax_free")?,
+        vat_amount: amount("vat_amount")?,
+        reason: text(fields, "reason")?,
+        refund_account: RefundAccount {
+            holder: text(fields, "refund_holder")?,
+            bank: text(fields, "refund_bank")?,
+            account: text(fields, "refund_account")?,
+        },
+        require_refund_account: true,
+    })
+}
+
+fn amount_field(
+    fields: &Fields,
+    field: &'static str,
+    currency: Currency,
+) -> Result<Option<i64>, CancelError> {
+    text(fields, field)?
+        .map(|value| parse_amount(&value, currency))
+        .transpose()
+        .map_err(|source| CancelError::InvalidAmount { field, source })
+}
+
+/// `GET /payments/{imp_uid}`.
+async fn get_payment(
+    req: HttpRequest,
+    imp_uid: web::Path<String>,
+    state: web::Data<SandboxState>,
+) -> HttpResponse {
+    let state = state.get_ref();
+    arrive(state, Endpoint::GetPayment).await;
+    if let Some(reply) = reject_unauthenticated(state, &req) {
+        return reply;
+    }
+    with_faults(state, &req, Endpoint::GetPayment, || {
+        payment_reply(state.payment(&imp_uid))
+    })
+    .await
+}
+
+/// `GET /payments/find/{merchant_uid}[/{payment_status}]`. The `sorting`
+/// query is accepted and has no effect: merchant_uid is unique here.
+async fn find_payment(req: HttpRequest, state: web::Data<SandboxState>) -> HttpResponse {
+    let state = state.get_ref();
+    arrive(state, Endpoint::FindPayment).await;
+    if let Some(reply) = reject_unauthenticated(state, &req) {
+        return reply;
+    }
+    let merchant_uid = req.match_info().get("merchant_uid").unwrap_or_default();
+    let status = match req
+        .match_info()
+        .get("payment_status")
+        .map(str::parse::<PaymentStatus>)
+    {
+        None => None,
+        Some(Ok(status)) => Some(status),
+        Some(Err(error)) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    with_faults(state, &req, Endpoint::FindPayment, || {
+        payment_reply(state.find_payment(merchant_uid, status))
+    })
+    .await
+}
+
+fn payment_reply(payment: Option<Payment>) -> HttpResponse {
+    match payment {
+        Some(payment) => success(PaymentAnnotation::new(&payment)),
+        None => failure(StatusCode::NOT_FOUND, "no such payment"),
+    }
+}
