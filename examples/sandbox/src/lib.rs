@@ -44,9 +44,11 @@ mod state;
 mod stats;
 mod wire;
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -111,8 +113,19 @@ impl Sandbox {
         if !config.handle_signals {
             server = server.disable_signals();
         }
-        let server = server.listen(listener)?.run();
+        let mut server = Box::pin(server.listen(listener)?.run());
         let handle = server.handle();
+        // actix-server does its setup (accept thread, workers, signal
+        // handlers) on the first poll. Poll once here so that `start`
+        // returns a sandbox that is really serving, and setup errors become
+        // `start`'s error instead of a failed background task.
+        let first_poll = std::future::poll_fn(|cx| Poll::Ready(server.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first_poll {
+            result?;
+            return Err(io::Error::other(
+                "the sandbox server stopped while starting",
+            ));
+        }
         let server = tokio::spawn(server);
         tracing::info!(%addr, "i'mport sandbox listening");
 
