@@ -1,1 +1,98 @@
-//! (in progress)
+//! Safe i'mport refunds for an actix-web merchant server: mount one scope.
+//!
+//! The refund workflow itself (journal, checksum, reconciliation) lives in
+//! [`refund_core::RefundService`]; this crate is its HTTP face: routes,
+//! body parsing, authorization and the JSON error contract.
+//!
+//! # Mounting it
+//! Build a [`RefundService`](refund_core::RefundService) over your payment
+//! store and the i'mport client, choose who may refund (an [`Authorizer`];
+//! there is no way to skip this), and mount the scope next to your routes:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use actix_web::{web, App, HttpResponse, HttpServer};
+//! use refund_actix::{BearerTokenAuthorizer, RefundScope};
+//! use refund_core::{
+//!     IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, RefundService,
+//! };
+//!
+//! #[actix_web::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let credentials = IamportCredentials::new("your_rest_api_key", "your_rest_api_secret");
+//!     let gateway = IamportClient::new(IamportConfig::new(IamportConfig::PRODUCTION_URL, credentials))?;
+//!     // Use a storage-sql or storage-mongo store in production.
+//!     let service = Arc::new(RefundService::new(Arc::new(MemoryPaymentStore::new()), Arc::new(gateway)));
+//!     // Settles refunds whose outcome was unknown (timeouts): start it once.
+//!     actix_web::rt::spawn(service.clone().run_sweeper(Duration::from_secs(60)));
+//!
+//!     let admin = BearerTokenAuthorizer::new(std::env::var("REFUND_ADMIN_TOKEN")?)?;
+//!     let refunds = RefundScope::new(service, admin);
+//!
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .route("/", web::get().to(|| async { HttpResponse::Ok().body("shop") }))
+//!             .service(refunds.clone()) // POST /payments/cancel, ...
+//!     })
+//!     .bind(("127.0.0.1", 8080))?
+//!     .run()
+//!     .await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`RefundScope`] also offers `.into_scope()` (an actix [`Scope`](actix_web::Scope))
+//! and `.configure()` (for `App::configure`), and the options
+//! [`prefix`](RefundScope::prefix) (default `/payments`),
+//! [`body_limit`](RefundScope::body_limit) (default 16 KiB) and
+//! [`webhook_allowlist`](RefundScope::webhook_allowlist).
+//!
+//! The scope keeps its own `JsonConfig`, `FormConfig`, `PathConfig` and
+//! state, so your app's settings are untouched and do not leak into it. It
+//! owns its prefix: register any route of yours under the same prefix (say
+//! `/payments/complete`) *before* the scope, or actix will never reach it.
+//!
+//! # Routes
+//! | route | answer |
+//! |---|---|
+//! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}`, optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
+//! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds` |
+//! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway (and lifts a review hold), then the view |
+//! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
+//!
+//! Amounts in the view are in the currency's major unit, as i'mport sends
+//! them (`1000` won, `12.5` dollars), written exactly.
+//!
+//! # Errors
+//! Every error is `{"code": "...", "message": "..."}` (plus
+//! `gateway_message` for `gateway_rejected`) with the status of DESIGN.md's
+//! table: `invalid_request` and `refund_account_required` (400),
+//! `unauthorized` (401), `forbidden` (403), `payment_not_found` (404),
+//! `already_refunded`, `amount_exceeds_cancelable`, `refund_in_progress`,
+//! `idempotency_key_reused`, `payment_out_of_sync` (409),
+//! `payload_too_large` (413), `unsupported_media_type` (415),
+//! `not_refundable` (422), `gateway_rejected`, `gateway_error` (502),
+//! `storage_unavailable` (503). Routing mistakes under the prefix answer
+//! `not_found` (404) and `method_not_allowed` (405) in the same shape.
+//! Bad input is never a 500; an `internal_error` (500) says nothing more
+//! and its cause is logged. Messages never repeat client values, tokens or
+//! account numbers.
+//!
+//! # Tracing
+//! Each handler is a `tracing` span with the order's `merchant_uid` (and
+//! `refund_id`, `imp_uid` where known). The scope adds no middleware and no
+//! request-id header, so it nests under `tracing-actix-web`'s
+//! `TracingLogger` root span if the host uses it.
+
+mod authorize;
+mod body;
+mod error;
+mod routes;
+mod scope;
+
+/// Re-exported so an [`Authorizer`] can be written without another dependency.
+pub use async_trait::async_trait;
+pub use authorize::{Action, Authorizer, BearerTokenAuthorizer, Decision, WeakAdminToken};
+pub use scope::{RefundScope, DEFAULT_BODY_LIMIT, DEFAULT_PREFIX, IAMPORT_WEBHOOK_IPS};

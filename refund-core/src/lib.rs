@@ -68,8 +68,8 @@ pub use memory::{MemoryPaymentStore, MemoryTokenCache};
 pub use money::{Amount, AmountError, Currency, DecimalText};
 pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment};
 pub use refund::{
-    mask_account, validate_idempotency_key, CancelRequest, Refund, RefundAccount, RefundId,
-    RefundOutcome, RefundStatus, RequestError, ValidRequest,
+    mask_account, validate_idempotency_key, validate_payment_id, CancelRequest, Refund,
+    RefundAccount, RefundId, RefundOutcome, RefundStatus, RequestError, ValidRequest,
 };
 pub use store::{BoxError, PaymentStore, StoreError};
 pub use token::{AccessToken, TokenCache, TokenSource};

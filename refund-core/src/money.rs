@@ -204,6 +204,16 @@ impl DecimalText {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// True for numbers below zero (`-0` is not).
+    pub fn is_negative(&self) -> bool {
+        self.0.starts_with('-') && !self.is_zero()
+    }
+
+    /// True for any spelling of zero (`0`, `0.00`, `-0e5`).
+    pub fn is_zero(&self) -> bool {
+        Decimal::parse(&self.0).is_ok_and(|d| d.digits.bytes().all(|b| b == b'0'))
+    }
 }
 
 impl<'de> Deserialize<'de> for DecimalText {

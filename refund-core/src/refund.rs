@@ -206,8 +206,10 @@ impl fmt::Debug for CancelRequest {
 
 /// Longest `reason` accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 256;
-/// Longest `refund_holder` and `refund_account`, in characters.
+/// Longest `refund_holder`, in characters.
 pub const MAX_HOLDER_CHARS: usize = 16;
+/// Longest `refund_account`, in characters.
+pub const MAX_ACCOUNT_CHARS: usize = 16;
 /// Longest `refund_bank` code, in characters.
 pub const MAX_BANK_CHARS: usize = 4;
 /// Longest `merchant_uid` and `Idempotency-Key`, in characters.
@@ -235,14 +237,16 @@ impl fmt::Debug for RefundAccount {
     }
 }
 
-/// Shows only the last four characters of an account number.
+/// Masks an account number, showing at most its last four characters (and
+/// none of a short one, where four would be most of it).
 pub fn mask_account(account: &str) -> String {
     let chars: Vec<char> = account.chars().collect();
-    let shown = chars.len().saturating_sub(4);
+    let shown = if chars.len() >= 8 { 4 } else { 0 };
+    let hidden = chars.len() - shown;
     chars
         .iter()
         .enumerate()
-        .map(|(i, c)| if i < shown { '*' } else { *c })
+        .map(|(i, c)| if i < hidden { '*' } else { *c })
         .collect()
 }
 
@@ -276,12 +280,7 @@ impl CancelRequest {
     /// the account fields.
     pub fn validate(self) -> Result<ValidRequest, RequestError> {
         let invalid = |m: &str| Err(RequestError::Invalid(m.to_owned()));
-        if self.merchant_uid.trim().is_empty() {
-            return invalid("merchant_uid is required");
-        }
-        if self.merchant_uid.chars().count() > MAX_ID_CHARS || has_control(&self.merchant_uid) {
-            return invalid("merchant_uid is malformed");
-        }
+        validate_payment_id("merchant_uid", &self.merchant_uid)?;
         let reason = self
             .reason
             .map(|r| r.trim().to_owned())
@@ -292,6 +291,27 @@ impl CancelRequest {
         {
             return invalid("reason is longer than 256 characters");
         }
+        if reason.as_ref().is_some_and(|r| has_control(r)) {
+            return invalid("reason must not contain control characters");
+        }
+        for (amount, field) in [
+            (&self.cancel_request_amount, "cancel_request_amount"),
+            (&self.tax_free, "tax_free"),
+            (&self.vat_amount, "vat_amount"),
+        ] {
+            if amount.as_ref().is_some_and(DecimalText::is_negative) {
+                return Err(RequestError::Invalid(format!(
+                    "{field} must not be negative"
+                )));
+            }
+        }
+        if self
+            .cancel_request_amount
+            .as_ref()
+            .is_some_and(DecimalText::is_zero)
+        {
+            return invalid("cancel_request_amount must be greater than 0");
+        }
         let blank_to_none =
             |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
         let holder = blank_to_none(self.refund_holder);
@@ -300,9 +320,12 @@ impl CancelRequest {
         let tel = blank_to_none(self.refund_tel);
         if holder
             .as_ref()
-            .is_some_and(|h| h.chars().count() > MAX_HOLDER_CHARS || has_control(h))
+            .is_some_and(|h| h.chars().count() > MAX_HOLDER_CHARS)
         {
             return invalid("refund_holder is longer than 16 characters");
+        }
+        if holder.as_ref().is_some_and(|h| has_control(h)) {
+            return invalid("refund_holder must not contain control characters");
         }
         if bank.as_ref().is_some_and(|b| {
             b.chars().count() > MAX_BANK_CHARS || !b.chars().all(|c| c.is_ascii_alphanumeric())
@@ -310,7 +333,7 @@ impl CancelRequest {
             return invalid("refund_bank must be a bank code of at most 4 letters or digits");
         }
         if account_number.as_ref().is_some_and(|a| {
-            a.chars().count() > MAX_HOLDER_CHARS
+            a.chars().count() > MAX_ACCOUNT_CHARS
                 || !a.chars().all(|c| c.is_ascii_digit() || c == '-')
         }) {
             return invalid("refund_account must be at most 16 digits");
@@ -359,9 +382,34 @@ pub struct RequestAmounts {
     pub vat_amount: Option<Amount>,
 }
 
+impl RequestAmounts {
+    /// Checks that the tax-free and VAT parts fit in the refund `amount`.
+    pub fn check_parts(&self, amount: Amount) -> Result<(), RequestError> {
+        let parts = [(self.tax_free, "tax_free"), (self.vat_amount, "vat_amount")];
+        for (part, field) in parts {
+            if part.is_some_and(|p| p.minor() < 0 || p > amount) {
+                return Err(RequestError::Invalid(format!(
+                    "{field} must be between 0 and the refund amount"
+                )));
+            }
+        }
+        let sum = self
+            .tax_free
+            .unwrap_or(Amount::ZERO)
+            .checked_add(self.vat_amount.unwrap_or(Amount::ZERO));
+        if sum.is_none_or(|s| s > amount) {
+            return Err(RequestError::Invalid(
+                "tax_free and vat_amount together exceed the refund amount".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ValidRequest {
-    /// Converts the amounts exactly into `currency`; each must be positive
-    /// (tax and VAT may be zero) and not above the requested amount.
+    /// Converts the amounts exactly into `currency`. Signs were checked by
+    /// [`CancelRequest::validate`]; bounds against the refund amount are
+    /// checked once it is resolved ([`RequestAmounts::check_parts`]).
     pub fn amounts(&self, currency: Currency) -> Result<RequestAmounts, RequestError> {
         let convert =
             |text: &Option<DecimalText>, field: &str| -> Result<Option<Amount>, RequestError> {
@@ -385,19 +433,10 @@ impl ValidRequest {
                 "cancel_request_amount must be greater than 0".into(),
             ));
         }
-        let tax_free = convert(&self.tax_free, "tax_free")?;
-        let vat_amount = convert(&self.vat_amount, "vat_amount")?;
-        for (part, field) in [(tax_free, "tax_free"), (vat_amount, "vat_amount")] {
-            if part.is_some_and(|p| p.minor() < 0 || amount.is_some_and(|a| p > a)) {
-                return Err(RequestError::Invalid(format!(
-                    "{field} must be between 0 and the refund amount"
-                )));
-            }
-        }
         Ok(RequestAmounts {
             amount,
-            tax_free,
-            vat_amount,
+            tax_free: convert(&self.tax_free, "tax_free")?,
+            vat_amount: convert(&self.vat_amount, "vat_amount")?,
         })
     }
 
@@ -418,7 +457,7 @@ impl ValidRequest {
             &minor(amounts.tax_free),
             &minor(amounts.vat_amount),
         ] {
-            hasher.update(part.len().to_be_bytes());
+            hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part.as_bytes());
         }
         hasher
@@ -427,6 +466,19 @@ impl ValidRequest {
             .map(|b| format!("{b:02x}"))
             .collect()
     }
+}
+
+/// Checks a payment id from a client (`merchant_uid`, or a webhook's
+/// `imp_uid`) before it is looked up: not blank, at most 128 characters, no
+/// control characters. `field` names it in the error.
+pub fn validate_payment_id(field: &str, id: &str) -> Result<(), RequestError> {
+    if id.trim().is_empty() {
+        return Err(RequestError::Invalid(format!("{field} is required")));
+    }
+    if id.chars().count() > MAX_ID_CHARS || has_control(id) {
+        return Err(RequestError::Invalid(format!("{field} is malformed")));
+    }
+    Ok(())
 }
 
 /// Checks an `Idempotency-Key` header: 1 to 128 visible ASCII characters.
@@ -450,7 +502,9 @@ mod tests {
     #[test]
     fn masks_all_but_last_four() {
         assert_eq!(mask_account("56211105948400"), "**********8400");
-        assert_eq!(mask_account("123"), "123");
+        assert_eq!(mask_account("12345678"), "****5678");
+        assert_eq!(mask_account("1234567"), "*******");
+        assert_eq!(mask_account("123"), "***");
     }
 
     #[test]
@@ -474,6 +528,10 @@ mod tests {
             r#"{"merchant_uid":"m","refund_holder":"a","refund_bank":"8-","refund_account":"1"}"#.to_owned(),
             r#"{"merchant_uid":"m","refund_holder":"a","refund_bank":"88","refund_account":"12345678901234567"}"#.to_owned(),
             r#"{"merchant_uid":"m\u0000"}"#.to_owned(),
+            r#"{"merchant_uid":"m","reason":"a\u0000b"}"#.to_owned(),
+            r#"{"merchant_uid":"m","cancel_request_amount":-1}"#.to_owned(),
+            r#"{"merchant_uid":"m","cancel_request_amount":0.0}"#.to_owned(),
+            r#"{"merchant_uid":"m","tax_free":-1}"#.to_owned(),
         ] {
             assert!(matches!(body(&bad).validate(), Err(RequestError::Invalid(_))), "{bad}");
         }
@@ -492,6 +550,16 @@ mod tests {
     }
 
     #[test]
+    fn payment_ids_are_checked_before_any_lookup() {
+        assert!(validate_payment_id("imp_uid", "imp_123456789012").is_ok());
+        assert!(validate_payment_id("imp_uid", &"가".repeat(128)).is_ok());
+        for bad in ["", "  ", "a\nb", &"x".repeat(129)] {
+            let error = validate_payment_id("imp_uid", bad).unwrap_err();
+            assert!(error.to_string().starts_with("imp_uid is"), "{error}");
+        }
+    }
+
+    #[test]
     fn amounts_are_exact_and_positive() {
         let valid = |json: &str| body(json).validate().unwrap();
         let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":2000.0}"#);
@@ -505,14 +573,16 @@ mod tests {
             req.amounts(Currency::Usd).unwrap().amount,
             Some(Amount::from_minor(2050))
         );
-        for zero in ["0", "-1", "0.00"] {
-            let req = valid(&format!(
-                r#"{{"merchant_uid":"m","cancel_request_amount":{zero}}}"#
-            ));
-            assert!(req.amounts(Currency::Usd).is_err(), "{zero}");
-        }
+        // Below the minor unit: not a valid amount once converted.
+        let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":1e-9}"#);
+        assert!(req.amounts(Currency::Usd).is_err());
         let req = valid(r#"{"merchant_uid":"m","cancel_request_amount":10,"vat_amount":11}"#);
-        assert!(req.amounts(Currency::Krw).is_err());
+        let amounts = req.amounts(Currency::Krw).unwrap();
+        assert!(amounts.check_parts(Amount::from_minor(10)).is_err());
+        let req = valid(r#"{"merchant_uid":"m","tax_free":6,"vat_amount":5}"#);
+        let amounts = req.amounts(Currency::Krw).unwrap();
+        assert!(amounts.check_parts(Amount::from_minor(10)).is_err());
+        assert!(amounts.check_parts(Amount::from_minor(11)).is_ok());
     }
 
     #[test]

@@ -12,12 +12,13 @@ use iamport_sandbox::{
 use refund_core::{
     Amount, CancelOutcome, CancelRequest, IamportClient, IamportConfig, IamportCredentials,
     MemoryPaymentStore, PaymentGateway, PaymentStore, RefundError, RefundService, RefundStatus,
+    StoreError,
 };
 
 /// Client timeouts short enough that "the refund can no longer be in
 /// flight" arrives within a test, long enough for a loaded machine.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
-const REQUEST_TIMEOUT: Duration = Duration::from_millis(700);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
 struct Harness {
     sandbox: Sandbox,
@@ -41,7 +42,11 @@ impl Harness {
     fn with_gateway(sandbox: Sandbox, config: IamportConfig) -> Harness {
         let store = Arc::new(MemoryPaymentStore::new());
         let gateway = Arc::new(IamportClient::new(config).unwrap());
-        let service = Arc::new(RefundService::new(store.clone(), gateway.clone()));
+        // Settle as soon as a refund can no longer be on the wire.
+        let service = Arc::new(
+            RefundService::new(store.clone(), gateway.clone())
+                .settle_after(gateway.max_in_flight()),
+        );
         Harness {
             sandbox,
             store,
@@ -69,6 +74,11 @@ impl Harness {
     async fn cancel(&self, json: &str, key: Option<&str>) -> Result<CancelOutcome, RefundError> {
         let request: CancelRequest = serde_json::from_str(json).unwrap();
         self.service.cancel(request, key).await
+    }
+
+    /// Waits until refunds begun so far can no longer be in flight.
+    async fn wait_until_settleable(&self) {
+        tokio::time::sleep(self.gateway.max_in_flight() + Duration::from_millis(100)).await;
     }
 
     fn cancels_attempted(&self) -> u64 {
@@ -323,10 +333,8 @@ async fn unknown_outcomes_that_never_happened_are_failed_by_the_sweep() {
         RefundStatus::Pending
     );
 
-    tokio::time::sleep(h.gateway.max_in_flight() + Duration::from_millis(100)).await;
-    let service = RefundService::new(h.store.clone(), h.gateway.clone())
-        .settle_after(h.gateway.max_in_flight());
-    let report = service.sweep().await.unwrap();
+    h.wait_until_settleable().await;
+    let report = h.service.sweep().await.unwrap();
     assert!(report.settled >= 2, "{report:?}");
     for id in [&a.id, &b.id] {
         let refund = h.store.refund(id).await.unwrap().unwrap();
@@ -520,6 +528,14 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
         .unwrap();
     h.service.refresh(&imp_uid).await.unwrap();
     let journal = h.store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(
+        journal.status,
+        RefundStatus::Pending,
+        "young refunds are not judged"
+    );
+    h.wait_until_settleable().await;
+    h.service.sweep().await.unwrap();
+    let journal = h.store.refund(&refund.id).await.unwrap().unwrap();
     assert_eq!(journal.status, RefundStatus::NeedsReview);
     let err = h
         .cancel(&body(&merchant_uid, Some("100")), None)
@@ -531,6 +547,186 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
     h.service.sync(&merchant_uid).await.unwrap();
     refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
+    h.sandbox
+        .admin_cancel(
+            &imp_uid,
+            AdminCancel {
+                amount: Some(500),
+                reason: None,
+            },
+        )
+        .unwrap();
+    h.wait_until_settleable().await;
+    // This sync finds the trouble: the hold it sets must stand until the
+    // operator's next sync.
+    h.service.sync(&merchant_uid).await.unwrap();
+    assert!(
+        h.store
+            .payment(&merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .on_hold
+    );
+    let err = h
+        .cancel(&body(&merchant_uid, Some("100")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "refund_in_progress");
+    h.service.sync(&merchant_uid).await.unwrap();
+    refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_pending_refund_is_reconciled_before_the_next_refund() {
+    let h = Harness::start().await;
+    let (merchant_uid, _) = h.seed_krw(10_000).await;
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    let first = pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
+    h.wait_until_settleable().await;
+    refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
+    let settled = h.store.refund(&first.id).await.unwrap().unwrap();
+    assert_eq!(settled.status, RefundStatus::Succeeded);
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 3_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_failure_is_definite_and_sends_nothing() {
+    let h = Harness::start().await;
+    let (merchant_uid, _) = h.seed_krw(10_000).await;
+    h.sandbox.revoke_tokens();
+    h.sandbox
+        .inject_fault(Fault::FailBeforeCommit, FaultTarget::Token, 1);
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    assert_eq!(h.sandbox.stats().cancel.committed, 0);
+    assert!(h
+        .service
+        .view(&merchant_uid)
+        .await
+        .unwrap()
+        .pending_refunds
+        .is_empty());
+    refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tax_and_vat_beyond_the_refund_never_reach_the_gateway() {
+    let h = Harness::start().await;
+    let (merchant_uid, _) = h.seed_krw(10_000).await;
+    for extra in [r#""tax_free":999999"#, r#""vat_amount":600,"tax_free":500"#] {
+        let json =
+            format!(r#"{{"merchant_uid":"{merchant_uid}","cancel_request_amount":1000,{extra}}}"#);
+        assert_eq!(
+            h.cancel(&json, None).await.unwrap_err().code(),
+            "invalid_request"
+        );
+        // Without an amount, the parts are checked against what is left.
+        let json = format!(r#"{{"merchant_uid":"{merchant_uid}","tax_free":10001}}"#);
+        assert_eq!(
+            h.cancel(&json, None).await.unwrap_err().code(),
+            "invalid_request"
+        );
+    }
+    assert_eq!(h.cancels_attempted(), 0);
+    let json = format!(
+        r#"{{"merchant_uid":"{merchant_uid}","cancel_request_amount":1000,"tax_free":100,"vat_amount":90}}"#
+    );
+    refunded(h.cancel(&json, None).await);
+}
+
+/// A store that fails to record the gateway's answer: the refund must stay
+/// pending (202), never be reported as "nothing happened".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_after_the_gateway_answered_leaves_the_refund_pending() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let store = Arc::new(FailingFinish(h.store.clone()));
+    let service = RefundService::new(store, h.gateway.clone());
+    let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
+    let refund = pending(service.cancel(request, None).await);
+    assert_eq!(h.sandbox.stats().cancel.committed, 1);
+    assert_eq!(
+        h.store.refund(&refund.id).await.unwrap().unwrap().status,
+        RefundStatus::Pending
+    );
+    // Once the store works again, reconciliation settles it.
+    h.service.refresh(&imp_uid).await.unwrap();
+    assert_eq!(
+        h.store.refund(&refund.id).await.unwrap().unwrap().status,
+        RefundStatus::Succeeded
+    );
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
+}
+
+/// Delegates everything but `finish_refund`, which finds the database down.
+struct FailingFinish(Arc<MemoryPaymentStore>);
+
+#[async_trait::async_trait]
+impl PaymentStore for FailingFinish {
+    async fn payment(&self, uid: &str) -> Result<Option<refund_core::StoredPayment>, StoreError> {
+        self.0.payment(uid).await
+    }
+    async fn apply_snapshot(
+        &self,
+        p: &refund_core::Payment,
+    ) -> Result<refund_core::StoredPayment, StoreError> {
+        self.0.apply_snapshot(p).await
+    }
+    async fn begin_refund(&self, r: &refund_core::Refund) -> Result<(), StoreError> {
+        self.0.begin_refund(r).await
+    }
+    async fn finish_refund(
+        &self,
+        _: &refund_core::RefundId,
+        _: &refund_core::RefundOutcome,
+        _: Option<&refund_core::Payment>,
+        _: i64,
+    ) -> Result<refund_core::Refund, StoreError> {
+        Err(StoreError::Unavailable("database went away".into()))
+    }
+    async fn release_hold(&self, uid: &str) -> Result<(), StoreError> {
+        self.0.release_hold(uid).await
+    }
+    async fn refund(
+        &self,
+        id: &refund_core::RefundId,
+    ) -> Result<Option<refund_core::Refund>, StoreError> {
+        self.0.refund(id).await
+    }
+    async fn refund_by_idempotency_key(
+        &self,
+        uid: &str,
+        key: &str,
+    ) -> Result<Option<refund_core::Refund>, StoreError> {
+        self.0.refund_by_idempotency_key(uid, key).await
+    }
+    async fn refunds_of(&self, uid: &str) -> Result<Vec<refund_core::Refund>, StoreError> {
+        self.0.refunds_of(uid).await
+    }
+    async fn stale_pending_refunds(
+        &self,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<refund_core::Refund>, StoreError> {
+        self.0.stale_pending_refunds(before, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.0.ping().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

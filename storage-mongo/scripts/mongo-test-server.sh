@@ -9,6 +9,9 @@
 # links it. It is installed once into a venv in the shared cargo target dir.
 # Idempotent: a server that already answers (SecantusDB or a real mongod) is
 # left alone, and an installed venv is reused.
+#
+# MONGO_TEST_PORT picks another port than 27017 (then point MONGODB_URL, which
+# the tests read, at it). Data and log live in the cargo target dir.
 set -euo pipefail
 
 crate_dir="$(cd "$(dirname "$0")/.." && pwd)"

@@ -117,6 +117,8 @@ impl IamportClient {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
+            // A redirected POST would turn into a GET: refuse instead.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let cache_key = format!("iamport:token:{}", config.credentials.imp_key);
         Ok(IamportClient {
@@ -132,6 +134,17 @@ impl IamportClient {
         &self.config
     }
 
+    /// The hard limit on one cancel, token refreshes and the 401 retry
+    /// included (up to four HTTP calls). Enforced with a timeout so that
+    /// reconciliation can rely on it: a refund older than this is no longer
+    /// on the wire.
+    fn cancel_budget(&self) -> Duration {
+        self.config
+            .connect_timeout
+            .saturating_add(self.config.request_timeout)
+            .saturating_mul(4)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.config.base_url)
     }
@@ -142,20 +155,32 @@ impl IamportClient {
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<Response, GatewayError> {
-        let token = self.tokens.get_or_refresh(&self.cache_key, self).await?;
+        let token = self.token().await?;
         let response = build(token.token.expose()).send().await.map_err(classify)?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
         tracing::info!("i'mport refused the access token; refreshing it once");
         self.tokens.invalidate(&self.cache_key, &token).await;
-        let token = self.tokens.get_or_refresh(&self.cache_key, self).await?;
+        let token = self.token().await?;
         let response = build(token.token.expose()).send().await.map_err(classify)?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.tokens.invalidate(&self.cache_key, &token).await;
             return Err(GatewayError::Unauthorized);
         }
         Ok(response)
+    }
+
+    /// A token for the next call. Whatever goes wrong here happens before
+    /// the call itself is sent, so every failure is definite.
+    async fn token(&self) -> Result<AccessToken, GatewayError> {
+        self.tokens
+            .get_or_refresh(&self.cache_key, self)
+            .await
+            .map_err(|error| match error {
+                GatewayError::Unauthorized => GatewayError::Unauthorized,
+                other => GatewayError::Unreachable(other.into()),
+            })
     }
 
     async fn get_payment(&self, path: String) -> Result<Option<Payment>, GatewayError> {
@@ -192,7 +217,10 @@ impl TokenSource for IamportClient {
         }
         let auth: Auth = read_envelope(response, GatewayError::InvalidResponse).await?;
         // i'mport's own `now` cancels any skew between its clock and ours.
-        let lifetime_ms = (auth.expired_at - auth.now).saturating_mul(1000);
+        let lifetime_ms = auth
+            .expired_at
+            .saturating_sub(auth.now)
+            .saturating_mul(1000);
         let margin_ms = i64::try_from(self.config.token_margin.as_millis()).unwrap_or(i64::MAX);
         tracing::debug!(
             lifetime_s = lifetime_ms / 1000,
@@ -225,11 +253,16 @@ impl PaymentGateway for IamportClient {
             refund_tel: account.and_then(|a| a.tel.as_deref()),
         };
         let url = self.url("/payments/cancel");
-        let response = self
-            .send_authorized(|token| self.http.post(&url).bearer_auth(token).json(&body))
-            .await?;
-        // A cancel answered with something unreadable may still have happened.
-        read_payment(response, GatewayError::Unknown).await
+        let call = async {
+            let response = self
+                .send_authorized(|token| self.http.post(&url).bearer_auth(token).json(&body))
+                .await?;
+            // A cancel answered with something unreadable may still have happened.
+            read_payment(response, GatewayError::Unknown).await
+        };
+        tokio::time::timeout(self.cancel_budget(), call)
+            .await
+            .unwrap_or_else(|elapsed| Err(GatewayError::Unknown(elapsed.into())))
     }
 
     #[tracing::instrument(skip(self))]
@@ -252,8 +285,7 @@ impl PaymentGateway for IamportClient {
     }
 
     fn max_in_flight(&self) -> Duration {
-        // A token fetch, the call, and its one retry after a 401.
-        (self.config.connect_timeout + self.config.request_timeout) * 3
+        self.cancel_budget()
     }
 }
 
@@ -313,7 +345,7 @@ async fn read_envelope<T: DeserializeOwned>(
             .unwrap_or((None, None));
         return Err(GatewayError::Rejected {
             code,
-            message: message.unwrap_or_else(|| format!("HTTP {status}")),
+            message: message.map_or_else(|| format!("HTTP {status}"), |m| clean_message(&m)),
         });
     }
     if status != StatusCode::OK {
@@ -329,14 +361,53 @@ async fn read_envelope<T: DeserializeOwned>(
         Envelope { code: 0, .. } => Err(garbled("code 0 without a response".into())),
         Envelope { code, message, .. } => Err(GatewayError::Rejected {
             code: Some(code),
-            message: message.unwrap_or_default(),
+            message: clean_message(message.as_deref().unwrap_or_default()),
         }),
     }
 }
 
+/// i'mport's free-text message, made safe to store, log and show: no
+/// control characters, bounded length, and long digit runs (a refund
+/// account number a PG might echo) masked.
+fn clean_message(message: &str) -> String {
+    const MAX_CHARS: usize = 500;
+    let mut cleaned = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 8 {
+            out.push_str(&crate::refund::mask_account(digits));
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in message.chars().take(MAX_CHARS) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut cleaned);
+        if !c.is_control() {
+            cleaned.push(c);
+        }
+    }
+    flush(&mut digits, &mut cleaned);
+    cleaned
+}
+
 #[cfg(test)]
 mod tests {
-    use super::path_segment;
+    use super::{clean_message, path_segment};
+
+    #[test]
+    fn gateway_messages_are_cleaned() {
+        assert_eq!(clean_message("환불 실패 (code 12)"), "환불 실패 (code 12)");
+        assert_eq!(
+            clean_message("bad\u{0}account 56211105948400"),
+            "badaccount **********8400"
+        );
+        assert_eq!(clean_message(&"x".repeat(600)).len(), 500);
+    }
 
     #[test]
     fn path_segments_are_escaped() {

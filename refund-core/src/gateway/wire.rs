@@ -87,25 +87,35 @@ impl PaymentAnnotation {
             .map(|c| {
                 Ok(CancelEntry {
                     amount: amount(&c.amount, "cancel_history.amount")?,
-                    pg_tid: c.pg_tid,
+                    pg_tid: c.pg_tid.map(storable),
                     cancelled_at: c.cancelled_at.unwrap_or(0),
-                    reason: c.reason,
-                    cancellation_id: c.cancellation_id,
-                    receipt_url: c.receipt_url,
+                    reason: c.reason.map(storable),
+                    cancellation_id: c.cancellation_id.map(storable),
+                    receipt_url: c.receipt_url.map(storable),
                 })
             })
             .collect::<Result<_, String>>()?;
         Ok(Payment {
             amount: amount(&self.amount, "amount")?,
             cancel_amount: amount(&self.cancel_amount, "cancel_amount")?,
-            imp_uid: self.imp_uid,
-            merchant_uid: self.merchant_uid,
+            imp_uid: storable(self.imp_uid),
+            merchant_uid: storable(self.merchant_uid),
             pay_method: PayMethod::from(self.pay_method.as_deref().unwrap_or("")),
             currency,
             status: PaymentStatus::from(self.status.as_str()),
             paid_at: self.paid_at.unwrap_or(0),
             cancel_history,
         })
+    }
+}
+
+/// Text as every store can keep it: without NUL characters, which
+/// PostgreSQL refuses in `text` and `jsonb`.
+fn storable(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "")
+    } else {
+        text
     }
 }
 

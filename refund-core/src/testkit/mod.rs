@@ -42,6 +42,10 @@ macro_rules! store_conformance_tests {
             refunds_round_trip_newest_first,
             hostile_ids_are_stored_and_matched_literally,
             amounts_are_exact_at_the_extremes,
+            finish_never_rolls_back_with_an_older_snapshot,
+            concurrent_finishes_have_one_winner,
+            concurrent_snapshots_keep_the_highest_total,
+            long_and_unusual_text_round_trips,
             ping_answers,
         );
     };

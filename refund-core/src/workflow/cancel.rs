@@ -180,27 +180,22 @@ impl RefundService {
     }
 
     /// Steps 3 to 6: call the gateway and record what it said.
+    ///
+    /// Once the gateway has been called, a store failure can no longer mean
+    /// "nothing happened": the refund stays pending in the journal and the
+    /// answer is 202, for reconciliation to settle.
     async fn execute(
         &self,
         refund: Refund,
         payment: &Payment,
         command: CancelCommand,
     ) -> Result<CancelOutcome, RefundError> {
-        match self.gateway.cancel(&command).await {
-            Ok(after) => {
-                let settled = self
-                    .finish(&refund, RefundOutcome::Succeeded, Some(&after))
-                    .await?;
-                self.outcome_of(settled, payment).await
-            }
+        let pending = CancelOutcome::Pending(RefundView::new(&refund, payment.currency));
+        let answer = match self.gateway.cancel(&command).await {
+            Ok(after) => self.record_success(&refund, after).await,
             Err(GatewayError::Rejected { code, message }) => {
                 tracing::warn!(refund_id = %refund.id, ?code, "i'mport refused the refund");
-                let outcome = RefundOutcome::Failed {
-                    code,
-                    message: message.clone(),
-                };
-                self.finish(&refund, outcome, None).await?;
-                self.explain_rejection(payment, code, message).await
+                self.record_rejection(&refund, code, message).await
             }
             Err(error) if error.is_definite() => {
                 tracing::warn!(refund_id = %refund.id, %error, "refund not sent");
@@ -208,42 +203,120 @@ impl RefundService {
                     code: None,
                     message: error.to_string(),
                 };
-                self.finish(&refund, outcome, None).await?;
-                Err(RefundError::Gateway(error))
+                self.finish(&refund, outcome, None)
+                    .await
+                    .map(|_| Err(RefundError::Gateway(error)))
             }
             Err(error) => {
                 tracing::warn!(refund_id = %refund.id, %error, "refund outcome unknown; left pending");
-                Ok(CancelOutcome::Pending(RefundView::new(
-                    &refund,
-                    payment.currency,
-                )))
+                return Ok(pending);
             }
-        }
+        };
+        answer.unwrap_or_else(|error| {
+            tracing::error!(
+                refund_id = %refund.id,
+                error = %error_chain(&error),
+                "could not record the gateway's answer; the refund stays pending"
+            );
+            Ok(pending)
+        })
     }
 
-    /// Step 5: a refusal because our copy was stale (checksum mismatch, or a
-    /// refund made elsewhere) re-syncs the payment and says so; any other
-    /// refusal is the gateway's word.
-    async fn explain_rejection(
+    /// Step 4, checked: the gateway's payment must be ours and must show
+    /// exactly this refund on top of what we based it on (i'mport cancels
+    /// everything when it misreads an amount). Anything else goes to review.
+    async fn record_success(
         &self,
-        payment: &Payment,
+        refund: &Refund,
+        after: Payment,
+    ) -> Result<Result<CancelOutcome, RefundError>, RefundError> {
+        let ours = after.imp_uid == refund.imp_uid && after.merchant_uid == refund.merchant_uid;
+        let expected = refund.base_cancel_amount.checked_add(refund.amount);
+        let outcome = if !ours {
+            RefundOutcome::NeedsReview {
+                message: format!(
+                    "i'mport confirmed the cancel of another payment ({})",
+                    after.imp_uid
+                ),
+            }
+        } else if Some(after.cancel_amount) != expected {
+            RefundOutcome::NeedsReview {
+                message: format!(
+                    "i'mport confirmed the refund but its cancel_amount is {}",
+                    after.currency.format_major(after.cancel_amount)
+                ),
+            }
+        } else {
+            RefundOutcome::Succeeded
+        };
+        if let RefundOutcome::NeedsReview { message } = &outcome {
+            tracing::error!(refund_id = %refund.id, merchant_uid = %refund.merchant_uid, "refund needs review: {message}");
+        }
+        let settled = self.finish(refund, outcome, ours.then_some(&after)).await?;
+        if settled.status == RefundStatus::Failed {
+            // Reconciliation gave up on it before the answer came: the
+            // journal contradicts the gateway. The snapshot above already
+            // put the money right; an operator must fix the record.
+            tracing::error!(refund_id = %refund.id, "i'mport confirmed a refund the journal had marked failed");
+        }
+        let stored = self
+            .store
+            .payment(&refund.merchant_uid)
+            .await?
+            .ok_or(RefundError::PaymentNotFound)?;
+        let view = self.view_of(&stored.payment).await?;
+        Ok(Ok(CancelOutcome::Refunded(view.with_refund(&settled))))
+    }
+
+    /// Step 5: i'mport refused. Its numbers tell why: unchanged means a
+    /// plain refusal; showing this refund means it happened after all (an
+    /// operator must look; the client must not retry); anything else means
+    /// our copy was stale (a checksum mismatch): re-sync and say so.
+    async fn record_rejection(
+        &self,
+        refund: &Refund,
         code: Option<i64>,
         message: String,
-    ) -> Result<CancelOutcome, RefundError> {
-        match self.gateway.payment(&payment.imp_uid).await {
-            Ok(Some(snapshot)) if snapshot.cancel_amount != payment.cancel_amount => {
-                self.store.apply_snapshot(&snapshot).await?;
-                Err(RefundError::PaymentOutOfSync)
-            }
-            Ok(_) => Err(RefundError::GatewayRejected { code, message }),
+    ) -> Result<Result<CancelOutcome, RefundError>, RefundError> {
+        let failed = RefundOutcome::Failed {
+            code,
+            message: message.clone(),
+        };
+        let snapshot = match self.gateway.payment(&refund.imp_uid).await {
+            Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::warn!(%error, "could not re-read the payment after a refusal");
-                Err(RefundError::GatewayRejected { code, message })
+                None
             }
+        };
+        let Some(snapshot) = snapshot else {
+            self.finish(refund, failed, None).await?;
+            return Ok(Err(RefundError::GatewayRejected { code, message }));
+        };
+        if snapshot.cancel_amount == refund.base_cancel_amount {
+            self.finish(refund, failed, Some(&snapshot)).await?;
+            Ok(Err(RefundError::GatewayRejected { code, message }))
+        } else if Some(snapshot.cancel_amount)
+            == refund.base_cancel_amount.checked_add(refund.amount)
+        {
+            let message = "i'mport refused the refund but shows it applied".to_owned();
+            tracing::error!(refund_id = %refund.id, "refund needs review: {message}");
+            self.finish(
+                refund,
+                RefundOutcome::NeedsReview { message },
+                Some(&snapshot),
+            )
+            .await?;
+            Ok(Err(RefundError::OnHold))
+        } else {
+            self.finish(refund, failed, Some(&snapshot)).await?;
+            Ok(Err(RefundError::PaymentOutOfSync))
         }
     }
 
     /// Step 7: the stored outcome of an earlier request with the same key.
+    /// An old pending one is reconciled first; if the gateway cannot be
+    /// asked, it is still pending.
     async fn replay(
         &self,
         refund: Refund,
@@ -252,7 +325,13 @@ impl RefundService {
         let refund = if refund.status == RefundStatus::Pending
             && now_ms() - refund.created_at_ms >= duration_ms(self.settle_after)
         {
-            self.reconcile_with_gateway(&refund).await?
+            match self.reconcile_with_gateway(&refund).await {
+                Ok(settled) => settled,
+                Err(error) => {
+                    tracing::warn!(refund_id = %refund.id, %error, "could not reconcile a replayed refund");
+                    refund
+                }
+            }
         } else {
             refund
         };
@@ -350,12 +429,25 @@ fn check_refundable(
             cancelable: payment.currency.format_major(cancelable),
         });
     }
+    amounts.check_parts(amount)?;
     if payment.pay_method == PayMethod::Phone && !same_kst_month(payment.paid_at, now_ms() / 1000) {
         return Err(RefundError::NotRefundable(
             "phone payments can only be refunded in the month they were paid (KST)".to_owned(),
         ));
     }
     Ok(amount)
+}
+
+/// An error and its sources, for logs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// True when both unix times fall in the same calendar month in Korea (UTC+9).

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::error::RefundError;
-use crate::gateway::{GatewayError, PaymentGateway};
+use crate::gateway::PaymentGateway;
 use crate::payment::{Payment, StoredPayment};
-use crate::refund::RefundStatus;
+use crate::refund::{validate_payment_id, RefundStatus};
 use crate::store::PaymentStore;
 use crate::view::PaymentView;
 
@@ -87,9 +87,10 @@ impl RefundService {
     }
 
     /// The payment view of `merchant_uid` with its pending refunds. Reads the
-    /// store only.
+    /// store only. A malformed id is `invalid_request`.
     #[tracing::instrument(skip(self))]
     pub async fn view(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
+        validate_payment_id("merchant_uid", merchant_uid)?;
         let stored = self
             .store
             .payment(merchant_uid)
@@ -101,18 +102,23 @@ impl RefundService {
     /// Reconciles `merchant_uid` with the gateway (settling a pending
     /// refund, picking up refunds made elsewhere, importing a payment we
     /// have not stored yet) and lifts a review hold: this is the operator's
-    /// "I have looked at it" action.
+    /// "I have looked at it" action. A malformed id is refused before the
+    /// gateway is asked.
     #[tracing::instrument(skip(self))]
     pub async fn sync(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
+        validate_payment_id("merchant_uid", merchant_uid)?;
         let stored = self.store.payment(merchant_uid).await?;
         let snapshot = match &stored {
             Some(stored) => self.gateway.payment(&stored.payment.imp_uid).await,
             None => self.gateway.find_payment(merchant_uid).await,
         }
-        .map_err(read_failure)?
+        .map_err(RefundError::Gateway)?
         .ok_or(RefundError::PaymentNotFound)?;
+        // Only a hold that was there before this sync is the operator's to
+        // lift; one this sync's reconciliation places must stand.
+        let was_on_hold = stored.is_some_and(|s| s.on_hold);
         let stored = self.absorb_snapshot(&snapshot).await?;
-        if stored.on_hold {
+        if was_on_hold {
             tracing::warn!(merchant_uid, "review hold lifted by sync");
             self.store.release_hold(merchant_uid).await?;
         }
@@ -122,10 +128,17 @@ impl RefundService {
     /// Handles an i'mport webhook (or records a payment after checkout):
     /// the notice is never trusted, the payment is fetched by `imp_uid` and
     /// upserted. Repeated deliveries are harmless. Returns `None` when the
-    /// gateway has no such payment.
+    /// gateway has no such payment; a malformed id is refused before the
+    /// gateway is asked.
     #[tracing::instrument(skip(self))]
     pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
-        let Some(snapshot) = self.gateway.payment(imp_uid).await.map_err(read_failure)? else {
+        validate_payment_id("imp_uid", imp_uid)?;
+        let Some(snapshot) = self
+            .gateway
+            .payment(imp_uid)
+            .await
+            .map_err(RefundError::Gateway)?
+        else {
             tracing::info!("webhook for a payment unknown to the gateway ignored");
             return Ok(None);
         };
@@ -192,11 +205,6 @@ impl RefundService {
         let refunds = self.store.refunds_of(&payment.merchant_uid).await?;
         Ok(PaymentView::new(payment, &refunds))
     }
-}
-
-/// A failed read-only gateway call: nothing happened, whatever the cause.
-fn read_failure(error: GatewayError) -> RefundError {
-    RefundError::Gateway(error)
 }
 
 fn duration_ms(duration: Duration) -> i64 {

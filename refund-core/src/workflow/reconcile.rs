@@ -1,6 +1,6 @@
 //! Settling pending refunds from the gateway's numbers (protocol steps 6 and 8).
 
-use super::{duration_ms, read_failure, RefundService};
+use super::{duration_ms, RefundService};
 use crate::clock::now_ms;
 use crate::error::RefundError;
 use crate::payment::Payment;
@@ -17,7 +17,7 @@ impl RefundService {
             .gateway
             .payment(&refund.imp_uid)
             .await
-            .map_err(read_failure)?;
+            .map_err(RefundError::Gateway)?;
         match snapshot {
             Some(snapshot) => self.reconcile(refund, &snapshot).await,
             None => {
@@ -32,10 +32,10 @@ impl RefundService {
     /// Settles a pending `refund` against a fresh gateway `snapshot`.
     ///
     /// At most one refund per payment is pending, so the gateway's total
-    /// tells the story: `base + amount` means it happened; `base` means it
-    /// did not (once it can no longer be on the wire); anything else cannot
-    /// be explained and goes to review. Returns the refund afterwards (still
-    /// pending if it may be in flight).
+    /// tells the story: `base + amount` means it happened. Once the refund
+    /// can no longer be on the wire, `base` means it did not, and anything
+    /// else cannot be explained and goes to review. Returns the refund
+    /// afterwards (still pending while it may be in flight).
     pub(super) async fn reconcile(
         &self,
         refund: &Refund,
@@ -45,14 +45,15 @@ impl RefundService {
             return Ok(refund.clone());
         }
         let applied = refund.base_cancel_amount.checked_add(refund.amount);
+        let young = now_ms() - refund.created_at_ms < duration_ms(self.settle_after);
         let outcome = if Some(snapshot.cancel_amount) == applied {
             RefundOutcome::Succeeded
+        } else if young {
+            // It may still be on the wire, and its own answer will settle
+            // it: only a gateway total that shows it applied is conclusive.
+            self.store.apply_snapshot(snapshot).await?;
+            return Ok(refund.clone());
         } else if snapshot.cancel_amount == refund.base_cancel_amount {
-            if now_ms() - refund.created_at_ms < duration_ms(self.settle_after) {
-                // It may still be on the wire: decide later.
-                self.store.apply_snapshot(snapshot).await?;
-                return Ok(refund.clone());
-            }
             RefundOutcome::Failed {
                 code: None,
                 message: "the gateway never applied this refund".to_owned(),

@@ -1,0 +1,159 @@
+//! The route handlers: authorize, delegate to [`RefundService`], answer.
+//!
+//! They stay thin on purpose: every money decision lives in `refund-core`,
+//! so the HTTP layer only maps requests in and outcomes out. Spans carry
+//! payment and refund ids, never bodies, tokens or account numbers; ids
+//! from the client are recorded with `Debug` so a newline in one cannot
+//! forge a log line.
+//!
+//! [`RefundService`]: refund_core::RefundService
+
+use actix_web::http::header::HeaderName;
+use actix_web::{web, HttpRequest, HttpResponse};
+use refund_core::{CancelOutcome, CancelRequest, RefundView};
+use serde::{Deserialize, Serialize};
+
+use crate::authorize::Action;
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::scope::ScopeState;
+
+type Answer = Result<HttpResponse, ApiError>;
+
+/// The optional header that makes a cancel safe to retry.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// `POST {prefix}/cancel`: 200 with the payment view when refunded, 202
+/// `refund_pending` when the gateway's answer is unknown.
+#[tracing::instrument(skip_all, fields(merchant_uid = ?body.0.merchant_uid, refund_id))]
+pub(crate) async fn cancel(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    body: JsonBody<CancelRequest>,
+) -> Answer {
+    let request = body.0;
+    let action = Action::Cancel {
+        merchant_uid: &request.merchant_uid,
+    };
+    state.authorize(&req, action).await?;
+    // Invalid bytes become U+FFFD, which the core's key check refuses.
+    let key = req
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let span = tracing::Span::current();
+    match state.service.cancel(request, key.as_deref()).await? {
+        CancelOutcome::Refunded(view) => {
+            if let Some(refund) = &view.refund {
+                span.record("refund_id", tracing::field::display(&refund.id));
+            }
+            Ok(HttpResponse::Ok().json(view))
+        }
+        CancelOutcome::Pending(refund) => {
+            span.record("refund_id", tracing::field::display(&refund.id));
+            Ok(HttpResponse::Accepted().json(PendingAnswer {
+                code: "refund_pending",
+                message: "the gateway's answer is not known yet; the refund will be reconciled",
+                refund,
+            }))
+        }
+    }
+}
+
+/// The 202 body of a refund whose outcome is not known yet.
+#[derive(Serialize)]
+struct PendingAnswer {
+    code: &'static str,
+    message: &'static str,
+    refund: RefundView,
+}
+
+/// `GET {prefix}/{merchant_uid}`: the payment view from the store.
+#[tracing::instrument(skip_all, fields(merchant_uid = ?path.as_str()))]
+pub(crate) async fn view(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    path: web::Path<String>,
+) -> Answer {
+    let merchant_uid = path.into_inner();
+    state
+        .authorize(
+            &req,
+            Action::View {
+                merchant_uid: &merchant_uid,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(state.service.view(&merchant_uid).await?))
+}
+
+/// `POST {prefix}/{merchant_uid}/sync`: reconcile with the gateway, then the view.
+#[tracing::instrument(skip_all, fields(merchant_uid = ?path.as_str()))]
+pub(crate) async fn sync(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    path: web::Path<String>,
+) -> Answer {
+    let merchant_uid = path.into_inner();
+    state
+        .authorize(
+            &req,
+            Action::Sync {
+                merchant_uid: &merchant_uid,
+            },
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(state.service.sync(&merchant_uid).await?))
+}
+
+/// An i'mport webhook. Only `imp_uid` is used, and only to re-read the
+/// payment from the gateway: the claimed status is logged, never trusted.
+#[derive(Deserialize)]
+pub(crate) struct WebhookNotice {
+    imp_uid: String,
+    merchant_uid: Option<String>,
+    status: Option<String>,
+}
+
+/// `POST {prefix}/webhook` with a JSON body.
+pub(crate) async fn webhook_json(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    body: JsonBody<WebhookNotice>,
+) -> Answer {
+    webhook(&req, &state, body.0).await
+}
+
+/// `POST {prefix}/webhook` with a form-urlencoded body.
+pub(crate) async fn webhook_form(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    body: web::Form<WebhookNotice>,
+) -> Answer {
+    webhook(&req, &state, body.into_inner()).await
+}
+
+/// Re-reads the payment from the gateway and stores it. Repeats are
+/// harmless; a notice for a payment the gateway does not know (a forgery,
+/// or the console's test call) is acknowledged and ignored.
+#[tracing::instrument(
+    skip_all,
+    fields(imp_uid = ?notice.imp_uid, merchant_uid = ?notice.merchant_uid, claimed_status = ?notice.status)
+)]
+async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
+    state.check_webhook_source(req)?;
+    let message = match state.service.refresh(&notice.imp_uid).await? {
+        Some(_) => "payment synced from the gateway",
+        None => "ignored: the gateway does not know this payment",
+    };
+    Ok(HttpResponse::Ok().json(WebhookAnswer {
+        code: "ok",
+        message,
+    }))
+}
+
+#[derive(Serialize)]
+struct WebhookAnswer {
+    code: &'static str,
+    message: &'static str,
+}

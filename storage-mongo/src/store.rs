@@ -1,0 +1,468 @@
+//! [`MongoPaymentStore`]: the [`PaymentStore`] on MongoDB.
+//!
+//! Every money-deciding operation is ONE single-document update (a
+//! `findOneAndUpdate` whose filter carries the preconditions), because a
+//! single-document write is atomic on every MongoDB deployment, without
+//! multi-document transactions. When such an update matches nothing, the
+//! document is read once afterwards only to say *why* (which
+//! [`StoreError`]); that read never decides anything.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::options::{
+    ClientOptions, CollectionOptions, IndexOptions, ReadPreference, ReturnDocument,
+    SelectionCriteria,
+};
+use mongodb::{Client, Collection, Database, IndexModel};
+use refund_core::{
+    Payment, PaymentStore, Refund, RefundId, RefundOutcome, RefundStatus, StoreError, StoredPayment,
+};
+
+use crate::document::{
+    decode, JournalDocument, PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
+};
+use crate::error::{store_error, MongoStoreError};
+
+/// The collection that holds one document per payment, journal embedded.
+pub const PAYMENTS_COLLECTION: &str = "payments";
+
+/// Server-selection timeout [`MongoPaymentStore::connect`] uses when the URI
+/// sets none: the driver's 30 s default would keep a refund request hanging
+/// long after the database is known to be down; this answers
+/// `storage_unavailable` within seconds instead.
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a conditional update is retried when it matched nothing but
+/// the follow-up read found no reason (the blocking state changed in
+/// between, e.g. the other pending refund just failed). Each attempt is
+/// atomic on its own; this only bounds the work under heavy contention.
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Lookup index for [`PaymentStore::refund`] and `finish_refund`.
+const REFUND_ID_INDEX: &str = "refund_id";
+/// Lookup index for the reconciliation sweep's pending refunds.
+const PENDING_BY_AGE_INDEX: &str = "refund_status_created_at";
+
+/// Payments and their refund journal in a MongoDB database.
+///
+/// Cheap to clone (the driver's handles are reference-counted).
+#[derive(Clone, Debug)]
+pub struct MongoPaymentStore {
+    database: Database,
+    payments: Collection<Document>,
+}
+
+impl MongoPaymentStore {
+    /// A store on `database`, in its [`PAYMENTS_COLLECTION`] collection.
+    ///
+    /// Reads always go to the primary, whatever the client's read
+    /// preference: a lagging secondary could report a refund as still
+    /// pending, or an old `cancel_amount`, after it changed.
+    pub fn new(database: Database) -> Self {
+        let options = CollectionOptions::builder()
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+            .build();
+        let payments = database.collection_with_options(PAYMENTS_COLLECTION, options);
+        Self { database, payments }
+    }
+
+    /// Parses `uri`, builds a client and a store on database `db_name`.
+    ///
+    /// Uses [`DEFAULT_SERVER_SELECTION_TIMEOUT`] unless the URI sets
+    /// `serverSelectionTimeoutMS`. The driver connects lazily: this fails
+    /// only for a malformed URI; call [`PaymentStore::ping`] to check the
+    /// server, and [`ensure_indexes`](Self::ensure_indexes) at startup.
+    pub async fn connect(uri: &str, db_name: &str) -> Result<Self, MongoStoreError> {
+        let connect_error = |e| MongoStoreError::new("connect", e);
+        let mut options = ClientOptions::parse(uri).await.map_err(connect_error)?;
+        options
+            .server_selection_timeout
+            .get_or_insert(DEFAULT_SERVER_SELECTION_TIMEOUT);
+        let client = Client::with_options(options).map_err(connect_error)?;
+        Ok(Self::new(client.database(db_name)))
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// Creates the lookup indexes the queries rely on; idempotent, run it at
+    /// every startup.
+    ///
+    /// The one unique key, `merchant_uid`, needs no index of its own: it is
+    /// the document's `_id`, unique on every collection from the start, so
+    /// two racing inserts of one payment can never create two documents even
+    /// before this runs. Refund ids and idempotency keys live inside the
+    /// payment's document, where the atomic update's filter keeps them
+    /// unique per payment.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let named = |name: &str| IndexOptions::builder().name(name.to_owned()).build();
+        let indexes = [
+            IndexModel::builder()
+                .keys(doc! { "refunds.id": 1 })
+                .options(named(REFUND_ID_INDEX))
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "refunds.status": 1, "refunds.created_at_ms": 1 })
+                .options(named(PENDING_BY_AGE_INDEX))
+                .build(),
+        ];
+        self.payments
+            .create_indexes(indexes)
+            .await
+            .map_err(store_error("ensure_indexes"))?;
+        Ok(())
+    }
+
+    /// Why a begin_refund update matched nothing, from the document as it
+    /// is now; `None` when nothing blocks it any more (retry).
+    async fn begin_conflict(&self, refund: &Refund) -> Result<Option<StoreError>, StoreError> {
+        let Some(document) = self
+            .payments
+            .find_one(doc! { "_id": refund.merchant_uid.as_str() })
+            .await
+            .map_err(store_error("begin_refund"))?
+        else {
+            return Ok(Some(StoreError::PaymentNotFound));
+        };
+        let stored: PaymentDocument = decode(document)?;
+        let key_taken = |key: &String| {
+            stored
+                .refunds
+                .iter()
+                .any(|r| r.idempotency_key.as_ref() == Some(key))
+        };
+        let conflict = if stored.pending_refund_id.is_some() {
+            StoreError::RefundInProgress
+        } else if stored.on_hold {
+            StoreError::OnHold
+        } else if stored.payment.cancel_amount != refund.base_cancel_amount.minor() {
+            StoreError::CancelAmountChanged
+        } else if refund.idempotency_key.as_ref().is_some_and(key_taken) {
+            StoreError::IdempotencyKeyTaken
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(conflict))
+    }
+
+    /// Why a finish_refund update matched nothing; `None` when the refund is
+    /// (now) pending after all (it was begun concurrently: retry).
+    async fn finish_conflict(&self, id: &str) -> Result<Option<StoreError>, StoreError> {
+        let Some(journal) = self
+            .journal(doc! { "refunds.id": id }, "finish_refund")
+            .await?
+        else {
+            return Ok(Some(StoreError::RefundNotFound));
+        };
+        let fields =
+            journal.refunds.iter().find(|r| r.id == id).ok_or_else(|| {
+                StoreError::corrupt(format!("refund {id:?} vanished from its array"))
+            })?;
+        match fields.status()? {
+            RefundStatus::Pending => Ok(None),
+            settled => Ok(Some(StoreError::NotPending(settled))),
+        }
+    }
+
+    /// The journal of the payment document matching `filter`.
+    async fn journal(
+        &self,
+        filter: Document,
+        operation: &'static str,
+    ) -> Result<Option<JournalDocument>, StoreError> {
+        self.payments
+            .find_one(filter)
+            .projection(doc! { "refunds": 1 })
+            .await
+            .map_err(store_error(operation))?
+            .map(decode)
+            .transpose()
+    }
+}
+
+/// An aggregation expression for a constant: strings that start with `$`
+/// and documents with `$` keys are data here, never field paths or
+/// operators. Every caller-supplied value in an update pipeline goes
+/// through this.
+fn literal(value: impl Into<Bson>) -> Document {
+    doc! { "$literal": value.into() }
+}
+
+/// The pipeline expression for the `payment` field after a snapshot: the
+/// snapshot if its `cancel_amount` is at least the stored one (or nothing is
+/// stored yet), else the stored payment unchanged. Cancellations only add
+/// up, so a lower total is an older snapshot and must not roll money back.
+fn newer_snapshot(snapshot: &Payment) -> Document {
+    let fields = PaymentFields::from_payment(snapshot).to_document();
+    doc! {
+        "$cond": [
+            { "$gte": [
+                snapshot.cancel_amount.minor(),
+                { "$ifNull": ["$payment.cancel_amount", i64::MIN] },
+            ] },
+            literal(fields),
+            "$payment",
+        ]
+    }
+}
+
+#[async_trait]
+impl PaymentStore for MongoPaymentStore {
+    async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
+        self.payments
+            .find_one(doc! { "_id": merchant_uid })
+            .projection(doc! { "refunds": 0 })
+            .await
+            .map_err(store_error("payment"))?
+            .map(|document| decode::<PaymentDocument>(document)?.into_stored())
+            .transpose()
+    }
+
+    async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError> {
+        // An upsert with an update pipeline: inserts the payment, or replaces
+        // its snapshot only if not older, in one atomic write. The other
+        // fields are only initialized when absent (a new document).
+        let update = vec![doc! { "$set": {
+            "payment": newer_snapshot(snapshot),
+            "pending_refund_id": { "$ifNull": ["$pending_refund_id", Bson::Null] },
+            "on_hold": { "$ifNull": ["$on_hold", false] },
+            "refunds": { "$ifNull": ["$refunds", literal(Bson::Array(Vec::new()))] },
+        } }];
+        let filter = doc! { "_id": snapshot.merchant_uid.as_str() };
+        let mut retried = false;
+        loop {
+            let written = self
+                .payments
+                .find_one_and_update(filter.clone(), update.clone())
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .projection(doc! { "refunds": 0 })
+                .await;
+            match written {
+                Ok(Some(document)) => return decode::<PaymentDocument>(document)?.into_stored(),
+                Ok(None) => return Err(StoreError::corrupt("the upsert returned no document")),
+                Err(error) => {
+                    let error = MongoStoreError::new("apply_snapshot", error);
+                    // Two first snapshots of one payment raced to insert it
+                    // and ours lost on `_id`: the document exists now, so
+                    // the same update, once more, takes the update path.
+                    if retried || !error.is_duplicate_key() {
+                        return Err(error.into());
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
+        // Every precondition of the contract is in the filter, so the check
+        // and the write are one atomic step: of many racing callers, the
+        // first to write sets pending_refund_id and the rest match nothing.
+        let mut filter = doc! {
+            "_id": refund.merchant_uid.as_str(),
+            "pending_refund_id": Bson::Null,
+            "on_hold": { "$ne": true },
+            "payment.cancel_amount": refund.base_cancel_amount.minor(),
+        };
+        if let Some(key) = &refund.idempotency_key {
+            filter.insert("refunds.idempotency_key", doc! { "$ne": key.as_str() });
+        }
+        let update = doc! {
+            "$push": { "refunds": RefundFields::pending(refund).to_document() },
+            "$set": { "pending_refund_id": refund.id.as_str() },
+        };
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let admitted = self
+                .payments
+                .find_one_and_update(filter.clone(), update.clone())
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(store_error("begin_refund"))?;
+            if admitted.is_some() {
+                return Ok(());
+            }
+            if let Some(conflict) = self.begin_conflict(refund).await? {
+                return Err(conflict);
+            }
+        }
+        // Others kept winning the slot between our attempts.
+        Err(StoreError::RefundInProgress)
+    }
+
+    async fn finish_refund(
+        &self,
+        id: &RefundId,
+        outcome: &RefundOutcome,
+        snapshot: Option<&Payment>,
+        now_ms: i64,
+    ) -> Result<Refund, StoreError> {
+        let id = id.as_str();
+        // Only a pending refund is settled: a settled one is final.
+        let filter = doc! { "refunds": { "$elemMatch": { "id": id, "status": "pending" } } };
+        let (code, message) = outcome.gateway_details();
+        let settled = doc! {
+            "status": outcome.status().as_str(),
+            "gateway_code": code,
+            "gateway_message": message,
+            "updated_at_ms": now_ms,
+        };
+        // One update pipeline settles the journal element, frees the
+        // payment's slot, applies the snapshot (if not older) and sets the
+        // hold, all in the same document, so all of it happens or none.
+        let mut changes = doc! {
+            "refunds": { "$map": {
+                "input": "$refunds",
+                "as": "refund",
+                "in": { "$cond": [
+                    { "$eq": ["$$refund.id", literal(id)] },
+                    { "$mergeObjects": ["$$refund", literal(settled)] },
+                    "$$refund",
+                ] },
+            } },
+            "pending_refund_id": { "$cond": [
+                { "$eq": ["$pending_refund_id", literal(id)] },
+                Bson::Null,
+                "$pending_refund_id",
+            ] },
+        };
+        if let RefundOutcome::NeedsReview { .. } = outcome {
+            // A constant in `$literal` is a value in any stage; a bare
+            // `true` is what `$project` reads as an inclusion flag.
+            changes.insert("on_hold", literal(true));
+        }
+        if let Some(snapshot) = snapshot {
+            changes.insert("payment", newer_snapshot(snapshot));
+        }
+        let update = vec![doc! { "$set": changes }];
+        for _ in 0..CONFLICT_ATTEMPTS {
+            let updated = self
+                .payments
+                .find_one_and_update(filter.clone(), update.clone())
+                .return_document(ReturnDocument::After)
+                .projection(doc! { "refunds": 1 })
+                .await
+                .map_err(store_error("finish_refund"))?;
+            if let Some(document) = updated {
+                let journal: JournalDocument = decode(document)?;
+                return journal
+                    .into_refunds()?
+                    .into_iter()
+                    .find(|r| r.id.as_str() == id)
+                    .ok_or_else(|| StoreError::corrupt("settled refund missing from its payment"));
+            }
+            if let Some(conflict) = self.finish_conflict(id).await? {
+                return Err(conflict);
+            }
+        }
+        Err(StoreError::corrupt(format!(
+            "refund {id:?} is pending but could not be settled"
+        )))
+    }
+
+    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
+        let result = self
+            .payments
+            .update_one(
+                doc! { "_id": merchant_uid },
+                doc! { "$set": { "on_hold": false } },
+            )
+            .await
+            .map_err(store_error("release_hold"))?;
+        if result.matched_count == 0 {
+            return Err(StoreError::PaymentNotFound);
+        }
+        Ok(())
+    }
+
+    async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        let Some(journal) = self
+            .journal(doc! { "refunds.id": id.as_str() }, "refund")
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(journal.into_refunds()?.into_iter().find(|r| &r.id == id))
+    }
+
+    async fn refund_by_idempotency_key(
+        &self,
+        merchant_uid: &str,
+        key: &str,
+    ) -> Result<Option<Refund>, StoreError> {
+        let Some(journal) = self
+            .journal(doc! { "_id": merchant_uid }, "refund_by_idempotency_key")
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(journal
+            .into_refunds()?
+            .into_iter()
+            .find(|r| r.idempotency_key.as_deref() == Some(key)))
+    }
+
+    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
+        let Some(journal) = self
+            .journal(doc! { "_id": merchant_uid }, "refunds_of")
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut refunds = journal.into_refunds()?;
+        refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        Ok(refunds)
+    }
+
+    async fn stale_pending_refunds(
+        &self,
+        created_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        if limit == 0 {
+            // `$limit` refuses 0.
+            return Ok(Vec::new());
+        }
+        let stale = doc! { "status": "pending", "created_at_ms": { "$lt": created_before_ms } };
+        let pipeline = [
+            // Uses the status/created_at index to find the payments...
+            doc! { "$match": { "refunds": { "$elemMatch": stale } } },
+            // ...then keeps just their stale pending refunds.
+            doc! { "$project": { "refunds": 1 } },
+            doc! { "$unwind": "$refunds" },
+            doc! { "$match": {
+                "refunds.status": "pending",
+                "refunds.created_at_ms": { "$lt": created_before_ms },
+            } },
+            doc! { "$sort": { "refunds.created_at_ms": 1, "refunds.id": 1 } },
+            doc! { "$limit": i64::from(limit) },
+        ];
+        let operation = "stale_pending_refunds";
+        let mut cursor = self
+            .payments
+            .aggregate(pipeline)
+            .await
+            .map_err(store_error(operation))?;
+        let mut refunds = Vec::new();
+        while cursor.advance().await.map_err(store_error(operation))? {
+            let document = cursor
+                .deserialize_current()
+                .map_err(store_error(operation))?;
+            let unwound: UnwoundRefund = decode(document)?;
+            refunds.push(unwound.refunds.into_refund(unwound.merchant_uid)?);
+        }
+        Ok(refunds)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.database
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(store_error("ping"))?;
+        Ok(())
+    }
+}
