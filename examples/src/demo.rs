@@ -1,0 +1,78 @@
+//! Demo mode: the in-process i'mport sandbox with a few seeded payments,
+//! and the page that lists them and requests refunds.
+
+use actix_web::{web, HttpResponse};
+use iamport_sandbox::{Currency, NewPayment, Sandbox, SandboxConfig};
+use refund_core::{BoxError, RefundService};
+use serde::Serialize;
+
+/// What the page needs to know: whether this is the sandbox, the seeded
+/// orders, and (in sandbox mode only) the admin token to prefill.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageConfig {
+    /// Sandbox mode (simulated gateway).
+    pub sandbox: bool,
+    /// Orders to list.
+    pub merchant_uids: Vec<String>,
+    /// Prefilled only in sandbox mode, where it is printed at start anyway.
+    pub admin_token: Option<String>,
+}
+
+/// Starts the sandbox gateway for the demo.
+pub async fn start_sandbox() -> Result<Sandbox, BoxError> {
+    Ok(Sandbox::start(SandboxConfig::default()).await?)
+}
+
+/// Seeds one payment per interesting kind (card, virtual account, phone,
+/// dollars) at the sandbox and records them through the service, as a
+/// webhook would. Order ids are unique per run.
+pub async fn seed_payments(
+    sandbox: &Sandbox,
+    service: &RefundService,
+) -> Result<Vec<String>, BoxError> {
+    let run = sandbox.now();
+    let payments = [
+        NewPayment::new(format!("demo-{run}-card"), 50_000, Currency::Krw),
+        NewPayment::new(format!("demo-{run}-vbank"), 30_000, Currency::Krw).pay_method("vbank"),
+        NewPayment::new(format!("demo-{run}-phone"), 12_000, Currency::Krw).pay_method("phone"),
+        NewPayment::new(format!("demo-{run}-usd"), 2_550, Currency::Usd),
+    ];
+    let mut merchant_uids = Vec::with_capacity(payments.len());
+    for payment in payments {
+        let created = sandbox.create_payment(payment)?;
+        service.refresh(&created.imp_uid).await?;
+        merchant_uids.push(created.merchant_uid);
+    }
+    Ok(merchant_uids)
+}
+
+/// The page and its assets, served by the binary (no CDN: works offline).
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route(
+            "/",
+            web::get().to(|| asset("text/html; charset=utf-8", include_str!("demo/index.html"))),
+        )
+        .route(
+            "/demo/app.js",
+            web::get().to(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("demo/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/demo/app.css",
+            web::get().to(|| asset("text/css; charset=utf-8", include_str!("demo/app.css"))),
+        )
+        .route("/demo/config", web::get().to(page_config));
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok().content_type(content_type).body(body)
+}
+
+async fn page_config(config: web::Data<PageConfig>) -> HttpResponse {
+    HttpResponse::Ok().json(config.get_ref())
+}

@@ -1,0 +1,13 @@
+//! The runnable side of the project: the `merchant-server` demo (an
+//! actix-web shop with the refund scope mounted), the `iamport-sandbox`
+//! binary, and the pieces they share.
+//!
+//! - [`settings`]: configuration from a TOML file and `REFUND_*` variables.
+//! - [`backends`]: the store and token cache a URL names, per cargo feature.
+//! - [`demo`]: sandbox mode's seeded payments and the demo page.
+//! - [`server`]: wiring it all into a running server.
+
+pub mod backends;
+pub mod demo;
+pub mod server;
+pub mod settings;

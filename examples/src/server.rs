@@ -1,0 +1,235 @@
+//! Wiring: configuration in, a running actix-web server with the refund
+//! scope, the demo page, `/healthz` and the pending-refund sweep out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use iamport_sandbox::Sandbox;
+use rand::RngCore;
+use refund_actix::{BearerTokenAuthorizer, RefundScope};
+use refund_core::{
+    BoxError, IamportClient, IamportConfig, IamportCredentials, PaymentStore, RefundService,
+};
+use tokio::task::JoinHandle;
+use tracing_actix_web::TracingLogger;
+
+use crate::backends;
+use crate::demo::{self, PageConfig};
+use crate::settings::Settings;
+
+/// How often the sweep looks for refunds whose outcome is still unknown.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// A started merchant server. Stop it with [`RunningServer::stop`] or wait
+/// for it (it stops on SIGINT/SIGTERM).
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    handle: ServerHandle,
+    server: JoinHandle<std::io::Result<()>>,
+    sweeper: JoinHandle<()>,
+    admin_token: String,
+    page: PageConfig,
+    // Kept alive for as long as the server runs.
+    sandbox: Option<Sandbox>,
+}
+
+impl RunningServer {
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bearer token the refund routes accept.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// The in-process sandbox, in sandbox mode.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_ref()
+    }
+
+    /// The demo orders seeded in sandbox mode.
+    pub fn demo_orders(&self) -> &[String] {
+        &self.page.merchant_uids
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self.server.await.map_err(std::io::Error::other)?;
+        self.sweeper.abort();
+        result
+    }
+
+    /// Stops gracefully.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.sweeper.abort();
+    }
+}
+
+/// Starts the merchant server `settings` describe.
+pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
+    let sandbox = match settings.sandbox_mode() {
+        true => Some(demo::start_sandbox().await?),
+        false => None,
+    };
+    let (iamport_url, credentials) = gateway_settings(&settings, sandbox.as_ref())?;
+    let admin_token = match (&settings.admin_token, &sandbox) {
+        (Some(token), _) => token.clone(),
+        (None, Some(_)) => random_token(),
+        (None, None) => return Err("REFUND_ADMIN_TOKEN is required outside sandbox mode".into()),
+    };
+    let authorizer = BearerTokenAuthorizer::new(admin_token.clone())?;
+
+    let database_url = database_url(&settings)?;
+    let store = backends::open_store(&database_url).await?;
+    let tokens = backends::open_token_cache(settings.redis_url.as_deref()).await?;
+    let gateway =
+        IamportClient::with_token_cache(IamportConfig::new(iamport_url, credentials), tokens)?;
+    let service = Arc::new(RefundService::new(store.clone(), Arc::new(gateway)));
+    let sweeper = tokio::spawn(service.clone().run_sweeper(SWEEP_EVERY));
+
+    let page = PageConfig {
+        sandbox: sandbox.is_some(),
+        merchant_uids: match &sandbox {
+            Some(sandbox) => demo::seed_payments(sandbox, &service).await?,
+            None => Vec::new(),
+        },
+        admin_token: sandbox.as_ref().map(|_| admin_token.clone()),
+    };
+    let refunds = RefundScope::new(service, authorizer);
+    let page_data = web::Data::new(page.clone());
+    let store_data = web::Data::new(store);
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::default())
+            .app_data(page_data.clone())
+            .app_data(store_data.clone())
+            .route("/healthz", web::get().to(healthz))
+            .configure(demo::routes)
+            .service(refunds.clone())
+    })
+    .disable_signals()
+    .bind(settings.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or("the server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    stop_on_signals(handle.clone());
+
+    if sandbox.is_some() {
+        tracing::warn!(
+            "SANDBOX MODE: payments and refunds are simulated by an in-process i'mport sandbox"
+        );
+        tracing::warn!("SANDBOX MODE: admin token for the refund routes: {admin_token}");
+    }
+    tracing::info!(%addr, "merchant server listening: open http://{addr}/");
+    Ok(RunningServer {
+        addr,
+        handle,
+        server,
+        sweeper,
+        admin_token,
+        page,
+        sandbox,
+    })
+}
+
+/// i'mport's URL and credentials: the sandbox's, or the configured ones.
+fn gateway_settings(
+    settings: &Settings,
+    sandbox: Option<&Sandbox>,
+) -> Result<(String, IamportCredentials), BoxError> {
+    let (url, default_key, default_secret) = match (sandbox, &settings.iamport_url) {
+        (Some(sandbox), _) => (
+            sandbox.base_url(),
+            Some(sandbox.imp_key()),
+            Some(sandbox.imp_secret()),
+        ),
+        (None, Some(url)) => (url.clone(), None, None),
+        (None, None) => unreachable!("sandbox mode is decided by the URL"),
+    };
+    let key = settings.iamport_key.as_deref().or(default_key);
+    let secret = settings.iamport_secret.as_deref().or(default_secret);
+    match (key, secret) {
+        (Some(key), Some(secret)) => Ok((url, IamportCredentials::new(key, secret))),
+        _ => Err(
+            "REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET are required with REFUND_IAMPORT_URL"
+                .into(),
+        ),
+    }
+}
+
+/// The configured database, or a SQLite file under `./data`. In sandbox
+/// mode that file starts empty each time, since the simulated gateway
+/// forgets its payments on exit.
+fn database_url(settings: &Settings) -> Result<String, BoxError> {
+    if let Some(url) = &settings.database_url {
+        return Ok(url.clone());
+    }
+    let dir = PathBuf::from("data");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(if settings.sandbox_mode() {
+        "sandbox-demo.db"
+    } else {
+        "refunds.db"
+    });
+    if settings.sandbox_mode() {
+        for suffix in ["", "-wal", "-shm"] {
+            let path = PathBuf::from(format!("{}{suffix}", file.display()));
+            if path.exists() {
+                std::fs::remove_file(path)?;
+            }
+        }
+    }
+    Ok(format!("sqlite://{}?mode=rwc", file.display()))
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 200 when the store answers, 503 otherwise.
+async fn healthz(store: web::Data<Arc<dyn PaymentStore>>) -> HttpResponse {
+    match store.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(error) => {
+            tracing::warn!(%error, "health check: store unreachable");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "storage_unavailable"}))
+        }
+    }
+}
+
+/// Stops gracefully on SIGINT or SIGTERM.
+fn stop_on_signals(handle: ServerHandle) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        handle.stop(true).await;
+    });
+}
