@@ -1,0 +1,321 @@
+//! What differs between SQLite, PostgreSQL and MySQL/MariaDB: placeholders,
+//! upsert syntax, how a write transaction starts, how the migration runner
+//! locks, and which error codes mean "retry" or "unavailable". Everything
+//! else (the statements' text, the store's logic) is shared.
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::error::DatabaseError;
+use sqlx::pool::PoolOptions;
+use sqlx::Pool;
+
+use crate::driver::Driver;
+use crate::migrate::Migration;
+
+/// How long [`connect`](crate::SqlPaymentStore::connect)'s pool waits for a
+/// free connection before the store reports itself unavailable.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A database this crate can store payments in: [`sqlx::Sqlite`],
+/// [`sqlx::Postgres`] or [`sqlx::MySql`], each behind its cargo feature.
+///
+/// Sealed: the statements and migrations are written for these three.
+pub trait Dialect: Driver + sealed::Sealed {
+    /// How parameters are written in statements.
+    #[doc(hidden)]
+    const PLACEHOLDER: Placeholder;
+
+    /// How "insert or update" is written.
+    #[doc(hidden)]
+    const UPSERT: Upsert;
+
+    /// The statement that starts a transaction that will write. SQLite
+    /// needs `BEGIN IMMEDIATE` so that concurrent writers queue on the
+    /// database lock up front instead of failing when a reader upgrades.
+    #[doc(hidden)]
+    const BEGIN_WRITE: &'static str;
+
+    /// True when text columns are binary (MySQL's `VARBINARY` ids).
+    #[doc(hidden)]
+    const BINARY_TEXT: bool;
+
+    /// Statements that take and release the migration lock on one
+    /// connection, the lock one giving a row with `locked = 1` once held;
+    /// `None` where each migration's write transaction is lock enough.
+    #[doc(hidden)]
+    const MIGRATION_LOCK: Option<(&'static str, &'static str)>;
+
+    /// This dialect's embedded migrations, oldest first.
+    #[doc(hidden)]
+    fn migrations() -> &'static [Migration];
+
+    /// The statements, rendered for this dialect once.
+    #[doc(hidden)]
+    fn statements() -> &'static Statements;
+
+    /// Rows a statement matched.
+    #[doc(hidden)]
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// What a database error means for the caller.
+    #[doc(hidden)]
+    fn classify(error: &dyn DatabaseError) -> ErrorClass;
+
+    /// Opens a pool on `url` with settings that suit this crate.
+    #[doc(hidden)]
+    fn connect_pool(url: &str) -> impl Future<Output = Result<Pool<Self>, sqlx::Error>> + Send {
+        PoolOptions::<Self>::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+    }
+}
+
+/// How a database error should be handled.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The server cannot serve us now (shutting down, too many clients, a
+    /// lock held past its wait).
+    Unavailable,
+    /// The transaction lost a race (serialization failure, deadlock, stale
+    /// SQLite snapshot) and may succeed if run again.
+    Retry,
+    /// Anything else.
+    Other,
+}
+
+/// How statement parameters are written.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `?`, in order (SQLite, MySQL).
+    Question,
+    /// `$1`, `$2`, ... (PostgreSQL).
+    Numbered,
+}
+
+/// How "insert a payment, or update it if the snapshot is not older" is
+/// written.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// `ON CONFLICT (...) DO UPDATE SET ... WHERE ...` (SQLite, PostgreSQL).
+    OnConflict,
+    /// `ON DUPLICATE KEY UPDATE col = IF(...)` (MySQL, MariaDB).
+    OnDuplicateKey,
+}
+
+/// Columns read for a stored payment.
+const PAYMENT_COLUMNS: &str = "merchant_uid, imp_uid, pay_method, currency, amount, \
+     cancel_amount, status, paid_at, cancel_history, pending_refund_id, on_hold";
+
+/// Columns of a refund, read and written in this order.
+const REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, checksum, \
+     reason, idempotency_key, fingerprint, refund_account_masked, status, gateway_code, \
+     gateway_message, created_at_ms, updated_at_ms";
+
+/// Columns a gateway snapshot writes after `merchant_uid`, in bind order.
+/// `cancel_amount` comes last: MySQL evaluates `ON DUPLICATE KEY UPDATE`
+/// assignments in order, and every other column's condition must still
+/// see the old `cancel_amount`.
+pub(crate) const SNAPSHOT_COLUMNS: [&str; 9] = [
+    "imp_uid",
+    "pay_method",
+    "currency",
+    "amount",
+    "status",
+    "paid_at",
+    "cancel_history",
+    "updated_at_ms",
+    "cancel_amount",
+];
+
+/// Every statement the store runs, rendered for one dialect.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Statements {
+    pub(crate) select_payment: String,
+    pub(crate) upsert_payment: String,
+    pub(crate) claim_payment: String,
+    pub(crate) free_payment: String,
+    pub(crate) hold_payment: String,
+    pub(crate) release_hold: String,
+    pub(crate) insert_refund: String,
+    pub(crate) settle_refund: String,
+    pub(crate) select_refund: String,
+    pub(crate) refund_by_key: String,
+    pub(crate) refunds_of: String,
+    pub(crate) stale_pending: String,
+    pub(crate) ping: String,
+    pub(crate) applied_migrations: String,
+    pub(crate) migration_checksum: String,
+    pub(crate) record_migration: String,
+}
+
+impl Statements {
+    /// Renders the shared statement text for a dialect.
+    pub(crate) fn new(placeholder: Placeholder, upsert: Upsert) -> Self {
+        let render = |sql: String| match placeholder {
+            Placeholder::Question => sql,
+            Placeholder::Numbered => numbered_placeholders(&sql),
+        };
+        let refund_values = vec!["?"; REFUND_COLUMNS.split(',').count()].join(", ");
+        Statements {
+            select_payment: render(format!(
+                "SELECT {PAYMENT_COLUMNS} FROM refund_payments WHERE merchant_uid = ?"
+            )),
+            upsert_payment: render(upsert_payment(upsert)),
+            // The heart of begin_refund: takes the payment's pending slot
+            // only if it is free, not held, and unchanged since it was read.
+            claim_payment: render(
+                "UPDATE refund_payments SET pending_refund_id = ?, updated_at_ms = ? \
+                 WHERE merchant_uid = ? AND pending_refund_id IS NULL \
+                 AND on_hold = FALSE AND cancel_amount = ?"
+                    .to_owned(),
+            ),
+            free_payment: render(
+                "UPDATE refund_payments SET pending_refund_id = NULL, updated_at_ms = ? \
+                 WHERE merchant_uid = ? AND pending_refund_id = ?"
+                    .to_owned(),
+            ),
+            hold_payment: render(
+                "UPDATE refund_payments SET on_hold = TRUE, updated_at_ms = ? \
+                 WHERE merchant_uid = ?"
+                    .to_owned(),
+            ),
+            release_hold: render(
+                "UPDATE refund_payments SET on_hold = FALSE, updated_at_ms = ? \
+                 WHERE merchant_uid = ?"
+                    .to_owned(),
+            ),
+            insert_refund: render(format!(
+                "INSERT INTO refund_journal ({REFUND_COLUMNS}) VALUES ({refund_values})"
+            )),
+            // Settles a refund only while it is pending: a second settlement
+            // matches no row.
+            settle_refund: render(
+                "UPDATE refund_journal \
+                 SET status = ?, gateway_code = ?, gateway_message = ?, updated_at_ms = ? \
+                 WHERE id = ? AND status = 'pending'"
+                    .to_owned(),
+            ),
+            select_refund: render(format!(
+                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE id = ?"
+            )),
+            refund_by_key: render(format!(
+                "SELECT {REFUND_COLUMNS} FROM refund_journal \
+                 WHERE merchant_uid = ? AND idempotency_key = ?"
+            )),
+            refunds_of: render(format!(
+                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE merchant_uid = ? \
+                 ORDER BY created_at_ms DESC, id DESC"
+            )),
+            stale_pending: render(format!(
+                "SELECT {REFUND_COLUMNS} FROM refund_journal \
+                 WHERE status = 'pending' AND created_at_ms < ? \
+                 ORDER BY created_at_ms, id LIMIT ?"
+            )),
+            ping: "SELECT 1".to_owned(),
+            applied_migrations: "SELECT version, description, checksum, applied_at_ms \
+                 FROM refund_schema_migrations ORDER BY version"
+                .to_owned(),
+            migration_checksum: render(
+                "SELECT checksum FROM refund_schema_migrations WHERE version = ?".to_owned(),
+            ),
+            record_migration: render(
+                "INSERT INTO refund_schema_migrations \
+                 (version, description, checksum, applied_at_ms) VALUES (?, ?, ?, ?)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// Inserts a payment, or updates it unless the stored `cancel_amount` is
+/// higher than the snapshot's (an older snapshot never rolls money back).
+/// The refund lock columns keep their stored (or default) values.
+fn upsert_payment(upsert: Upsert) -> String {
+    let columns = SNAPSHOT_COLUMNS.join(", ");
+    let values = vec!["?"; SNAPSHOT_COLUMNS.len() + 1].join(", ");
+    let insert = format!("INSERT INTO refund_payments (merchant_uid, {columns}) VALUES ({values})");
+    let assignments = |assign: &dyn Fn(&str) -> String| {
+        SNAPSHOT_COLUMNS
+            .iter()
+            .map(|column| assign(column))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match upsert {
+        Upsert::OnConflict => format!(
+            "{insert} ON CONFLICT (merchant_uid) DO UPDATE SET {} \
+             WHERE refund_payments.cancel_amount <= excluded.cancel_amount",
+            assignments(&|c| format!("{c} = excluded.{c}"))
+        ),
+        Upsert::OnDuplicateKey => format!(
+            "{insert} ON DUPLICATE KEY UPDATE {}",
+            assignments(&|c| format!(
+                "{c} = IF(cancel_amount <= VALUES(cancel_amount), VALUES({c}), {c})"
+            ))
+        ),
+    }
+}
+
+/// Rewrites `?` placeholders as `$1`, `$2`, ... (our statements contain no
+/// `?` inside string literals).
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut next = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            next += 1;
+            out.push('$');
+            out.push_str(&next.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(
+            numbered_placeholders("a = ? AND b IN (?, ?)"),
+            "a = $1 AND b IN ($2, $3)"
+        );
+    }
+
+    #[test]
+    fn mysql_upsert_updates_cancel_amount_last() {
+        let sql = upsert_payment(Upsert::OnDuplicateKey);
+        let last = sql.rfind("cancel_amount = IF").unwrap();
+        for column in SNAPSHOT_COLUMNS.iter().filter(|c| **c != "cancel_amount") {
+            let at = sql.find(&format!("{column} = IF")).unwrap();
+            assert!(at < last, "{column} must be assigned before cancel_amount");
+        }
+    }
+
+    #[test]
+    fn every_parameter_has_a_placeholder() {
+        let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict);
+        assert!(statements.insert_refund.ends_with("$15)"));
+        assert!(statements.upsert_payment.contains("$10)"));
+        assert!(!statements.upsert_payment.contains("$11"));
+    }
+}

@@ -1,0 +1,56 @@
+//! PostgreSQL: `$n` placeholders, `ON CONFLICT` upserts, advisory lock for
+//! migrations.
+
+use std::sync::LazyLock;
+
+use sqlx::error::DatabaseError;
+use sqlx::postgres::PgQueryResult;
+use sqlx::Postgres;
+
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
+use crate::migrate::{migrations, Migration};
+
+impl super::sealed::Sealed for Postgres {}
+
+impl Dialect for Postgres {
+    const PLACEHOLDER: Placeholder = Placeholder::Numbered;
+    const UPSERT: Upsert = Upsert::OnConflict;
+    // READ COMMITTED is enough: every decision is a conditional UPDATE, which
+    // PostgreSQL re-checks against the latest row after waiting on its lock.
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const BINARY_TEXT: bool = false;
+    // A session-level advisory lock, per database; the key is the first
+    // eight bytes of SHA-256("refund_schema_migrations"), big-endian, signed.
+    const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
+        "SELECT CAST(1 AS BIGINT) AS locked FROM pg_advisory_lock(-343143001964748910)",
+        "SELECT pg_advisory_unlock(-343143001964748910)",
+    ));
+
+    fn migrations() -> &'static [Migration] {
+        migrations!("postgres", "0001_init")
+    }
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> =
+            LazyLock::new(|| Statements::new(Postgres::PLACEHOLDER, Postgres::UPSERT));
+        &STATEMENTS
+    }
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    fn classify(error: &dyn DatabaseError) -> ErrorClass {
+        match error.code().as_deref() {
+            // serialization_failure, deadlock_detected
+            Some("40001" | "40P01") => ErrorClass::Retry,
+            // connection exceptions; too many connections; lock_timeout or
+            // statement_timeout spent; the server shutting down or starting.
+            Some(code) if code.starts_with("08") => ErrorClass::Unavailable,
+            Some("53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03") => {
+                ErrorClass::Unavailable
+            }
+            _ => ErrorClass::Other,
+        }
+    }
+}

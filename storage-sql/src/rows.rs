@@ -1,0 +1,182 @@
+//! Rows to domain values and back: payments, refunds, and the cancel history
+//! kept as JSON text.
+//!
+//! Reading is strict: a row that does not hold a valid payment or refund
+//! (unknown currency or refund status, malformed history) is an error, never
+//! a guess.
+
+use refund_core::Refund;
+use refund_core::{Amount, CancelEntry, Currency, Payment, RefundId, RefundStatus, StoredPayment};
+use serde::{Deserialize, Serialize};
+
+use crate::dialect::Dialect;
+use crate::driver::Param;
+use crate::error::SqlStoreError;
+
+/// One cancellation as stored in `cancel_history`; amounts are integer minor
+/// units, so they survive JSON exactly.
+#[derive(Serialize, Deserialize)]
+struct StoredCancelEntry {
+    pg_tid: Option<String>,
+    amount: i64,
+    cancelled_at: i64,
+    reason: Option<String>,
+    cancellation_id: Option<String>,
+    receipt_url: Option<String>,
+}
+
+/// The `cancel_history` column's JSON text.
+pub(crate) fn cancel_history_json(history: &[CancelEntry]) -> Result<String, SqlStoreError> {
+    let stored: Vec<StoredCancelEntry> = history
+        .iter()
+        .map(|entry| StoredCancelEntry {
+            pg_tid: entry.pg_tid.clone(),
+            amount: entry.amount.minor(),
+            cancelled_at: entry.cancelled_at,
+            reason: entry.reason.clone(),
+            cancellation_id: entry.cancellation_id.clone(),
+            receipt_url: entry.receipt_url.clone(),
+        })
+        .collect();
+    serde_json::to_string(&stored)
+        .map_err(|e| SqlStoreError::Corrupt(format!("cannot encode cancel_history: {e}")))
+}
+
+fn parse_cancel_history(json: &str) -> Result<Vec<CancelEntry>, SqlStoreError> {
+    let stored: Vec<StoredCancelEntry> = serde_json::from_str(json)
+        .map_err(|e| SqlStoreError::Corrupt(format!("cancel_history is not valid: {e}")))?;
+    Ok(stored
+        .into_iter()
+        .map(|entry| CancelEntry {
+            pg_tid: entry.pg_tid,
+            amount: Amount::from_minor(entry.amount),
+            cancelled_at: entry.cancelled_at,
+            reason: entry.reason,
+            cancellation_id: entry.cancellation_id,
+            receipt_url: entry.receipt_url,
+        })
+        .collect())
+}
+
+/// Reads columns of one row of `DB`, turning driver errors into ours.
+struct Columns<'r, DB: Dialect>(&'r DB::Row);
+
+impl<DB: Dialect> Columns<'_, DB> {
+    fn int(&self, column: &str) -> Result<i64, SqlStoreError> {
+        DB::int(self.0, column).map_err(SqlStoreError::Database)
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, SqlStoreError> {
+        DB::opt_int(self.0, column).map_err(SqlStoreError::Database)
+    }
+
+    fn amount(&self, column: &str) -> Result<Amount, SqlStoreError> {
+        self.int(column).map(Amount::from_minor)
+    }
+
+    fn flag(&self, column: &str) -> Result<bool, SqlStoreError> {
+        DB::flag(self.0, column).map_err(SqlStoreError::Database)
+    }
+
+    fn text(&self, column: &str) -> Result<String, SqlStoreError> {
+        DB::text(self.0, column, DB::BINARY_TEXT).map_err(SqlStoreError::Database)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, SqlStoreError> {
+        DB::opt_text(self.0, column, DB::BINARY_TEXT).map_err(SqlStoreError::Database)
+    }
+}
+
+/// A `refund_payments` row.
+pub(crate) fn stored_payment<DB: Dialect>(row: &DB::Row) -> Result<StoredPayment, SqlStoreError> {
+    let columns = Columns::<DB>(row);
+    let currency = columns.text("currency")?;
+    let currency: Currency = currency
+        .parse()
+        .map_err(|_| SqlStoreError::Corrupt(format!("unknown currency {currency:?}")))?;
+    Ok(StoredPayment {
+        payment: Payment {
+            imp_uid: columns.text("imp_uid")?,
+            merchant_uid: columns.text("merchant_uid")?,
+            pay_method: columns.text("pay_method")?.as_str().into(),
+            currency,
+            amount: columns.amount("amount")?,
+            cancel_amount: columns.amount("cancel_amount")?,
+            status: columns.text("status")?.as_str().into(),
+            paid_at: columns.int("paid_at")?,
+            cancel_history: parse_cancel_history(&columns.text("cancel_history")?)?,
+        },
+        pending_refund: columns
+            .opt_text("pending_refund_id")?
+            .map(RefundId::from_stored),
+        on_hold: columns.flag("on_hold")?,
+    })
+}
+
+/// A `refund_journal` row.
+pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError> {
+    let columns = Columns::<DB>(row);
+    let status = columns.text("status")?;
+    let status = RefundStatus::parse(&status)
+        .ok_or_else(|| SqlStoreError::Corrupt(format!("unknown refund status {status:?}")))?;
+    Ok(Refund {
+        id: RefundId::from_stored(columns.text("id")?),
+        merchant_uid: columns.text("merchant_uid")?,
+        imp_uid: columns.text("imp_uid")?,
+        amount: columns.amount("amount")?,
+        base_cancel_amount: columns.amount("base_cancel_amount")?,
+        checksum: columns.amount("checksum")?,
+        reason: columns.opt_text("reason")?,
+        idempotency_key: columns.opt_text("idempotency_key")?,
+        fingerprint: columns.text("fingerprint")?,
+        refund_account_masked: columns.opt_text("refund_account_masked")?,
+        status,
+        gateway_code: columns.opt_int("gateway_code")?,
+        gateway_message: columns.opt_text("gateway_message")?,
+        created_at_ms: columns.int("created_at_ms")?,
+        updated_at_ms: columns.int("updated_at_ms")?,
+    })
+}
+
+/// A refund's values in `REFUND_COLUMNS` order, for `insert_refund`.
+pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 15] {
+    [
+        Param::Text(refund.id.as_str()),
+        Param::Text(&refund.merchant_uid),
+        Param::Text(&refund.imp_uid),
+        Param::Int(refund.amount.minor()),
+        Param::Int(refund.base_cancel_amount.minor()),
+        Param::Int(refund.checksum.minor()),
+        Param::OptText(refund.reason.as_deref()),
+        Param::OptText(refund.idempotency_key.as_deref()),
+        Param::Text(&refund.fingerprint),
+        Param::OptText(refund.refund_account_masked.as_deref()),
+        // Always recorded as pending: the journal is write-ahead.
+        Param::Text(RefundStatus::Pending.as_str()),
+        Param::OptInt(refund.gateway_code),
+        Param::OptText(refund.gateway_message.as_deref()),
+        Param::Int(refund.created_at_ms),
+        Param::Int(refund.updated_at_ms),
+    ]
+}
+
+/// A snapshot's values for `upsert_payment`: `merchant_uid`, then
+/// `SNAPSHOT_COLUMNS` in order.
+pub(crate) fn snapshot_params<'a>(
+    snapshot: &'a Payment,
+    cancel_history: &'a str,
+    now_ms: i64,
+) -> [Param<'a>; 10] {
+    [
+        Param::Text(&snapshot.merchant_uid),
+        Param::Text(&snapshot.imp_uid),
+        Param::Text(snapshot.pay_method.as_str()),
+        Param::Text(snapshot.currency.code()),
+        Param::Int(snapshot.amount.minor()),
+        Param::Text(snapshot.status.as_str()),
+        Param::Int(snapshot.paid_at),
+        Param::Text(cancel_history),
+        Param::Int(now_ms),
+        Param::Int(snapshot.cancel_amount.minor()),
+    ]
+}

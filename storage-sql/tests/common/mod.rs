@@ -1,0 +1,539 @@
+//! Test support shared by the per-database test binaries: fresh databases,
+//! skipping when a server is missing, and the cases every backend runs on
+//! top of refund-core's conformance suite.
+//!
+//! Each binary (`sqlite.rs`, `postgres.rs`, `mysql.rs`) implements
+//! [`Backend`] and expands [`backend_tests!`].
+
+#![allow(dead_code)] // Each binary uses the part that fits its backend.
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::sync::Arc;
+
+use refund_core::testkit::{paid_payment, pending_refund, unique};
+use refund_core::{Currency, PaymentStore, RefundOutcome, StoreError};
+use sqlx::pool::PoolOptions;
+use sqlx::{Database, Executor, FromRow, IntoArguments, Pool};
+use storage_sql::{Dialect, MigrationError, SqlPaymentStore, SqlStoreError, MIGRATIONS_TABLE};
+use tokio::sync::OnceCell;
+
+/// Test databases are named `storage_sql_<unix seconds>_<random>`, so a
+/// later run can tell leftovers of crashed runs by their age.
+pub const DATABASE_PREFIX: &str = "storage_sql_";
+
+/// Leftover test databases older than this are dropped by the next run.
+const LEFTOVER_AGE_SECS: u64 = 3600;
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A new, unique database name.
+pub fn database_name() -> String {
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{DATABASE_PREFIX}{}_{}", unix_secs(), &random[..12])
+}
+
+/// True for a test database of an earlier run that is old enough to be
+/// abandoned (its run crashed or was killed before dropping it).
+pub fn is_leftover(name: &str) -> bool {
+    name.strip_prefix(DATABASE_PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|created| created + LEFTOVER_AGE_SECS < unix_secs())
+}
+
+/// `url` with its database (the path) replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_end = base.find("://").map_or(0, |at| at + 3);
+    let root = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{database}?{query}"),
+        None => format!("{root}/{database}"),
+    }
+}
+
+/// Set once a server was found missing, so that the other tests of the
+/// process skip (or fail, in CI) at once instead of each waiting for a
+/// timeout.
+static SERVER_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// How long a test waits for its database server before calling it missing.
+const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Called when the server of `what` cannot be reached: under `CI=true` the
+/// test fails; elsewhere it is skipped with a loud message.
+pub fn server_missing<T>(what: &str, error: impl std::fmt::Display) -> Option<T> {
+    SERVER_MISSING.store(true, Ordering::Relaxed);
+    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+        panic!("{what} is required under CI=true but unreachable: {error}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of passing
+    // tests, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!!!! SKIPPED: {what} is unreachable ({error}); set CI=true to make this fail !!!!!\n"
+    );
+    None
+}
+
+/// Evaluates to the value of an `Option`-returning future, or returns from
+/// the enclosing test (skipping it) when it is `None`. Works inside
+/// `store_conformance_tests!`, whose store expression is awaited in the
+/// test's own body.
+#[macro_export]
+macro_rules! or_skip {
+    ($fresh:expr) => {
+        match $fresh.await {
+            Some(value) => ::std::future::ready(value),
+            None => return,
+        }
+    };
+}
+
+/// A database server the tests run against.
+pub trait Backend: Sized {
+    /// The sqlx database.
+    type Db: Dialect;
+
+    /// A new, empty database, or `None` when the server is missing outside
+    /// CI.
+    async fn fresh() -> Option<Self>;
+
+    /// A URL of this database, for [`SqlPaymentStore::connect`].
+    fn url(&self) -> String;
+
+    /// Runs SQL statements that return no rows.
+    async fn exec(&self, sql: &str) -> Result<(), sqlx::Error>;
+
+    /// Runs a query whose one row's first column is an integer.
+    async fn count(&self, sql: &str) -> Result<i64, sqlx::Error>;
+
+    /// Drops the database.
+    async fn drop_database(self);
+
+    /// Keeps the database for the rest of the process (a later run drops
+    /// it as a leftover) and gives its URL.
+    fn keep(self) -> String;
+
+    /// A store on a new pool of this database.
+    async fn store(&self) -> SqlPaymentStore<Self::Db> {
+        SqlPaymentStore::connect(&self.url())
+            .await
+            .expect("connect to the test database")
+    }
+}
+
+/// A store on the database this test process shares between the
+/// conformance cases (they use random ids, so they may share it), created
+/// and migrated by the first case that asks.
+pub async fn conformance_store<B: Backend>(
+    database: &'static OnceCell<Option<String>>,
+) -> Option<Arc<dyn PaymentStore>> {
+    let url = database
+        .get_or_init(|| async {
+            let backend = B::fresh().await?;
+            let store = backend.store().await;
+            store
+                .migrate()
+                .await
+                .expect("migrate the conformance database");
+            store.pool().close().await;
+            Some(backend.keep())
+        })
+        .await
+        .clone()?;
+    let store = SqlPaymentStore::<B::Db>::connect(&url)
+        .await
+        .expect("connect to the conformance database");
+    Some(Arc::new(store))
+}
+
+/// A database server reached through `$ENV` (or a default URL): which
+/// SQL creates, lists and drops its test databases.
+pub trait Server {
+    /// The sqlx database.
+    type Db: Dialect;
+    /// What the skip message calls it.
+    const NAME: &'static str;
+    /// The variable that overrides [`DEFAULT_URL`](Self::DEFAULT_URL).
+    const ENV: &'static str;
+    /// Where the server runs on a developer machine and in CI.
+    const DEFAULT_URL: &'static str;
+    /// Lists databases whose name starts with [`DATABASE_PREFIX`].
+    const LIST_TEST_DATABASES: &'static str;
+    /// Drops database `name` even while connections are open.
+    fn drop_statement(name: &str) -> String;
+}
+
+/// A fresh database on a [`Server`]; `admin` is connected to the URL's own
+/// database, to create and drop it.
+pub struct ServerBackend<S: Server> {
+    admin: Pool<S::Db>,
+    pool: Pool<S::Db>,
+    url: String,
+    name: String,
+}
+
+impl<S: Server> Backend for ServerBackend<S>
+where
+    for<'c> &'c mut <S::Db as Database>::Connection: Executor<'c, Database = S::Db>,
+    for<'r> (i64,): FromRow<'r, <S::Db as Database>::Row>,
+    for<'r> (String,): FromRow<'r, <S::Db as Database>::Row>,
+    for<'q> <S::Db as Database>::Arguments<'q>: IntoArguments<'q, S::Db>,
+{
+    type Db = S::Db;
+
+    async fn fresh() -> Option<Self> {
+        let what = format!("{} (${}, default {})", S::NAME, S::ENV, S::DEFAULT_URL);
+        if SERVER_MISSING.load(Ordering::Relaxed) {
+            return server_missing(&what, "found missing by an earlier test");
+        }
+        let server = std::env::var(S::ENV).unwrap_or_else(|_| S::DEFAULT_URL.to_owned());
+        let admin = match PoolOptions::<S::Db>::new()
+            .max_connections(2)
+            .acquire_timeout(SERVER_TIMEOUT)
+            .connect(&server)
+            .await
+        {
+            Ok(admin) => admin,
+            Err(error) => return server_missing(&what, error),
+        };
+        let existing: Vec<String> = sqlx::query_scalar(S::LIST_TEST_DATABASES)
+            .fetch_all(&admin)
+            .await
+            .expect("list test databases");
+        for leftover in existing.iter().filter(|name| is_leftover(name)) {
+            admin
+                .execute(sqlx::raw_sql(&S::drop_statement(leftover)))
+                .await
+                .expect("drop a leftover test database");
+        }
+        let name = database_name();
+        admin
+            .execute(sqlx::raw_sql(&format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create a test database");
+        let url = with_database(&server, &name);
+        let pool = Pool::<S::Db>::connect(&url)
+            .await
+            .expect("connect to the test database");
+        Some(ServerBackend {
+            admin,
+            pool,
+            url,
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        self.pool.execute(sqlx::raw_sql(sql)).await.map(drop)
+    }
+
+    async fn count(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await
+    }
+
+    async fn drop_database(self) {
+        self.pool.close().await;
+        self.admin
+            .execute(sqlx::raw_sql(&S::drop_statement(&self.name)))
+            .await
+            .expect("drop the test database");
+        self.admin.close().await;
+    }
+
+    fn keep(self) -> String {
+        self.url
+    }
+}
+
+/// Migrating twice changes nothing the second time.
+pub async fn migrate_twice_is_a_no_op<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let first = store.applied_migrations().await.unwrap();
+    assert!(!first.is_empty());
+    assert_eq!(first[0].version, 1);
+    assert_eq!(first[0].description, "init");
+    store.migrate().await.unwrap();
+    assert_eq!(store.applied_migrations().await.unwrap(), first);
+}
+
+/// Our history goes to our own table and leaves the application's sqlx
+/// history alone.
+pub async fn migrations_use_their_own_table<B: Backend>(backend: &B) {
+    backend
+        .exec("CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    backend
+        .exec("INSERT INTO _sqlx_migrations (version) VALUES (20240101000000)")
+        .await
+        .unwrap();
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    assert_eq!(MIGRATIONS_TABLE, "refund_schema_migrations");
+    let ours = backend
+        .count("SELECT COUNT(*) FROM refund_schema_migrations")
+        .await
+        .unwrap();
+    assert_eq!(
+        ours,
+        i64::try_from(store.applied_migrations().await.unwrap().len()).unwrap()
+    );
+    let theirs = backend
+        .count("SELECT COUNT(*) FROM _sqlx_migrations")
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs, 1,
+        "the application's migration history is untouched"
+    );
+}
+
+/// An applied migration whose file changed is refused, and so is a
+/// database migrated by a newer build.
+pub async fn changed_or_unknown_migrations_are_refused<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    backend
+        .exec("UPDATE refund_schema_migrations SET checksum = 'edited' WHERE version = 1")
+        .await
+        .unwrap();
+    let error = store.migrate().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SqlStoreError::Migration(MigrationError::ChecksumMismatch { version: 1, .. })
+        ),
+        "{error:?}"
+    );
+
+    let checksum = store.applied_migrations().await.unwrap()[0]
+        .checksum
+        .clone();
+    assert_eq!(checksum, "edited");
+    backend
+        .exec("DELETE FROM refund_schema_migrations WHERE version = 1")
+        .await
+        .unwrap();
+    backend
+        .exec(
+            "INSERT INTO refund_schema_migrations (version, description, checksum, applied_at_ms) \
+             VALUES (9999, 'from_the_future', 'x', 0)",
+        )
+        .await
+        .unwrap();
+    let error = store.migrate().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SqlStoreError::Migration(MigrationError::UnknownVersion(9999))
+        ),
+        "{error:?}"
+    );
+}
+
+/// Two instances migrating one empty database at once: both succeed and
+/// each migration is applied once.
+pub async fn concurrent_migrations_apply_once<B: Backend>(backend: &B) {
+    let (first, second) = (backend.store().await, backend.store().await);
+    let (a, b) = tokio::join!(first.migrate(), second.migrate());
+    a.unwrap();
+    b.unwrap();
+    let applied = first.applied_migrations().await.unwrap();
+    let versions: Vec<i64> = applied.iter().map(|m| m.version).collect();
+    let mut unique_versions = versions.clone();
+    unique_versions.dedup();
+    assert_eq!(versions, unique_versions);
+    assert_eq!(
+        backend
+            .count("SELECT COUNT(*) FROM refund_schema_migrations")
+            .await
+            .unwrap(),
+        i64::try_from(applied.len()).unwrap()
+    );
+    // The schema works.
+    let payment = paid_payment(&unique("after-race"), 1_000, Currency::Krw);
+    first.apply_snapshot(&payment).await.unwrap();
+}
+
+/// Values the schema cannot hold are errors, never panics, and leave
+/// nothing behind.
+pub async fn values_that_do_not_fit_are_errors<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+
+    let too_long = format!("{}-{}", unique("long"), "x".repeat(2_000));
+    let payment = paid_payment(&too_long, 1_000, Currency::Krw);
+    let error = store.apply_snapshot(&payment).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(store.payment(&too_long).await.unwrap().is_none());
+
+    let payment = paid_payment(&unique("long-key"), 1_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 100, Some(&"k".repeat(2_000)));
+    let error = store.begin_refund(&refund).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, None, "a failed begin writes nothing");
+    assert!(store.refund(&refund.id).await.unwrap().is_none());
+
+    // A NUL character is valid UTF-8 that PostgreSQL's text cannot hold:
+    // either it round-trips exactly or it is refused.
+    let nul = format!("{}\u{0}nul", unique("nul"));
+    match store
+        .apply_snapshot(&paid_payment(&nul, 1_000, Currency::Krw))
+        .await
+    {
+        Ok(stored) => assert_eq!(stored.payment.merchant_uid, nul),
+        Err(error) => assert!(matches!(error, StoreError::Backend(_)), "{error:?}"),
+    }
+}
+
+/// Rows that do not hold a valid payment or refund are reported as
+/// corrupt, not guessed at.
+pub async fn corrupt_rows_are_errors<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("corrupt"), 1_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 100, None);
+    store.begin_refund(&refund).await.unwrap();
+    let uid = &payment.merchant_uid;
+
+    backend
+        .exec(&format!(
+            "UPDATE refund_payments SET currency = 'XYZ' WHERE merchant_uid = '{uid}'"
+        ))
+        .await
+        .unwrap();
+    let error = store.payment(uid).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+    assert!(
+        error_chain(&error).contains("XYZ"),
+        "{}",
+        error_chain(&error)
+    );
+
+    backend
+        .exec(&format!(
+            "UPDATE refund_payments SET currency = 'KRW', cancel_history = '[{{\"amount\": 1.5}}]' \
+             WHERE merchant_uid = '{uid}'"
+        ))
+        .await
+        .unwrap();
+    let error = store.payment(uid).await.unwrap_err();
+    assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
+}
+
+/// Keys and ids that differ only in case or a trailing space are
+/// different keys and ids: they neither match nor collide.
+pub async fn ids_differing_in_case_or_trailing_space_are_distinct<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let base = unique("Order-42");
+    let variants = [base.clone(), base.to_lowercase(), format!("{base} ")];
+    for (i, merchant_uid) in variants.iter().enumerate() {
+        let payment = paid_payment(merchant_uid, 1_000 + i as i64, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+    }
+    for (i, merchant_uid) in variants.iter().enumerate() {
+        let stored = store.payment(merchant_uid).await.unwrap().unwrap();
+        assert_eq!(stored.payment.amount.minor(), 1_000 + i as i64);
+    }
+
+    let payment = store.payment(&base).await.unwrap().unwrap().payment;
+    let failed = RefundOutcome::Failed {
+        code: Some(-1),
+        message: "no".into(),
+    };
+    for key in ["Order-42/click", "order-42/click", "Order-42/click "] {
+        let refund = pending_refund(&payment, 10, Some(key));
+        store.begin_refund(&refund).await.unwrap();
+        store
+            .finish_refund(&refund.id, &failed, None, 1)
+            .await
+            .unwrap();
+        let found = store
+            .refund_by_idempotency_key(&base, key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, refund.id, "{key:?}");
+    }
+}
+
+/// A closed pool is reported as unavailable (HTTP 503), not as a bug.
+pub async fn a_closed_pool_is_unavailable<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    store.pool().close().await;
+    let error = store.payment(&unique("closed")).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let payment = paid_payment(&unique("closed"), 1_000, Currency::Krw);
+    let error = store.apply_snapshot(&payment).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+/// Every message in an error's source chain, for assertions.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        messages.push(cause.to_string());
+        source = cause.source();
+    }
+    messages.join(": ")
+}
+
+/// One `#[tokio::test]` per backend case, each on its own fresh database
+/// that is dropped afterwards.
+#[macro_export]
+macro_rules! backend_tests {
+    ($backend:ty) => {
+        $crate::backend_tests!(@cases $backend;
+            migrate_twice_is_a_no_op,
+            migrations_use_their_own_table,
+            changed_or_unknown_migrations_are_refused,
+            concurrent_migrations_apply_once,
+            values_that_do_not_fit_are_errors,
+            corrupt_rows_are_errors,
+            ids_differing_in_case_or_trailing_space_are_distinct,
+            a_closed_pool_is_unavailable,
+        );
+    };
+    (@cases $backend:ty; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                use $crate::common::Backend as _;
+                let backend = $crate::or_skip!(<$backend>::fresh()).await;
+                $crate::common::$case(&backend).await;
+                backend.drop_database().await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,124 @@
+//! PostgreSQL: the conformance suite and the backend cases, on databases
+//! created for this run on the server at `$STORAGE_SQL_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`).
+
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use refund_core::testkit::{paid_payment, pending_refund, unique};
+use refund_core::{Currency, PaymentStore};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Postgres;
+use storage_sql::{PgPaymentStore, SqlStoreError};
+use tokio::sync::OnceCell;
+
+use common::{Backend, Server, ServerBackend};
+
+struct PostgresServer;
+
+impl Server for PostgresServer {
+    type Db = Postgres;
+    const NAME: &'static str = "PostgreSQL";
+    const ENV: &'static str = "STORAGE_SQL_POSTGRES_URL";
+    const DEFAULT_URL: &'static str = "postgres://postgres@127.0.0.1:5432/test";
+    const LIST_TEST_DATABASES: &'static str =
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'storage\\_sql\\_%'";
+
+    fn drop_statement(name: &str) -> String {
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    }
+}
+
+type PostgresBackend = ServerBackend<PostgresServer>;
+
+mod conformance {
+    use super::*;
+
+    static DATABASE: OnceCell<Option<String>> = OnceCell::const_new();
+
+    refund_core::store_conformance_tests!(crate::or_skip!(common::conformance_store::<
+        PostgresBackend,
+    >(&DATABASE)));
+}
+
+mod backend {
+    crate::backend_tests!(super::PostgresBackend);
+}
+
+/// A server that is not there is "unavailable", not a bug.
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable() {
+    let error = PgPaymentStore::connect("postgres://postgres@127.0.0.1:1/test")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SqlStoreError::Unavailable(_)), "{error:?}");
+}
+
+/// A merchant's pool may run every transaction SERIALIZABLE. A begin that
+/// waits on a row another transaction then commits fails with a
+/// serialization error; the store must run it again, and then it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serialization_failures_are_retried() {
+    let backend = crate::or_skip!(PostgresBackend::fresh()).await;
+    let plain = backend.store().await;
+    plain.migrate().await.unwrap();
+    let payment = paid_payment(&unique("serializable"), 10_000, Currency::Krw);
+    plain.apply_snapshot(&payment).await.unwrap();
+    let serializable = PgConnectOptions::from_str(&backend.url())
+        .unwrap()
+        .options([("default_transaction_isolation", "serializable")]);
+    let store = PgPaymentStore::new(
+        PgPoolOptions::new()
+            .connect_with(serializable)
+            .await
+            .unwrap(),
+    );
+
+    // Another transaction holds the payment's row...
+    let mut other = plain.pool().begin().await.unwrap();
+    sqlx::query("UPDATE refund_payments SET updated_at_ms = 0 WHERE merchant_uid = $1")
+        .bind(&payment.merchant_uid)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let refund = pending_refund(&payment, 1_000, None);
+    let begin = tokio::spawn({
+        let (store, refund) = (store.clone(), refund.clone());
+        async move { store.begin_refund(&refund).await }
+    });
+    // ...until the store's transaction is waiting for it...
+    let mut polls = 0;
+    while sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(plain.pool())
+    .await
+    .unwrap()
+        == 0
+    {
+        polls += 1;
+        assert!(
+            polls < 3_000,
+            "the store's transaction never waited on the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and then commits: the waiting UPDATE fails to serialize.
+    other.commit().await.unwrap();
+    begin
+        .await
+        .unwrap()
+        .expect("retried after the serialization failure");
+    let stored = plain.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, Some(refund.id));
+
+    store.pool().close().await;
+    plain.pool().close().await;
+    backend.drop_database().await;
+}

@@ -1,0 +1,167 @@
+//! SQLite: the conformance suite and the backend cases, each on a database
+//! file in a fresh directory under cargo's test tmp dir.
+
+#![cfg(feature = "sqlite")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use refund_core::testkit::{paid_payment, unique};
+use refund_core::{Currency, PaymentStore, StoreError};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::{Executor, Sqlite, SqlitePool};
+use storage_sql::{SqlStoreError, SqlitePaymentStore};
+use tokio::sync::OnceCell;
+
+use common::{database_name, error_chain, is_leftover, Backend};
+
+/// A database file in its own directory.
+struct SqliteBackend {
+    dir: PathBuf,
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    fn parent() -> PathBuf {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage-sql")
+    }
+
+    /// Removes directories that crashed runs left behind.
+    fn remove_leftovers() {
+        let Ok(entries) = std::fs::read_dir(Self::parent()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(is_leftover) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    type Db = Sqlite;
+
+    async fn fresh() -> Option<Self> {
+        Self::remove_leftovers();
+        let dir = Self::parent().join(database_name());
+        std::fs::create_dir_all(&dir).expect("create the test directory");
+        let url = format!("sqlite://{}?mode=rwc", dir.join("refunds.db").display());
+        let pool = SqlitePool::connect(&url).await.expect("open the test file");
+        Some(SqliteBackend { dir, pool })
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.dir.join("refunds.db").display())
+    }
+
+    async fn exec(&self, sql: &str) -> Result<(), sqlx::Error> {
+        self.pool.execute(sqlx::raw_sql(sql)).await.map(drop)
+    }
+
+    async fn count(&self, sql: &str) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await
+    }
+
+    async fn drop_database(self) {
+        self.pool.close().await;
+        std::fs::remove_dir_all(&self.dir).expect("remove the test directory");
+    }
+
+    fn keep(self) -> String {
+        self.url()
+    }
+}
+
+mod conformance {
+    use super::*;
+
+    static DATABASE: OnceCell<Option<String>> = OnceCell::const_new();
+
+    refund_core::store_conformance_tests!(crate::or_skip!(common::conformance_store::<
+        SqliteBackend,
+    >(&DATABASE)));
+}
+
+mod backend {
+    crate::backend_tests!(super::SqliteBackend);
+}
+
+/// `connect` puts file databases in WAL mode, so readers never wait for
+/// the writer.
+#[tokio::test]
+async fn connect_uses_wal_for_files() {
+    let backend = SqliteBackend::fresh().await.unwrap();
+    let store = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    store.pool().close().await;
+    backend.drop_database().await;
+}
+
+/// An in-memory database works through `open` (its pool keeps the one
+/// connection that holds the data).
+#[tokio::test]
+async fn open_works_in_memory() {
+    let store = storage_sql::open("sqlite::memory:").await.unwrap();
+    refund_core::testkit::refunds_round_trip_newest_first(store).await;
+}
+
+/// Another writer holding the file past the busy timeout: the store reports
+/// the database unavailable (HTTP 503, no gateway call), not a bug, and
+/// writes nothing; once the lock is gone it works again.
+#[tokio::test]
+async fn a_file_locked_by_another_writer_is_unavailable() {
+    let backend = SqliteBackend::fresh().await.unwrap();
+    let store = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
+    store.migrate().await.unwrap();
+    let impatient = SqliteConnectOptions::from_str(&backend.url())
+        .unwrap()
+        .busy_timeout(Duration::ZERO);
+    let impatient = SqlitePaymentStore::new(
+        SqlitePoolOptions::new()
+            .connect_with(impatient)
+            .await
+            .unwrap(),
+    );
+    let payment = paid_payment(&unique("locked"), 1_000, Currency::Krw);
+
+    let mut holder = backend.pool.acquire().await.unwrap();
+    holder.execute("BEGIN IMMEDIATE").await.unwrap();
+    let error = impatient.apply_snapshot(&payment).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(
+        error_chain(&error).contains("database is locked"),
+        "{}",
+        error_chain(&error)
+    );
+    assert!(impatient
+        .payment(&payment.merchant_uid)
+        .await
+        .unwrap()
+        .is_none());
+    holder.execute("ROLLBACK").await.unwrap();
+    drop(holder);
+
+    impatient.apply_snapshot(&payment).await.unwrap();
+    impatient.pool().close().await;
+    store.pool().close().await;
+    backend.drop_database().await;
+}
+
+/// `open` picks the database by scheme and never echoes the URL, which may
+/// carry a password.
+#[tokio::test]
+async fn open_refuses_schemes_it_was_not_built_for() {
+    let Err(error) = storage_sql::open("mongodb://user:secret@127.0.0.1/x").await else {
+        panic!("a mongodb URL must be refused");
+    };
+    assert!(matches!(error, SqlStoreError::UnsupportedScheme(ref s) if s == "mongodb"));
+    assert!(!error.to_string().contains("secret"));
+}
