@@ -244,6 +244,11 @@ impl PaymentStore for MongoPaymentStore {
                 .await;
             match written {
                 Ok(Some(document)) => return decode::<PaymentDocument>(document)?.into_stored(),
+                // An upsert always returns the document it wrote. SecantusDB,
+                // our test server, sometimes returns none when two first
+                // upserts race; the document exists then, so the retry
+                // takes the update path as below.
+                Ok(None) if !retried => retried = true,
                 Ok(None) => return Err(StoreError::corrupt("the upsert returned no document")),
                 Err(error) => {
                     let error = MongoStoreError::new("apply_snapshot", error);
