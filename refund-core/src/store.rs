@@ -32,8 +32,8 @@ pub enum StoreError {
     /// The payment is held for review.
     #[error("the payment is held for review")]
     OnHold,
-    /// The idempotency key is already used by another refund of the payment.
-    #[error("idempotency key already used for this payment")]
+    /// The idempotency key is already used by another refund.
+    #[error("idempotency key already used")]
     IdempotencyKeyTaken,
     /// The refund is no longer pending (someone settled it first).
     #[error("refund is already {0}")]
@@ -92,8 +92,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// - it is not held for review, else [`StoreError::OnHold`];
     /// - its stored `cancel_amount` still equals `refund.base_cancel_amount`,
     ///   else [`StoreError::CancelAmountChanged`];
-    /// - no refund of this payment has `refund.idempotency_key`, else
-    ///   [`StoreError::IdempotencyKeyTaken`].
+    /// - no refund (of any payment) has `refund.idempotency_key`, else
+    ///   [`StoreError::IdempotencyKeyTaken`]: a key names one refund.
     ///
     /// Under any number of concurrent callers at most one succeeds per
     /// payment until that refund is finished. On error nothing is written.
@@ -123,12 +123,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// The refund with this id.
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError>;
 
-    /// The refund of this payment that carries this idempotency key.
-    async fn refund_by_idempotency_key(
-        &self,
-        merchant_uid: &str,
-        key: &str,
-    ) -> Result<Option<Refund>, StoreError>;
+    /// The refund that carries this idempotency key, of whichever payment.
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError>;
 
     /// Every refund of the payment, newest first.
     async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError>;

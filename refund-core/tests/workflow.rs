@@ -455,6 +455,13 @@ async fn idempotent_replay_returns_the_stored_outcome() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "idempotency_key_reused");
+    // A key names one refund: reused for another order, it is refused too.
+    let (other, _) = h.seed_krw(10_000).await;
+    let err = h
+        .cancel(&body(&other, Some("1000")), Some("key-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "idempotency_key_reused");
     let err = h
         .cancel(&body(&merchant_uid, Some("1000")), Some("bad key\n"))
         .await
@@ -709,10 +716,9 @@ impl PaymentStore for FailingFinish {
     }
     async fn refund_by_idempotency_key(
         &self,
-        uid: &str,
         key: &str,
     ) -> Result<Option<refund_core::Refund>, StoreError> {
-        self.0.refund_by_idempotency_key(uid, key).await
+        self.0.refund_by_idempotency_key(key).await
     }
     async fn refunds_of(&self, uid: &str) -> Result<Vec<refund_core::Refund>, StoreError> {
         self.0.refunds_of(uid).await

@@ -44,6 +44,8 @@ const CONFLICT_ATTEMPTS: usize = 3;
 const REFUND_ID_INDEX: &str = "refund_id";
 /// Lookup index for the reconciliation sweep's pending refunds.
 const PENDING_BY_AGE_INDEX: &str = "refund_status_created_at";
+/// Name of the index behind idempotency-key lookups.
+const IDEMPOTENCY_KEY_INDEX: &str = "refund_idempotency_key";
 
 /// Payments and their refund journal in a MongoDB database.
 ///
@@ -108,6 +110,10 @@ impl MongoPaymentStore {
             IndexModel::builder()
                 .keys(doc! { "refunds.status": 1, "refunds.created_at_ms": 1 })
                 .options(named(PENDING_BY_AGE_INDEX))
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "refunds.idempotency_key": 1 })
+                .options(named(IDEMPOTENCY_KEY_INDEX))
                 .build(),
         ];
         self.payments
@@ -277,6 +283,23 @@ impl PaymentStore for MongoPaymentStore {
         if let Some(key) = &refund.idempotency_key {
             filter.insert("refunds.idempotency_key", doc! { "$ne": key.as_str() });
         }
+        if let Some(key) = &refund.idempotency_key {
+            // A key names one refund of any payment. Within this payment the
+            // filter enforces it atomically; across payments this check
+            // does, which leaves only a race between two first uses of one
+            // key on two different payments (each a valid refund of its own
+            // payment). A unique multikey index cannot close it: the refunds
+            // without a key would collide on null.
+            let elsewhere = self
+                .payments
+                .find_one(doc! { "refunds.idempotency_key": key.as_str() })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(store_error("begin_refund"))?;
+            if elsewhere.is_some() {
+                return Err(StoreError::IdempotencyKeyTaken);
+            }
+        }
         let update = doc! {
             "$push": { "refunds": RefundFields::pending(refund).to_document() },
             "$set": { "pending_refund_id": refund.id.as_str() },
@@ -394,13 +417,12 @@ impl PaymentStore for MongoPaymentStore {
         Ok(journal.into_refunds()?.into_iter().find(|r| &r.id == id))
     }
 
-    async fn refund_by_idempotency_key(
-        &self,
-        merchant_uid: &str,
-        key: &str,
-    ) -> Result<Option<Refund>, StoreError> {
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
         let Some(journal) = self
-            .journal(doc! { "_id": merchant_uid }, "refund_by_idempotency_key")
+            .journal(
+                doc! { "refunds.idempotency_key": key },
+                "refund_by_idempotency_key",
+            )
             .await?
         else {
             return Ok(None);

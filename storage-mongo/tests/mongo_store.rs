@@ -51,7 +51,15 @@ async fn ensure_indexes_is_idempotent() {
     store.ensure_indexes().await.unwrap();
     let mut names = payments(&store).list_index_names().await.unwrap();
     names.sort();
-    assert_eq!(names, ["_id_", "refund_id", "refund_status_created_at"]);
+    assert_eq!(
+        names,
+        [
+            "_id_",
+            "refund_id",
+            "refund_idempotency_key",
+            "refund_status_created_at"
+        ]
+    );
     drop_database(&store).await;
 }
 
@@ -299,7 +307,7 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         assert!(stored.on_hold);
         assert_eq!(
             store
-                .refund_by_idempotency_key(&merchant_uid, text)
+                .refund_by_idempotency_key(text)
                 .await
                 .unwrap()
                 .unwrap(),

@@ -360,15 +360,11 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         Ok(found.into_iter().next())
     }
 
-    async fn refund_by_idempotency_key(
-        &self,
-        merchant_uid: &str,
-        key: &str,
-    ) -> Result<Option<Refund>, StoreError> {
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
         let found = self
             .read(
                 &DB::statements().refund_by_key,
-                &[Param::Text(merchant_uid), Param::Text(key)],
+                &[Param::Text(key)],
                 rows::refund::<DB>,
             )
             .await?;

@@ -286,15 +286,9 @@ impl PaymentStore for SwitchableStore {
         self.inner.refund(id).await
     }
 
-    async fn refund_by_idempotency_key(
-        &self,
-        merchant_uid: &str,
-        key: &str,
-    ) -> Result<Option<Refund>, StoreError> {
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
         self.check()?;
-        self.inner
-            .refund_by_idempotency_key(merchant_uid, key)
-            .await
+        self.inner.refund_by_idempotency_key(key).await
     }
 
     async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {

@@ -79,9 +79,9 @@ impl PaymentStore for MemoryPaymentStore {
             return Err(StoreError::CancelAmountChanged);
         }
         if let Some(key) = &refund.idempotency_key {
-            let taken = refunds.values().any(|r| {
-                r.merchant_uid == refund.merchant_uid && r.idempotency_key.as_ref() == Some(key)
-            });
+            let taken = refunds
+                .values()
+                .any(|r| r.idempotency_key.as_ref() == Some(key));
             if taken {
                 return Err(StoreError::IdempotencyKeyTaken);
             }
@@ -143,16 +143,12 @@ impl PaymentStore for MemoryPaymentStore {
         Ok(self.state().refunds.get(id).cloned())
     }
 
-    async fn refund_by_idempotency_key(
-        &self,
-        merchant_uid: &str,
-        key: &str,
-    ) -> Result<Option<Refund>, StoreError> {
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
         Ok(self
             .state()
             .refunds
             .values()
-            .find(|r| r.merchant_uid == merchant_uid && r.idempotency_key.as_deref() == Some(key))
+            .find(|r| r.idempotency_key.as_deref() == Some(key))
             .cloned())
     }
 

@@ -126,7 +126,8 @@ pub async fn begin_refund_refuses_a_stale_cancel_amount(store: Store) {
     store.apply_snapshot(&payment).await.unwrap();
     let moved = after_cancel(&payment, 2_000, "elsewhere");
     store.apply_snapshot(&moved).await.unwrap();
-    let stale = pending_refund(&payment, 1_000, Some("k1"));
+    let key = unique("k1");
+    let stale = pending_refund(&payment, 1_000, Some(&key));
     assert!(matches!(
         store.begin_refund(&stale).await,
         Err(StoreError::CancelAmountChanged)
@@ -139,12 +140,12 @@ pub async fn begin_refund_refuses_a_stale_cancel_amount(store: Store) {
         .unwrap()
         .is_empty());
     assert!(store
-        .refund_by_idempotency_key(&payment.merchant_uid, "k1")
+        .refund_by_idempotency_key(&key)
         .await
         .unwrap()
         .is_none());
     store
-        .begin_refund(&pending_refund(&moved, 1_000, Some("k1")))
+        .begin_refund(&pending_refund(&moved, 1_000, Some(&key)))
         .await
         .unwrap();
 }
@@ -288,14 +289,15 @@ pub async fn finish_of_an_unknown_refund_is_refused(store: Store) {
     assert!(store.refund(&RefundId::generate()).await.unwrap().is_none());
 }
 
-/// A key names one refund per payment; other payments may reuse it.
-pub async fn idempotency_keys_are_unique_per_payment(store: Store) {
+/// A key names one refund, whichever payment reuses it; keys match
+/// byte for byte.
+pub async fn idempotency_keys_are_unique(store: Store) {
     let first = paid_payment(&unique("idem-a"), 10_000, Currency::Krw);
     let second = paid_payment(&unique("idem-b"), 10_000, Currency::Krw);
     store.apply_snapshot(&first).await.unwrap();
     store.apply_snapshot(&second).await.unwrap();
-    let key = "Order-42/click";
-    let refund = pending_refund(&first, 1_000, Some(key));
+    let key = format!("Order-42/click-{}", unique("k"));
+    let refund = pending_refund(&first, 1_000, Some(&key));
     store.begin_refund(&refund).await.unwrap();
     let outcome = RefundOutcome::Failed {
         code: Some(-1),
@@ -305,38 +307,59 @@ pub async fn idempotency_keys_are_unique_per_payment(store: Store) {
         .finish_refund(&refund.id, &outcome, None, 1)
         .await
         .unwrap();
-    assert!(matches!(
+    for payment in [&first, &second] {
+        assert!(
+            matches!(
+                store
+                    .begin_refund(&pending_refund(payment, 1_000, Some(&key)))
+                    .await,
+                Err(StoreError::IdempotencyKeyTaken)
+            ),
+            "a key names one refund"
+        );
+    }
+    assert_eq!(
         store
-            .begin_refund(&pending_refund(&first, 1_000, Some(key)))
-            .await,
-        Err(StoreError::IdempotencyKeyTaken)
-    ));
-    store
-        .begin_refund(&pending_refund(&second, 1_000, Some(key)))
-        .await
-        .unwrap();
+            .payment(&second.merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .pending_refund,
+        None,
+        "a refused begin writes nothing"
+    );
     let found = store
-        .refund_by_idempotency_key(&first.merchant_uid, key)
+        .refund_by_idempotency_key(&key)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(found.id, refund.id);
+    assert_eq!(found.merchant_uid, first.merchant_uid);
+    let lower = key.to_lowercase();
+    let spaced = format!("{key} ");
+    let cut = &key[..key.len() - 1];
+    let wildcard = format!("{cut}_");
+    let percent = format!("{}%", &key[..10]);
     for miss in [
-        "order-42/click",
-        "Order-42",
-        "Order-42/click ",
-        "%",
-        "Order-42/clic_",
+        lower.as_str(),
+        spaced.as_str(),
+        cut,
+        wildcard.as_str(),
+        percent.as_str(),
     ] {
         assert!(
             store
-                .refund_by_idempotency_key(&first.merchant_uid, miss)
+                .refund_by_idempotency_key(miss)
                 .await
                 .unwrap()
                 .is_none(),
             "{miss:?} must not match {key:?}"
         );
     }
+    store
+        .begin_refund(&pending_refund(&second, 1_000, Some(&spaced)))
+        .await
+        .unwrap();
 }
 
 /// Many racing refunds, each retried on conflict the way the workflow does:
@@ -442,7 +465,9 @@ pub async fn refunds_round_trip_newest_first(store: Store) {
     store.apply_snapshot(&payment).await.unwrap();
     let mut current = payment.clone();
     let mut ids = Vec::new();
-    for (i, key) in [Some("k-1"), None, Some("k-3")].into_iter().enumerate() {
+    let (first_key, third_key) = (unique("k-1"), unique("k-3"));
+    let keys = [Some(first_key.as_str()), None, Some(third_key.as_str())];
+    for (i, key) in keys.into_iter().enumerate() {
         let mut refund = pending_refund(&current, 1_000, key);
         refund.created_at_ms += i as i64;
         refund.updated_at_ms = refund.created_at_ms;
@@ -492,14 +517,15 @@ pub async fn hostile_ids_are_stored_and_matched_literally(store: Store) {
         let merchant_uid = format!("{text}{tag}");
         let payment = paid_payment(&merchant_uid, 1_000 + i as i64, Currency::Krw);
         store.apply_snapshot(&payment).await.unwrap();
-        let refund = pending_refund(&payment, 10, Some(text));
+        let key = format!("{text}{tag}");
+        let refund = pending_refund(&payment, 10, Some(&key));
         store.begin_refund(&refund).await.unwrap();
         assert_eq!(
             store.payment(&merchant_uid).await.unwrap().unwrap().payment,
             payment
         );
         let found = store
-            .refund_by_idempotency_key(&merchant_uid, text)
+            .refund_by_idempotency_key(&key)
             .await
             .unwrap()
             .unwrap();
@@ -518,11 +544,10 @@ pub async fn hostile_ids_are_stored_and_matched_literally(store: Store) {
             "{pattern:?}"
         );
     }
-    assert!(store
-        .refund_by_idempotency_key(&format!("%{tag}"), "_")
-        .await
-        .unwrap()
-        .is_none());
+    for pattern in [format!("%{rest}"), format!("__{rest}"), format!("%{rest}%")] {
+        let found = store.refund_by_idempotency_key(&pattern).await.unwrap();
+        assert!(found.is_none(), "{pattern:?} matched a key");
+    }
 }
 
 /// Amounts beyond f64's exact range come back exact.
@@ -642,7 +667,7 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
         receipt_url: Some(format!("https://receipt.example/{}", "r".repeat(1_000))),
     });
     store.apply_snapshot(&payment).await.unwrap();
-    let key = "k".repeat(128);
+    let key = format!("{:k<128}", unique("key"));
     let mut refund = pending_refund(&payment, 1_000, Some(&key));
     refund.reason = Some("🎉".repeat(256));
     store.begin_refund(&refund).await.unwrap();
@@ -663,7 +688,7 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
         payment
     );
     let found = store
-        .refund_by_idempotency_key(&merchant_uid, &key)
+        .refund_by_idempotency_key(&key)
         .await
         .unwrap()
         .unwrap();

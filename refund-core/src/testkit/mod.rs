@@ -36,7 +36,7 @@ macro_rules! store_conformance_tests {
             finish_failed_keeps_the_money_and_frees_the_payment,
             needs_review_holds_the_payment_until_released,
             finish_of_an_unknown_refund_is_refused,
-            idempotency_keys_are_unique_per_payment,
+            idempotency_keys_are_unique,
             concurrent_refunds_never_exceed_the_payment,
             stale_pending_refunds_are_listed_oldest_first,
             refunds_round_trip_newest_first,

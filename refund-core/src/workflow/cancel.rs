@@ -68,10 +68,7 @@ impl RefundService {
             .ok_or(RefundError::PaymentNotFound)?;
         let amounts = request.amounts(stored.payment.currency)?;
         let fingerprint = request.fingerprint(&amounts);
-        if let Some(existing) = self
-            .by_key(&request.merchant_uid, key, &fingerprint)
-            .await?
-        {
+        if let Some(existing) = self.by_key(key, &fingerprint).await? {
             return Ok(Begun::existing(existing, stored.payment));
         }
         let stored = self.settle_pending_before_refund(stored).await?;
@@ -121,10 +118,7 @@ impl RefundService {
             Err(StoreError::CancelAmountChanged) => Err(Retry::Stale),
             Err(StoreError::RefundInProgress | StoreError::IdempotencyKeyTaken) => {
                 // A twin request with the same key may have won the race.
-                match self
-                    .by_key(&request.merchant_uid, key, &fingerprint)
-                    .await?
-                {
+                match self.by_key(key, &fingerprint).await? {
                     Some(existing) => Ok(Begun::existing(existing, payment)),
                     None => Err(RefundError::RefundInProgress.into()),
                 }
@@ -133,19 +127,16 @@ impl RefundService {
         }
     }
 
-    /// The refund already made under `key`, if the request matches it.
+    /// The refund already made under `key`, if the request matches it (the
+    /// fingerprint covers the order id: a key reused for another payment is
+    /// a different request).
     async fn by_key(
         &self,
-        merchant_uid: &str,
         key: Option<&str>,
         fingerprint: &str,
     ) -> Result<Option<Refund>, RefundError> {
         let Some(key) = key else { return Ok(None) };
-        match self
-            .store
-            .refund_by_idempotency_key(merchant_uid, key)
-            .await?
-        {
+        match self.store.refund_by_idempotency_key(key).await? {
             Some(existing) if existing.fingerprint != fingerprint => {
                 Err(RefundError::IdempotencyKeyReused)
             }

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS refund_journal (
     updated_at_ms         BIGINT          NOT NULL,
     PRIMARY KEY (id),
     -- NULL keys are distinct, so refunds without a key never collide.
-    UNIQUE KEY refund_journal_idempotency_key (merchant_uid, idempotency_key),
+    UNIQUE KEY refund_journal_idempotency_key (idempotency_key),
     -- The reconciliation sweep: pending refunds, oldest first.
     KEY refund_journal_sweep (status, created_at_ms),
     -- A payment's refunds, newest first.

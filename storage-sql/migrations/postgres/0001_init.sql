@@ -36,7 +36,7 @@ CREATE TABLE refund_journal (
     created_at_ms         BIGINT       NOT NULL,
     updated_at_ms         BIGINT       NOT NULL,
     -- NULL keys are distinct, so refunds without a key never collide.
-    CONSTRAINT refund_journal_idempotency_key UNIQUE (merchant_uid, idempotency_key)
+    CONSTRAINT refund_journal_idempotency_key UNIQUE (idempotency_key)
 );
 -- The reconciliation sweep: pending refunds, oldest first.
 CREATE INDEX refund_journal_sweep ON refund_journal (status, created_at_ms);

@@ -38,7 +38,7 @@ CREATE TABLE refund_journal (
     updated_at_ms         INTEGER NOT NULL
 ) STRICT;
 -- NULL keys are distinct, so refunds without a key never collide.
-CREATE UNIQUE INDEX refund_journal_idempotency_key ON refund_journal (merchant_uid, idempotency_key);
+CREATE UNIQUE INDEX refund_journal_idempotency_key ON refund_journal (idempotency_key);
 -- The reconciliation sweep: pending refunds, oldest first.
 CREATE INDEX refund_journal_sweep ON refund_journal (status, created_at_ms);
 -- A payment's refunds, newest first.

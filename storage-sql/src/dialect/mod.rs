@@ -215,8 +215,7 @@ impl Statements {
                 "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE id = ?"
             )),
             refund_by_key: render(format!(
-                "SELECT {REFUND_COLUMNS} FROM refund_journal \
-                 WHERE merchant_uid = ? AND idempotency_key = ?"
+                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE idempotency_key = ?"
             )),
             refunds_of: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE merchant_uid = ? \
