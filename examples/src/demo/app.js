@@ -4,6 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 let selected = null;
+// Orders looked up by hand (outside sandbox mode nothing is seeded).
+const extraOrders = [];
 
 function authHeaders() {
   return { Authorization: "Bearer " + $("admin-token").value.trim() };
@@ -15,8 +17,9 @@ async function loadPayments() {
     $("mode").textContent = "SANDBOX MODE: payments are simulated";
     if (!$("admin-token").value) $("admin-token").value = config.admin_token || "";
   }
+  const orders = config.merchant_uids.concat(extraOrders.filter((uid) => !config.merchant_uids.includes(uid)));
   const rows = await Promise.all(
-    config.merchant_uids.map(async (uid) => {
+    orders.map(async (uid) => {
       const res = await fetch("/payments/" + encodeURIComponent(uid), { headers: authHeaders() });
       return res.ok ? res.json() : null;
     })
@@ -116,6 +119,12 @@ async function requestRefund(event) {
 }
 
 $("refund-form").addEventListener("submit", requestRefund);
+$("lookup-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const uid = $("lookup-order").value.trim();
+  if (uid && !extraOrders.includes(uid)) extraOrders.push(uid);
+  loadPayments();
+});
 $("refund-close").addEventListener("click", () => { $("refund-panel").hidden = true; });
 $("admin-token").addEventListener("change", loadPayments);
 loadPayments();
