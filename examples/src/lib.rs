@@ -6,8 +6,10 @@
 //! - [`backends`]: the store and token cache a URL names, per cargo feature.
 //! - [`demo`]: sandbox mode's seeded payments and the demo page.
 //! - [`server`]: wiring it all into a running server.
+//! - [`bench`]: the `refund-bench` benchmark (issue 9).
 
 pub mod backends;
+pub mod bench;
 pub mod demo;
 pub mod server;
 pub mod settings;

@@ -21,9 +21,6 @@ use crate::backends;
 use crate::demo::{self, PageConfig};
 use crate::settings::Settings;
 
-/// How often the sweep looks for refunds whose outcome is still unknown.
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-
 /// A started merchant server. Stop it with [`RunningServer::stop`] or wait
 /// for it (it stops on SIGINT/SIGTERM).
 #[derive(Debug)]
@@ -90,10 +87,16 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     let database_url = database_url(&settings)?;
     let store = backends::open_store(&database_url).await?;
     let tokens = backends::open_token_cache(settings.redis_url.as_deref()).await?;
-    let gateway =
-        IamportClient::with_token_cache(IamportConfig::new(iamport_url, credentials), tokens)?;
-    let service = Arc::new(RefundService::new(store.clone(), Arc::new(gateway)));
-    let sweeper = tokio::spawn(service.clone().run_sweeper(SWEEP_EVERY));
+    let gateway = IamportClient::with_token_cache(
+        iamport_config(&settings, iamport_url, credentials),
+        tokens,
+    )?;
+    let mut service = RefundService::new(store.clone(), Arc::new(gateway));
+    if let Some(ms) = settings.settle_after_ms {
+        service = service.settle_after(Duration::from_millis(ms));
+    }
+    let service = Arc::new(service);
+    let sweeper = tokio::spawn(service.clone().run_sweeper(settings.sweep_interval()));
 
     let page = PageConfig {
         sandbox: sandbox.is_some(),
@@ -168,6 +171,22 @@ fn gateway_settings(
                 .into(),
         ),
     }
+}
+
+/// The i'mport client's configuration, with the timeouts the settings override.
+fn iamport_config(
+    settings: &Settings,
+    url: String,
+    credentials: IamportCredentials,
+) -> IamportConfig {
+    let mut config = IamportConfig::new(url, credentials);
+    if let Some(ms) = settings.iamport_connect_timeout_ms {
+        config = config.connect_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = settings.iamport_timeout_ms {
+        config = config.request_timeout(Duration::from_millis(ms));
+    }
+    config
 }
 
 /// The configured database, or a SQLite file under `./data`. In sandbox

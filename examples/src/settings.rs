@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use config::{Config, Environment, File};
 use serde::Deserialize;
@@ -27,6 +28,39 @@ pub struct Settings {
     pub iamport_secret: Option<String>,
     /// `REFUND_ADMIN_TOKEN`: the bearer token the demo authorizer accepts.
     pub admin_token: Option<String>,
+    /// `REFUND_IAMPORT_CONNECT_TIMEOUT_MS`: the i'mport client's connect
+    /// timeout; unset means refund-core's default (3 s).
+    pub iamport_connect_timeout_ms: Option<u64>,
+    /// `REFUND_IAMPORT_TIMEOUT_MS`: the i'mport client's whole-call timeout;
+    /// unset means refund-core's default (15 s).
+    pub iamport_timeout_ms: Option<u64>,
+    /// `REFUND_SETTLE_AFTER_MS`: how old a pending refund the gateway does
+    /// not show must be before it is declared failed; unset means
+    /// refund-core's default (the client's in-flight bound plus 30 s), and
+    /// it is never less than that bound.
+    pub settle_after_ms: Option<u64>,
+    /// `REFUND_SWEEP_INTERVAL_MS`: how often the sweep of stale pending
+    /// refunds runs; unset means every 30 s.
+    pub sweep_interval_ms: Option<u64>,
+}
+
+/// Settings with every documented default: what an empty environment gives.
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: default_listen(),
+            database_url: None,
+            redis_url: None,
+            iamport_url: None,
+            iamport_key: None,
+            iamport_secret: None,
+            admin_token: None,
+            iamport_connect_timeout_ms: None,
+            iamport_timeout_ms: None,
+            settle_after_ms: None,
+            sweep_interval_ms: None,
+        }
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -40,9 +74,20 @@ impl fmt::Debug for Settings {
             .field("iamport_key", &self.iamport_key)
             .field("iamport_secret", &redacted(&self.iamport_secret))
             .field("admin_token", &redacted(&self.admin_token))
+            .field(
+                "iamport_connect_timeout_ms",
+                &self.iamport_connect_timeout_ms,
+            )
+            .field("iamport_timeout_ms", &self.iamport_timeout_ms)
+            .field("settle_after_ms", &self.settle_after_ms)
+            .field("sweep_interval_ms", &self.sweep_interval_ms)
             .finish()
     }
 }
+
+/// How often the sweep looks for refunds whose outcome is still unknown,
+/// unless `REFUND_SWEEP_INTERVAL_MS` says otherwise.
+const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
@@ -64,5 +109,13 @@ impl Settings {
     /// True when no i'mport URL is configured: run against the in-process sandbox.
     pub fn sandbox_mode(&self) -> bool {
         self.iamport_url.is_none()
+    }
+
+    /// How often the pending-refund sweep runs (0 is read as 1 ms, since a
+    /// timer cannot tick every 0 ms).
+    pub fn sweep_interval(&self) -> Duration {
+        self.sweep_interval_ms.map_or(DEFAULT_SWEEP_INTERVAL, |ms| {
+            Duration::from_millis(ms.max(1))
+        })
     }
 }

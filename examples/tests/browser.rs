@@ -37,6 +37,7 @@ async fn a_partial_refund_and_a_refused_over_refund_from_the_demo_page() {
         iamport_key: None,
         iamport_secret: None,
         admin_token: None,
+        ..Settings::default()
     };
     let running = server::start(settings).await.unwrap();
     let card_order = running

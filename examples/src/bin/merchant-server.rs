@@ -15,8 +15,10 @@ use refund_examples::settings::Settings;
 #[command(version)]
 struct Args {
     /// A TOML file with any of: listen, database_url, redis_url,
-    /// iamport_url, iamport_key, iamport_secret, admin_token. Environment
-    /// variables (REFUND_LISTEN, REFUND_DATABASE_URL, ...) override it.
+    /// iamport_url, iamport_key, iamport_secret, admin_token and the tuning
+    /// keys iamport_connect_timeout_ms, iamport_timeout_ms, settle_after_ms,
+    /// sweep_interval_ms. Environment variables (REFUND_LISTEN,
+    /// REFUND_DATABASE_URL, ...) override it.
     #[arg(long)]
     config: Option<PathBuf>,
 }

@@ -71,7 +71,18 @@ impl RefundService {
         if let Some(existing) = self.by_key(key, &fingerprint).await? {
             return Ok(Begun::existing(existing, stored.payment));
         }
-        let stored = self.settle_pending_before_refund(stored).await?;
+        let current = stored.payment.clone();
+        let stored = match self.settle_pending_before_refund(stored).await {
+            // The pending refund may be a twin request with this very key
+            // that began after our lookup: replay it rather than refuse.
+            Err(Retry::No(RefundError::RefundInProgress)) => {
+                match self.by_key(key, &fingerprint).await? {
+                    Some(existing) => return Ok(Begun::existing(existing, current)),
+                    None => return Err(RefundError::RefundInProgress.into()),
+                }
+            }
+            other => other?,
+        };
         let payment = stored.payment;
         let amount = check_refundable(&payment, request, &amounts)?;
         let now = now_ms();

@@ -1,0 +1,190 @@
+//! `refund-bench`: refund throughput, latency and gateway calls of the
+//! merchant server, against the ceiling of a bare forwarding handler
+//! measured in the same run (issue 9; BENCHMARKS.md has the results).
+//!
+//! A run starts the i'mport sandbox in this process (with the chosen added
+//! latency), pays the payments there, then measures two servers, one after
+//! the other and in the same way, each as a child process:
+//!
+//! 1. the baseline ([`baseline`]): forwards each request to the gateway's
+//!    cancel endpoint and nothing else;
+//! 2. the merchant server ([`child::serve_merchant`]) on a scratch
+//!    database of the chosen backend ([`database`]), after importing its
+//!    payments through the webhook route ([`seed`]).
+//!
+//! Each gets warm-up refunds, then the measured ones ([`load`]); the
+//! sandbox's call counters and the child's `/proc` memory are read around
+//! them, and [`report`] puts the figures side by side.
+//!
+//! - [`options`]: the command-line flags.
+//! - [`child`]: running a server under test as a child process.
+
+pub mod baseline;
+pub mod child;
+pub mod database;
+pub mod load;
+pub mod options;
+pub mod report;
+pub mod seed;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use iamport_sandbox::{Sandbox, SandboxConfig};
+use rand::Rng;
+use refund_core::BoxError;
+
+use child::ChildServer;
+use database::ScratchDatabase;
+use load::Target;
+use options::{Options, Stop};
+use report::{GatewayCalls, Report, TargetResult};
+use seed::SeededPayment;
+
+/// The hidden argument that starts this executable as the merchant server.
+pub const SERVE_MERCHANT: &str = "serve-merchant";
+/// The hidden argument that starts this executable as the baseline.
+pub const SERVE_BASELINE: &str = "serve-baseline";
+
+/// A run's id: names its scratch database, payments and sandbox key, so
+/// runs never collide (in a shared database, or in a shared Redis token
+/// cache, whose key is the API key).
+#[derive(Debug, Clone)]
+pub struct RunId(String);
+
+impl RunId {
+    fn new() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        RunId(format!("{secs}_{:04x}", rand::thread_rng().gen::<u16>()))
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Runs the benchmark `options` describe.
+pub async fn run(options: Options) -> Result<Report, BoxError> {
+    options.check()?;
+    let run = RunId::new();
+    let sandbox = Sandbox::start(SandboxConfig {
+        latency: options.latency(),
+        imp_key: format!("bench_{run}"),
+        ..SandboxConfig::default()
+    })
+    .await?;
+    eprintln!("refund-bench: run {run}, sandbox at {}", sandbox.base_url());
+    let baseline_payments = seed::pay(&sandbox, &format!("base-{run}"), options.payments)?;
+    let merchant_payments = seed::pay(&sandbox, &format!("bench-{run}"), options.payments)?;
+
+    eprintln!("refund-bench: measuring the baseline");
+    let baseline = measure_baseline(&options, &sandbox, &baseline_payments).await?;
+
+    let database = ScratchDatabase::create(&options, &run).await?;
+    eprintln!(
+        "refund-bench: measuring the merchant server on {}",
+        options.backend.feature()
+    );
+    let merchant = measure_merchant(&options, &sandbox, &database, &merchant_payments).await;
+    if let Err(error) = database.remove().await {
+        eprintln!("refund-bench: could not remove the scratch database: {error}");
+    }
+    let merchant = merchant?;
+    sandbox.stop().await;
+    Ok(Report {
+        options,
+        run,
+        baseline,
+        merchant,
+    })
+}
+
+/// The gateway settings both children get.
+fn gateway_env(sandbox: &Sandbox) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("REFUND_LISTEN", "127.0.0.1:0".to_owned()),
+        ("REFUND_IAMPORT_URL", sandbox.base_url()),
+        ("REFUND_IAMPORT_KEY", sandbox.imp_key().to_owned()),
+        ("REFUND_IAMPORT_SECRET", sandbox.imp_secret().to_owned()),
+    ])
+}
+
+async fn measure_baseline(
+    options: &Options,
+    sandbox: &Sandbox,
+    payments: &[SeededPayment],
+) -> Result<TargetResult, BoxError> {
+    let before = sandbox.stats();
+    let child = ChildServer::spawn(SERVE_BASELINE, gateway_env(sandbox)).await?;
+    let target = Target {
+        cancel_url: format!("http://{}/payments/cancel", child.addr()),
+        admin_token: String::new(),
+    };
+    measure(options, sandbox, child, target, payments, &before).await
+}
+
+async fn measure_merchant(
+    options: &Options,
+    sandbox: &Sandbox,
+    database: &ScratchDatabase,
+    payments: &[SeededPayment],
+) -> Result<TargetResult, BoxError> {
+    let admin_token = format!("bench-admin-{}", rand::thread_rng().gen::<u64>());
+    let mut env = gateway_env(sandbox);
+    env.insert("REFUND_DATABASE_URL", database.url().to_owned());
+    env.insert("REFUND_ADMIN_TOKEN", admin_token.clone());
+    if let Some(redis) = options.redis_url() {
+        env.insert("REFUND_REDIS_URL", redis.to_owned());
+    }
+    let before = sandbox.stats();
+    let child = ChildServer::spawn(SERVE_MERCHANT, env).await?;
+    let base_url = format!("http://{}", child.addr());
+    eprintln!("refund-bench: importing {} payments", payments.len());
+    seed::import(&load::http_client(32)?, &base_url, payments).await?;
+    let target = Target {
+        cancel_url: format!("{base_url}/payments/cancel"),
+        admin_token,
+    };
+    measure(options, sandbox, child, target, payments, &before).await
+}
+
+/// Warm-up, then the measured refunds, then the child's memory; stops the
+/// child. `started` is the sandbox's counters from before the child started.
+async fn measure(
+    options: &Options,
+    sandbox: &Sandbox,
+    child: ChildServer,
+    target: Target,
+    payments: &[SeededPayment],
+    started: &iamport_sandbox::Stats,
+) -> Result<TargetResult, BoxError> {
+    let client = load::http_client(options.concurrency)?;
+    let target = Arc::new(target);
+    let uids: Arc<[String]> = payments.iter().map(|p| p.merchant_uid.clone()).collect();
+    let warmup = load::drive(
+        &client,
+        &target,
+        &uids,
+        options.concurrency,
+        Stop::AfterRefunds(options.warmup_refunds()),
+    )
+    .await?;
+    let before = sandbox.stats();
+    let load = load::drive(&client, &target, &uids, options.concurrency, options.stop()).await?;
+    let after = sandbox.stats();
+    let memory = child.memory();
+    drop(client);
+    child.stop().await?;
+    Ok(TargetResult {
+        warmup,
+        load,
+        measured_calls: GatewayCalls::between(&before, &after),
+        lifetime_calls: GatewayCalls::between(started, &sandbox.stats()),
+        memory,
+    })
+}
