@@ -14,7 +14,8 @@ pub struct PageConfig {
     pub sandbox: bool,
     /// Orders to list.
     pub merchant_uids: Vec<String>,
-    /// Prefilled only in sandbox mode, where it is printed at start anyway.
+    /// Prefilled only when the server generated it (sandbox mode), in
+    /// which case it is printed at start anyway; a configured one never is.
     pub admin_token: Option<String>,
 }
 

@@ -77,6 +77,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         false => None,
     };
     let (iamport_url, credentials) = gateway_settings(&settings, sandbox.as_ref())?;
+    // A generated token may be shown (it only guards the demo); a
+    // configured one never is.
+    let generated = settings.admin_token.is_none();
     let admin_token = match (&settings.admin_token, &sandbox) {
         (Some(token), _) => token.clone(),
         (None, Some(_)) => random_token(),
@@ -104,7 +107,7 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
             Some(sandbox) => demo::seed_payments(sandbox, &service).await?,
             None => Vec::new(),
         },
-        admin_token: sandbox.as_ref().map(|_| admin_token.clone()),
+        admin_token: generated.then(|| admin_token.clone()),
     };
     let refunds = RefundScope::new(service, authorizer);
     let page_data = web::Data::new(page.clone());
@@ -134,7 +137,9 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         tracing::warn!(
             "SANDBOX MODE: payments and refunds are simulated by an in-process i'mport sandbox"
         );
-        tracing::warn!("SANDBOX MODE: admin token for the refund routes: {admin_token}");
+        if generated {
+            tracing::warn!("SANDBOX MODE: admin token for the refund routes: {admin_token}");
+        }
     }
     tracing::info!(%addr, "merchant server listening: open http://{addr}/");
     Ok(RunningServer {
@@ -153,17 +158,27 @@ fn gateway_settings(
     settings: &Settings,
     sandbox: Option<&Sandbox>,
 ) -> Result<(String, IamportCredentials), BoxError> {
-    let (url, default_key, default_secret) = match (sandbox, &settings.iamport_url) {
+    let configured = (
+        settings.iamport_key.as_deref(),
+        settings.iamport_secret.as_deref(),
+    );
+    let (url, (key, secret)) = match (sandbox, &settings.iamport_url) {
+        (Some(_), _) if configured != (None, None) => {
+            // Real credentials without i'mport's URL: a forgotten setting,
+            // not a wish to send them to the sandbox.
+            return Err(
+                "REFUND_IAMPORT_KEY/REFUND_IAMPORT_SECRET are set but REFUND_IAMPORT_URL is not: \
+                 set it (e.g. https://api.iamport.kr) or unset them for sandbox mode"
+                    .into(),
+            );
+        }
         (Some(sandbox), _) => (
             sandbox.base_url(),
-            Some(sandbox.imp_key()),
-            Some(sandbox.imp_secret()),
+            (Some(sandbox.imp_key()), Some(sandbox.imp_secret())),
         ),
-        (None, Some(url)) => (url.clone(), None, None),
+        (None, Some(url)) => (url.clone(), configured),
         (None, None) => unreachable!("sandbox mode is decided by the URL"),
     };
-    let key = settings.iamport_key.as_deref().or(default_key);
-    let secret = settings.iamport_secret.as_deref().or(default_secret);
     match (key, secret) {
         (Some(key), Some(secret)) => Ok((url, IamportCredentials::new(key, secret))),
         _ => Err(

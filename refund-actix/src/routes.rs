@@ -142,13 +142,12 @@ pub(crate) async fn webhook_form(
 )]
 async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
     state.check_webhook_source(req)?;
-    let message = match state.service.refresh(&notice.imp_uid).await? {
-        Some(_) => "payment synced from the gateway",
-        None => "ignored: the gateway does not know this payment",
-    };
+    state.service.refresh(&notice.imp_uid).await?;
+    // The same answer either way: a public route must not tell callers
+    // which imp_uids belong to this merchant.
     Ok(HttpResponse::Ok().json(WebhookAnswer {
         code: "ok",
-        message,
+        message: "notice received",
     }))
 }
 

@@ -70,7 +70,10 @@
 //! times at most. A lock that stays taken past the database's own wait
 //! (SQLite's busy timeout, InnoDB's lock wait timeout, PostgreSQL's
 //! `lock_timeout`) is reported as
-//! [`StoreError::Unavailable`](refund_core::StoreError::Unavailable). On
+//! [`StoreError::Unavailable`](refund_core::StoreError::Unavailable).
+//! PostgreSQL waits forever by default: [`SqlPaymentStore::connect`] sets
+//! `lock_timeout` to 5 s; give your own pool a `lock_timeout` too, or one
+//! stuck lock holder can tie up every connection. On
 //! SQLite, write transactions start with `BEGIN IMMEDIATE` so concurrent
 //! writers queue on the file lock instead of failing half way;
 //! [`SqlPaymentStore::connect`] turns on WAL and a 10 s busy timeout (set

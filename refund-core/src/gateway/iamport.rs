@@ -275,12 +275,18 @@ impl PaymentGateway for IamportClient {
 
     #[tracing::instrument(skip(self))]
     async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
-        match path_segment(merchant_uid) {
-            Some(segment) => {
-                let path = format!("/payments/find/{segment}?sorting=-started");
-                self.get_payment(path).await
+        let Some(segment) = path_segment(merchant_uid) else {
+            return Ok(None);
+        };
+        // An order may have several attempts: the paid one is the one to
+        // refund; otherwise the latest tells why there is none.
+        let paid = format!("/payments/find/{segment}/paid?sorting=-started");
+        match self.get_payment(paid).await? {
+            Some(payment) => Ok(Some(payment)),
+            None => {
+                let latest = format!("/payments/find/{segment}?sorting=-started");
+                self.get_payment(latest).await
             }
-            None => Ok(None),
         }
     }
 

@@ -89,7 +89,8 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// The payment with this i'mport id, or `None` if the gateway has none.
     async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError>;
 
-    /// The most recent payment with this order id, or `None`.
+    /// The payment of this order id to refund: its paid attempt if any,
+    /// else its most recent one; `None` if there is none.
     async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError>;
 
     /// The longest a call can take before the client gives up on it. A

@@ -185,8 +185,24 @@ impl RefundService {
     }
 
     /// Applies a fresh gateway snapshot; if the payment has a pending
-    /// refund, settles it against the snapshot instead.
+    /// refund, settles it against the snapshot too.
+    ///
+    /// One order (`merchant_uid`) can have several payment attempts at
+    /// i'mport (an expired virtual account, then a card). The stored one is
+    /// kept unless it never got paid and the other did; a snapshot of any
+    /// other attempt is ignored, whoever sent its webhook.
     async fn absorb_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, RefundError> {
+        if let Some(stored) = self.store.payment(&snapshot.merchant_uid).await? {
+            if stored.payment.imp_uid != snapshot.imp_uid && !replaced_by(&stored, snapshot) {
+                tracing::warn!(
+                    merchant_uid = %snapshot.merchant_uid,
+                    kept = %stored.payment.imp_uid,
+                    ignored = %snapshot.imp_uid,
+                    "ignored another payment attempt of this order"
+                );
+                return Ok(stored);
+            }
+        }
         let stored = self.store.apply_snapshot(snapshot).await?;
         if let Some(pending) = &stored.pending_refund {
             if let Some(refund) = self.store.refund(pending).await? {
@@ -205,6 +221,20 @@ impl RefundService {
         let refunds = self.store.refunds_of(&payment.merchant_uid).await?;
         Ok(PaymentView::new(payment, &refunds))
     }
+}
+
+/// True when another payment attempt of the order should replace the
+/// stored one: ours never got paid, the other did, and no refund is open.
+fn replaced_by(stored: &StoredPayment, other: &Payment) -> bool {
+    use crate::payment::PaymentStatus;
+    stored.pending_refund.is_none()
+        && !stored.on_hold
+        && !stored.payment.cancel_amount.is_positive()
+        && matches!(
+            stored.payment.status,
+            PaymentStatus::Ready | PaymentStatus::Failed
+        )
+        && other.status == PaymentStatus::Paid
 }
 
 fn duration_ms(duration: Duration) -> i64 {

@@ -19,6 +19,11 @@ impl RefundService {
             .await
             .map_err(RefundError::Gateway)?;
         match snapshot {
+            Some(snapshot) if snapshot.imp_uid != refund.imp_uid => Err(RefundError::Gateway(
+                crate::gateway::GatewayError::InvalidResponse(
+                    "the gateway answered with another payment".into(),
+                ),
+            )),
             Some(snapshot) => self.reconcile(refund, &snapshot).await,
             None => {
                 let message = "the gateway no longer knows this payment".to_owned();
@@ -42,6 +47,10 @@ impl RefundService {
         snapshot: &Payment,
     ) -> Result<Refund, RefundError> {
         if refund.status != RefundStatus::Pending {
+            return Ok(refund.clone());
+        }
+        if snapshot.imp_uid != refund.imp_uid {
+            // Another attempt of the order says nothing about this refund.
             return Ok(refund.clone());
         }
         let applied = refund.base_cancel_amount.checked_add(refund.amount);

@@ -16,6 +16,9 @@ const ER_SERVER_SHUTDOWN: u16 = 1053;
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 const ER_LOCK_DEADLOCK: u16 = 1213;
 const ER_CONNECTION_KILLED: u16 = 1927;
+// --read-only / super_read_only: a demoted primary during a failover.
+const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
+const ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION: u16 = 1792;
 
 impl super::sealed::Sealed for MySql {}
 
@@ -30,8 +33,8 @@ impl Dialect for MySql {
     // Named locks are server-wide: the name includes the database so that
     // databases on one server do not wait on each other.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
-        "SELECT GET_LOCK(CONCAT('refund_schema_migrations:', DATABASE()), 600) AS locked",
-        "SELECT RELEASE_LOCK(CONCAT('refund_schema_migrations:', DATABASE()))",
+        "SELECT GET_LOCK(CONCAT('refund_migrations:', SHA1(DATABASE())), 600) AS locked",
+        "SELECT RELEASE_LOCK(CONCAT('refund_migrations:', SHA1(DATABASE())))",
     ));
 
     fn migrations() -> &'static [Migration] {
@@ -57,8 +60,12 @@ impl Dialect for MySql {
             Some(ER_LOCK_DEADLOCK) => ErrorClass::Retry,
             // A lock wait timeout already waited innodb_lock_wait_timeout.
             Some(
-                ER_LOCK_WAIT_TIMEOUT | ER_CON_COUNT_ERROR | ER_SERVER_SHUTDOWN
-                | ER_CONNECTION_KILLED,
+                ER_LOCK_WAIT_TIMEOUT
+                | ER_CON_COUNT_ERROR
+                | ER_SERVER_SHUTDOWN
+                | ER_CONNECTION_KILLED
+                | ER_OPTION_PREVENTS_STATEMENT
+                | ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION,
             ) => ErrorClass::Unavailable,
             _ if error.code().is_some_and(|state| state.starts_with("08")) => {
                 ErrorClass::Unavailable

@@ -1,13 +1,19 @@
 //! PostgreSQL: `$n` placeholders, `ON CONFLICT` upserts, advisory lock for
 //! migrations.
 
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::PgQueryResult;
-use sqlx::Postgres;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
+use sqlx::{Pool, Postgres};
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, ACQUIRE_TIMEOUT};
+
+/// How long a statement waits for a row lock before giving up (PostgreSQL
+/// waits forever by default): a stuck lock holder then costs one payment a
+/// 503, not the whole pool.
+const LOCK_TIMEOUT: &str = "5s";
 use crate::migrate::{migrations, Migration};
 
 impl super::sealed::Sealed for Postgres {}
@@ -45,12 +51,21 @@ impl Dialect for Postgres {
             // serialization_failure, deadlock_detected
             Some("40001" | "40P01") => ErrorClass::Retry,
             // connection exceptions; too many connections; lock_timeout or
-            // statement_timeout spent; the server shutting down or starting.
+            // statement_timeout spent; the server shutting down or starting;
+            // a read-only (demoted) primary during a failover.
             Some(code) if code.starts_with("08") => ErrorClass::Unavailable,
-            Some("53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03") => {
+            Some("53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "25006") => {
                 ErrorClass::Unavailable
             }
             _ => ErrorClass::Other,
         }
+    }
+
+    async fn connect_pool(url: &str) -> Result<Pool<Postgres>, sqlx::Error> {
+        let options = PgConnectOptions::from_str(url)?.options([("lock_timeout", LOCK_TIMEOUT)]);
+        PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
     }
 }
