@@ -61,6 +61,11 @@ pub(crate) struct RefundFields {
     checksum: i64,
     reason: Option<String>,
     pub(crate) idempotency_key: Option<String>,
+    /// The idempotency key, or for a refund without one a value no key can
+    /// take (keys have no spaces): a unique index on it makes keys unique
+    /// across payments without colliding on "no key".
+    #[serde(default)]
+    key_slot: String,
     fingerprint: String,
     refund_account_masked: Option<String>,
     status: String,
@@ -195,6 +200,10 @@ impl RefundFields {
             checksum: refund.checksum.minor(),
             reason: refund.reason.clone(),
             idempotency_key: refund.idempotency_key.clone(),
+            key_slot: refund
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| format!(" {}", refund.id)),
             fingerprint: refund.fingerprint.clone(),
             refund_account_masked: refund.refund_account_masked.clone(),
             status: RefundStatus::Pending.as_str().to_owned(),

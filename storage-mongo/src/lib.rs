@@ -29,7 +29,9 @@
 //!   precondition (no pending refund, not on hold, `cancel_amount` as read,
 //!   idempotency key unused in this payment) and which pushes the pending
 //!   refund and takes the slot. Of any number of racing callers on any
-//!   number of servers, exactly one matches.
+//!   number of servers, exactly one matches. Across payments, a unique
+//!   index on each refund's `key_slot` (its idempotency key, or a value no
+//!   key can take) makes a key name one refund in the same atomic write.
 //! - `finish_refund` is one `findOneAndUpdate` with an update pipeline that
 //!   settles the journal element only while it is `pending`, frees the slot,
 //!   applies the snapshot unless it would lower `cancel_amount`, and sets the
@@ -54,8 +56,10 @@
 //!   compression are needed.
 //! - Call [`MongoPaymentStore::ensure_indexes`] at startup: it creates the
 //!   lookup indexes on `refunds.id` and on
-//!   `refunds.status` + `refunds.created_at_ms` (the reconciliation sweep).
-//!   Uniqueness of a payment needs no index: it is the `_id`.
+//!   `refunds.status` + `refunds.created_at_ms` (the reconciliation sweep),
+//!   and the unique partial index on `refunds.key_slot` that idempotency
+//!   keys rely on across payments. Uniqueness of a payment needs no index:
+//!   it is the `_id`.
 //! - On a replica set, use **write concern `majority`** (`?w=majority` in
 //!   the URI, Atlas's default): a refund recorded only on a primary that
 //!   then fails over could be rolled back and the refund journal lose it.

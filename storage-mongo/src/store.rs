@@ -44,8 +44,9 @@ const CONFLICT_ATTEMPTS: usize = 3;
 const REFUND_ID_INDEX: &str = "refund_id";
 /// Lookup index for the reconciliation sweep's pending refunds.
 const PENDING_BY_AGE_INDEX: &str = "refund_status_created_at";
-/// Name of the index behind idempotency-key lookups.
-const IDEMPOTENCY_KEY_INDEX: &str = "refund_idempotency_key";
+/// Name of the unique index that makes an idempotency key name one refund
+/// across payments (and serves lookups by key).
+const KEY_SLOT_INDEX: &str = "refund_key_slot";
 
 /// Payments and their refund journal in a MongoDB database.
 ///
@@ -112,8 +113,17 @@ impl MongoPaymentStore {
                 .options(named(PENDING_BY_AGE_INDEX))
                 .build(),
             IndexModel::builder()
-                .keys(doc! { "refunds.idempotency_key": 1 })
-                .options(named(IDEMPOTENCY_KEY_INDEX))
+                .keys(doc! { "refunds.key_slot": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name(KEY_SLOT_INDEX.to_owned())
+                        .unique(true)
+                        // Payments without refunds would all index "null".
+                        .partial_filter_expression(
+                            doc! { "refunds.key_slot": { "$type": "string" } },
+                        )
+                        .build(),
+                )
                 .build(),
         ];
         self.payments
@@ -283,23 +293,6 @@ impl PaymentStore for MongoPaymentStore {
         if let Some(key) = &refund.idempotency_key {
             filter.insert("refunds.idempotency_key", doc! { "$ne": key.as_str() });
         }
-        if let Some(key) = &refund.idempotency_key {
-            // A key names one refund of any payment. Within this payment the
-            // filter enforces it atomically; across payments this check
-            // does, which leaves only a race between two first uses of one
-            // key on two different payments (each a valid refund of its own
-            // payment). A unique multikey index cannot close it: the refunds
-            // without a key would collide on null.
-            let elsewhere = self
-                .payments
-                .find_one(doc! { "refunds.idempotency_key": key.as_str() })
-                .projection(doc! { "_id": 1 })
-                .await
-                .map_err(store_error("begin_refund"))?;
-            if elsewhere.is_some() {
-                return Err(StoreError::IdempotencyKeyTaken);
-            }
-        }
         let update = doc! {
             "$push": { "refunds": RefundFields::pending(refund).to_document() },
             "$set": { "pending_refund_id": refund.id.as_str() },
@@ -310,7 +303,15 @@ impl PaymentStore for MongoPaymentStore {
                 .find_one_and_update(filter.clone(), update.clone())
                 .projection(doc! { "_id": 1 })
                 .await
-                .map_err(store_error("begin_refund"))?;
+                .map_err(|error| MongoStoreError::new("begin_refund", error));
+            // The key is another payment's (the unique key_slot index);
+            // within this payment the filter already refuses it.
+            let admitted = match admitted {
+                Err(error) if error.is_duplicate_key() => {
+                    return Err(StoreError::IdempotencyKeyTaken)
+                }
+                other => other?,
+            };
             if admitted.is_some() {
                 return Ok(());
             }
@@ -420,7 +421,7 @@ impl PaymentStore for MongoPaymentStore {
     async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
         let Some(journal) = self
             .journal(
-                doc! { "refunds.idempotency_key": key },
+                doc! { "refunds.key_slot": key },
                 "refund_by_idempotency_key",
             )
             .await?

@@ -56,7 +56,7 @@ async fn ensure_indexes_is_idempotent() {
         [
             "_id_",
             "refund_id",
-            "refund_idempotency_key",
+            "refund_key_slot",
             "refund_status_created_at"
         ]
     );

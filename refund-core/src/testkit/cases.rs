@@ -362,6 +362,45 @@ pub async fn idempotency_keys_are_unique(store: Store) {
         .unwrap();
 }
 
+/// The same key raced on many payments at once: exactly one refund gets it.
+pub async fn a_key_is_taken_once_across_racing_payments(store: Store) {
+    let key = unique("raced-key");
+    let mut payments = Vec::new();
+    for i in 0..20 {
+        let payment = paid_payment(&unique(&format!("key-race-{i}")), 10_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        payments.push(payment);
+    }
+    let tasks: Vec<_> = payments
+        .iter()
+        .map(|payment| {
+            let store = store.clone();
+            let refund = pending_refund(payment, 1_000, Some(&key));
+            tokio::spawn(async move { store.begin_refund(&refund).await })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => admitted += 1,
+            Err(StoreError::IdempotencyKeyTaken) => {}
+            Err(other) => panic!("a losing begin must be IdempotencyKeyTaken, got {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 1, "a key names one refund");
+    let pending = count_pending(&store, &payments).await;
+    assert_eq!(pending, 1, "losers must write nothing");
+}
+
+async fn count_pending(store: &Store, payments: &[crate::payment::Payment]) -> usize {
+    let mut pending = 0;
+    for payment in payments {
+        let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+        pending += usize::from(stored.pending_refund.is_some());
+    }
+    pending
+}
+
 /// Many racing refunds, each retried on conflict the way the workflow does:
 /// the refunded total never exceeds the payment and the journal adds up.
 pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {

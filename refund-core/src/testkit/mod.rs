@@ -37,6 +37,7 @@ macro_rules! store_conformance_tests {
             needs_review_holds_the_payment_until_released,
             finish_of_an_unknown_refund_is_refused,
             idempotency_keys_are_unique,
+            a_key_is_taken_once_across_racing_payments,
             concurrent_refunds_never_exceed_the_payment,
             stale_pending_refunds_are_listed_oldest_first,
             refunds_round_trip_newest_first,
