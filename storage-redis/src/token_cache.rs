@@ -48,10 +48,13 @@ struct Keys {
 impl RedisTokenCache {
     /// Prefix of every key, unless [`key_prefix`](Self::key_prefix) says otherwise.
     pub const DEFAULT_PREFIX: &'static str = "refund";
-    /// Default [`lock_ttl`](Self::lock_ttl).
-    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(5);
-    /// Default [`wait_budget`](Self::wait_budget).
-    pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(6);
+    /// Default [`lock_ttl`](Self::lock_ttl): longer than one getToken can
+    /// take with the i'mport client's default timeouts (3 s connect + 15 s),
+    /// so a slow i'mport does not let a second instance start a refresh.
+    pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(20);
+    /// Default [`wait_budget`](Self::wait_budget): a little past the lock's
+    /// life, after which a waiter fetches for itself.
+    pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(21);
     /// Default [`call_timeout`](Self::call_timeout).
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
