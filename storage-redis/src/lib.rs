@@ -76,9 +76,11 @@
 //! manager reconnects by itself after Redis comes back.
 //!
 //! # Tuning
-//! - [`lock_ttl`] (5 s): longer than a normal token fetch; also how long the
-//!   others wait when the fetching instance dies.
-//! - [`wait_budget`] (6 s): how long a caller waits for another instance's
+//! - [`lock_ttl`] (20 s): longer than the slowest token fetch the i'mport
+//!   client allows (3 s connect + 15 s with its defaults; keep it above your
+//!   own timeouts); also how long the others wait when the fetching
+//!   instance dies.
+//! - [`wait_budget`] (21 s): how long a caller waits for another instance's
 //!   fetch before fetching itself; keep it above `lock_ttl`.
 //! - [`call_timeout`] (500 ms): Redis on the same network answers in about a
 //!   millisecond; this only bounds how long an outage can delay a refund.
