@@ -26,6 +26,10 @@ const LISTENING: &str = "listening ";
 /// How long a child may take to start (migrations and indexes included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks, which Linux fixes
+/// at 100 per second for user space on every architecture it ships.
+const MILLIS_PER_CLOCK_TICK: u64 = 10;
+
 /// How long a child may take to stop once asked.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,18 +39,7 @@ pub struct ChildServer {
     child: Child,
     /// Closing it asks the child to stop.
     stdin: Option<ChildStdin>,
-    /// Kept open so that the child never writes into a closed pipe.
-    _stdout: BufReader<ChildStdout>,
     addr: SocketAddr,
-}
-
-/// A process's resident memory, from `/proc/<pid>/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    /// `VmHWM`: the peak resident set, in KiB.
-    pub peak_kib: u64,
-    /// `VmRSS`: the resident set now, in KiB.
-    pub current_kib: u64,
 }
 
 impl ChildServer {
@@ -73,21 +66,17 @@ impl ChildServer {
             tokio::task::spawn_blocking(move || read_address(stdout)),
         )
         .await;
-        let (addr, stdout) = match started {
+        let addr = match started {
             Ok(joined) => joined??,
             Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
                 return Err(
                     format!("the {role} child did not start within {START_TIMEOUT:?}").into(),
                 );
             }
         };
-        Ok(ChildServer {
-            child,
-            stdin,
-            _stdout: stdout,
-            addr,
-        })
+        Ok(ChildServer { child, stdin, addr })
     }
 
     /// Where the child listens.
@@ -95,22 +84,18 @@ impl ChildServer {
         self.addr
     }
 
-    /// The child's resident memory now and at its peak, where `/proc` tells.
-    pub fn memory(&self) -> Option<Memory> {
+    /// The child's peak resident set (`VmHWM`) in KiB, where `/proc` tells.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let field = |name: &str| -> Option<u64> {
-            let line = status.lines().find(|line| line.starts_with(name))?;
-            line[name.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
-        };
-        Some(Memory {
-            peak_kib: field("VmHWM:")?,
-            current_kib: field("VmRSS:")?,
-        })
+        parse_peak_rss_kib(&status)
+    }
+
+    /// CPU time (user + system) the child has used so far, where `/proc`
+    /// tells. The load is CPU-bound on a small machine, so CPU per refund
+    /// says more than throughput alone.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        parse_cpu_time(&stat)
     }
 
     /// Asks the child to stop and waits for it; kills it if it lingers.
@@ -142,10 +127,34 @@ impl Drop for ChildServer {
     }
 }
 
-/// Reads the child's stdout up to its `listening` line.
-fn read_address(
-    mut stdout: BufReader<ChildStdout>,
-) -> Result<(SocketAddr, BufReader<ChildStdout>), BoxError> {
+/// `VmHWM` out of `/proc/<pid>/status`.
+fn parse_peak_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `utime + stime` out of `/proc/<pid>/stat`.
+fn parse_cpu_time(stat: &str) -> Option<Duration> {
+    // The fields after the command name, which is in parentheses and may
+    // hold spaces and parentheses: state is field 3, utime and stime are
+    // fields 14 and 15.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (user + system) * MILLIS_PER_CLOCK_TICK,
+    ))
+}
+
+/// Reads the child's stdout up to its `listening` line, then hands the rest
+/// (merchant-server logs to stdout) to a thread that copies it to our
+/// stderr, so that the child never blocks on a full pipe.
+fn read_address(mut stdout: BufReader<ChildStdout>) -> Result<SocketAddr, BoxError> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -153,8 +162,11 @@ fn read_address(
             return Err("the server under test exited before listening (its log is above)".into());
         }
         if let Some(addr) = line.trim_end().strip_prefix(LISTENING) {
-            return Ok((addr.parse()?, stdout));
+            let addr = addr.parse()?;
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
+            return Ok(addr);
         }
+        eprint!("{line}");
     }
 }
 
@@ -188,4 +200,26 @@ pub async fn serve_merchant() -> Result<(), BoxError> {
     wait_for_parent().await;
     running.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_resident_set_comes_from_the_status_file() {
+        let status =
+            "Name:\trefund-bench\nVmPeak:\t  900000 kB\nVmHWM:\t   16856 kB\nVmRSS:\t   15000 kB\n";
+        assert_eq!(parse_peak_rss_kib(status), Some(16_856));
+        assert_eq!(parse_peak_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks() {
+        // A command name with a space and a parenthesis, as `comm` allows.
+        let stat =
+            "4242 (refund (b)ench) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 25 0 0 20 0 17 0";
+        assert_eq!(parse_cpu_time(stat), Some(Duration::from_millis(1_750)));
+        assert_eq!(parse_cpu_time("4242 (x) S 1"), None);
+    }
 }

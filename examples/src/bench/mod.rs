@@ -175,9 +175,14 @@ async fn measure(
     )
     .await?;
     let before = sandbox.stats();
+    let cpu_before = child.cpu_time();
     let load = load::drive(&client, &target, &uids, options.concurrency, options.stop()).await?;
     let after = sandbox.stats();
-    let memory = child.memory();
+    let cpu = child
+        .cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let peak_rss_kib = child.peak_rss_kib();
     drop(client);
     child.stop().await?;
     Ok(TargetResult {
@@ -185,6 +190,7 @@ async fn measure(
         load,
         measured_calls: GatewayCalls::between(&before, &after),
         lifetime_calls: GatewayCalls::between(started, &sandbox.stats()),
-        memory,
+        cpu,
+        peak_rss_kib,
     })
 }

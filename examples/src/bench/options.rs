@@ -184,3 +184,73 @@ impl Options {
         self.redis.then_some(self.redis_url.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, ValueEnum};
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Cli::try_parse_from(std::iter::once("refund-bench").chain(args.iter().copied()))
+            .map(|cli| cli.options)
+    }
+
+    #[test]
+    fn defaults_measure_a_refund_count_after_a_warm_up_per_worker() {
+        let options = parse(&["--concurrency", "8"]).unwrap();
+        assert_eq!(options.stop(), Stop::AfterRefunds(2000));
+        assert_eq!(options.warmup_refunds(), 32);
+        assert_eq!(options.redis_url(), None);
+        options.check().unwrap();
+    }
+
+    #[test]
+    fn a_duration_replaces_the_refund_count_but_not_both() {
+        let options = parse(&["--duration-secs", "5"]).unwrap();
+        assert_eq!(options.stop(), Stop::After(Duration::from_secs(5)));
+        assert!(parse(&["--duration-secs", "5", "--refunds", "10"]).is_err());
+    }
+
+    #[test]
+    fn fewer_payments_than_workers_are_refused() {
+        let options = parse(&["--payments", "4", "--concurrency", "8"]).unwrap();
+        let error = options.check().unwrap_err().to_string();
+        assert!(error.contains("--payments (4)"), "{error}");
+    }
+
+    #[test]
+    fn a_backend_this_build_lacks_is_refused_naming_its_feature() {
+        for backend in Backend::value_variants() {
+            if backend.compiled() {
+                continue;
+            }
+            let name = backend.feature();
+            let error = parse(&["--backend", name])
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("--features {name}")), "{error}");
+        }
+    }
+
+    #[test]
+    fn the_database_url_is_the_default_server_unless_given() {
+        let options = parse(&["--backend", "postgres"]).unwrap();
+        assert_eq!(
+            options.database_server_url(),
+            Some("postgres://postgres@127.0.0.1:5432/test")
+        );
+        let options = parse(&["--backend", "mysql", "--database-url", "mysql://u@db/x"]).unwrap();
+        assert_eq!(options.database_server_url(), Some("mysql://u@db/x"));
+        let sqlite = parse(&["--database-url", "sqlite://x.db"]).unwrap();
+        assert!(sqlite.check().is_err());
+    }
+}

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use iamport_sandbox::Stats;
 
-use super::child::Memory;
 use super::load::LoadResult;
 use super::options::{Backend, Options, Stop};
 use super::RunId;
@@ -57,13 +57,23 @@ pub struct TargetResult {
     /// Gateway calls over the server's whole life (start, import, warm-up,
     /// measured refunds).
     pub lifetime_calls: GatewayCalls,
-    /// The server process's memory after the load.
-    pub memory: Option<Memory>,
+    /// CPU time the server process used during the measured refunds.
+    pub cpu: Option<Duration>,
+    /// The server process's peak resident set (`VmHWM`), in KiB, read
+    /// after the load.
+    pub peak_rss_kib: Option<u64>,
 }
 
 impl TargetResult {
     fn percentile(&self, percent: u64) -> Option<u64> {
         percentile(&self.load.latencies_us, percent)
+    }
+
+    /// Server CPU time per refund (or per failed request), in µs.
+    fn cpu_per_request_us(&self) -> Option<u64> {
+        let requests = u128::from(self.load.refunded() + self.load.failed());
+        let cpu = self.cpu?.as_micros();
+        (requests > 0).then(|| u64::try_from(cpu / requests).unwrap_or(u64::MAX))
     }
 
     /// Refunds per second, in tenths.
@@ -111,6 +121,10 @@ fn added_ms(ours: Option<u64>, base: Option<u64>) -> String {
     }
 }
 
+fn micros(value: Option<u64>) -> String {
+    value.map_or("n/a".to_owned(), |us| format!("{us} µs"))
+}
+
 fn tenths(value: u64) -> String {
     format!("{}.{}", value / 10, value % 10)
 }
@@ -124,11 +138,10 @@ fn per(part: u64, whole: u64) -> String {
     format!("{}.{:02}", hundredths / 100, hundredths % 100)
 }
 
-fn mib(memory: Option<Memory>) -> String {
-    match memory {
-        Some(memory) => format!("{} MiB", tenths(memory.peak_kib * 10 / 1024)),
-        None => "n/a".to_owned(),
-    }
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".to_owned(), |kib| {
+        format!("{} MiB", tenths(kib * 10 / 1024))
+    })
 }
 
 fn failures(outcomes: &BTreeMap<String, u64>) -> String {
@@ -236,12 +249,12 @@ impl Report {
             true,
             "",
         )?;
-        let memory = self.merchant.memory;
+        let peak = self.merchant.peak_rss_kib;
         line(
             f,
-            memory.map(|m| m.peak_kib <= MAX_PEAK_RSS_KIB),
+            peak.map(|kib| kib <= MAX_PEAK_RSS_KIB),
             "server peak RSS <= 60 MiB",
-            mib(memory),
+            mib(peak),
             true,
             "",
         )
@@ -253,7 +266,7 @@ impl Report {
             .throughput_permille()
             .map_or("-".to_owned(), |permille| format!("{} %", tenths(permille)));
         format!(
-            "| {backend} | {cache} | {latency} | {concurrency} | {refunds} | {base_rate} | {rate} | {share} | {base_p50} / {base_p99} | {p50} / {p99} / {max} | {added_p50} / {added_p99} | {cancels} | {tokens} | {rss} | {failures} |",
+            "| {backend} | {cache} | {latency} | {concurrency} | {refunds} | {base_rate} | {rate} | {share} | {base_p50} / {base_p99} | {p50} / {p99} / {max} | {added_p50} / {added_p99} | {cancels} | {tokens} | {rss} | {cpu} | {failures} |",
             backend = self.options.backend.feature(),
             cache = self.token_cache(),
             latency = self.options.latency_ms,
@@ -273,7 +286,8 @@ impl Report {
                 self.merchant.load.refunded()
             ),
             tokens = self.merchant.lifetime_calls.get_token,
-            rss = mib(self.merchant.memory),
+            rss = mib(self.merchant.peak_rss_kib),
+            cpu = micros(self.merchant.cpu_per_request_us()),
             failures = failures(&self.merchant.load.outcomes),
         )
     }
@@ -298,8 +312,8 @@ impl fmt::Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "{:<16} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-            "", "refunds", "failed", "refunds/s", "p50", "p90", "p99", "max", "peak RSS"
+            "{:<16} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+            "", "refunds", "failed", "refunds/s", "p50", "p90", "p99", "max", "peak RSS", "CPU/req"
         )?;
         for (name, target) in [
             ("baseline", &self.baseline),
@@ -307,7 +321,7 @@ impl fmt::Display for Report {
         ] {
             writeln!(
                 f,
-                "{name:<16} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                "{name:<16} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
                 target.load.refunded(),
                 target.load.failed(),
                 tenths(target.rate_tenths()),
@@ -315,7 +329,8 @@ impl fmt::Display for Report {
                 ms(target.percentile(90)),
                 ms(target.percentile(99)),
                 ms(target.load.latencies_us.last().copied()),
-                mib(target.memory),
+                mib(target.peak_rss_kib),
+                micros(target.cpu_per_request_us()),
             )?;
         }
         writeln!(f)?;
@@ -373,8 +388,9 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "latency is over refunded (200) answers; peak RSS is each server process's own VmHWM \
-             (the sandbox and the load generator run in the benchmark's process)"
+            "latency is over refunded (200) answers; peak RSS and CPU/req are each server process's own \
+             (VmHWM; user+system time over the measured requests); the sandbox and the load generator \
+             run in the benchmark's process; the database in its own (SQLite: in the server's)"
         )?;
         writeln!(f)?;
         self.write_targets(f)?;

@@ -3,6 +3,8 @@
 //! Measures the merchant server's refunds against a bare forwarding
 //! handler in the same run; BENCHMARKS.md explains the figures.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use refund_examples::bench::{self, options::Options};
 
@@ -36,15 +38,20 @@ enum Role {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), refund_core::BoxError> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.role {
+    let done = match cli.role {
         Some(Role::ServeMerchant) => bench::child::serve_merchant().await,
         Some(Role::ServeBaseline) => bench::baseline::serve().await,
-        None => {
-            let report = bench::run(cli.options).await?;
-            print!("{report}");
-            Ok(())
+        None => bench::run(cli.options)
+            .await
+            .map(|report| print!("{report}")),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("refund-bench: {error}");
+            ExitCode::FAILURE
         }
     }
 }

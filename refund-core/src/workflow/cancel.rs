@@ -266,7 +266,7 @@ impl RefundService {
             .payment(&refund.merchant_uid)
             .await?
             .ok_or(RefundError::PaymentNotFound)?;
-        let view = self.view_of(&stored.payment).await?;
+        let view = self.view_of(&stored).await?;
         Ok(Ok(CancelOutcome::Refunded(view.with_refund(&settled))))
     }
 
@@ -353,7 +353,7 @@ impl RefundService {
                     .payment(&refund.merchant_uid)
                     .await?
                     .ok_or(RefundError::PaymentNotFound)?;
-                let view = self.view_of(&stored.payment).await?;
+                let view = self.view_of(&stored).await?;
                 Ok(CancelOutcome::Refunded(view.with_refund(&refund)))
             }
             RefundStatus::Pending => Ok(CancelOutcome::Pending(RefundView::new(

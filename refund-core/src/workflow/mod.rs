@@ -96,7 +96,7 @@ impl RefundService {
             .payment(merchant_uid)
             .await?
             .ok_or(RefundError::PaymentNotFound)?;
-        self.view_of(&stored.payment).await
+        self.view_of(&stored).await
     }
 
     /// Reconciles `merchant_uid` with the gateway (settling a pending
@@ -122,7 +122,7 @@ impl RefundService {
             tracing::warn!(merchant_uid, "review hold lifted by sync");
             self.store.release_hold(merchant_uid).await?;
         }
-        self.view_of(&stored.payment).await
+        self.view_of(&stored).await
     }
 
     /// Handles an i'mport webhook (or records a payment after checkout):
@@ -143,7 +143,7 @@ impl RefundService {
             return Ok(None);
         };
         let stored = self.absorb_snapshot(&snapshot).await?;
-        self.view_of(&stored.payment).await.map(Some)
+        self.view_of(&stored).await.map(Some)
     }
 
     /// Reconciles pending refunds older than the settle age, oldest first,
@@ -217,9 +217,16 @@ impl RefundService {
         Ok(stored)
     }
 
-    async fn view_of(&self, payment: &Payment) -> Result<PaymentView, RefundError> {
-        let refunds = self.store.refunds_of(&payment.merchant_uid).await?;
-        Ok(PaymentView::new(payment, &refunds))
+    /// The view of a stored payment. Only its pending refund is read (there
+    /// is at most one, named by the payment), not the whole journal, which
+    /// grows with every partial refund and would make each refund slower
+    /// than the last.
+    async fn view_of(&self, stored: &StoredPayment) -> Result<PaymentView, RefundError> {
+        let pending = match &stored.pending_refund {
+            Some(id) => self.store.refund(id).await?,
+            None => None,
+        };
+        Ok(PaymentView::new(&stored.payment, pending.as_slice()))
     }
 }
 

@@ -5,10 +5,10 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgQueryResult};
 use sqlx::{Pool, Postgres};
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, ACQUIRE_TIMEOUT};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
 
 /// How long a statement waits for a row lock before giving up (PostgreSQL
 /// waits forever by default): a stuck lock holder then costs one payment a
@@ -63,8 +63,7 @@ impl Dialect for Postgres {
 
     async fn connect_pool(url: &str) -> Result<Pool<Postgres>, sqlx::Error> {
         let options = PgConnectOptions::from_str(url)?.options([("lock_timeout", LOCK_TIMEOUT)]);
-        PgPoolOptions::new()
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+        super::pool_options::<Postgres>()
             .connect_with(options)
             .await
     }

@@ -5,10 +5,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult};
 use sqlx::{Pool, Sqlite};
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, ACQUIRE_TIMEOUT};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
 use crate::migrate::{migrations, Migration};
 
 /// How long a connection waits for another writer's transaction before it
@@ -76,7 +76,7 @@ impl Dialect for Sqlite {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool = super::pool_options::<Sqlite>();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
             pool.max_connections(1)
