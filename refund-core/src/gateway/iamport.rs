@@ -12,7 +12,7 @@ use super::wire::{Auth, CancelBody, Envelope, PaymentAnnotation, TokenRequest};
 use super::{CancelCommand, GatewayError, PaymentGateway, Secret};
 use crate::clock::now_ms;
 use crate::memory::MemoryTokenCache;
-use crate::payment::Payment;
+use crate::payment::{Payment, PaymentStatus};
 use crate::token::{AccessToken, TokenCache, TokenSource};
 
 /// The REST API key and secret of an i'mport account.
@@ -279,15 +279,17 @@ impl PaymentGateway for IamportClient {
             return Ok(None);
         };
         // An order may have several attempts: the paid one is the one to
-        // refund; otherwise the latest tells why there is none.
-        let paid = format!("/payments/find/{segment}/paid?sorting=-started");
-        match self.get_payment(paid).await? {
-            Some(payment) => Ok(Some(payment)),
-            None => {
-                let latest = format!("/payments/find/{segment}?sorting=-started");
-                self.get_payment(latest).await
-            }
+        // refund. Most orders have one, so ask for the latest first and
+        // look for a paid one only when the latest is not.
+        let latest = format!("/payments/find/{segment}?sorting=-started");
+        let Some(latest) = self.get_payment(latest).await? else {
+            return Ok(None);
+        };
+        if latest.status == PaymentStatus::Paid {
+            return Ok(Some(latest));
         }
+        let paid = format!("/payments/find/{segment}/paid?sorting=-started");
+        Ok(self.get_payment(paid).await?.or(Some(latest)))
     }
 
     fn max_in_flight(&self) -> Duration {
