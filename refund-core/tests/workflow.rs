@@ -81,6 +81,15 @@ impl Harness {
         tokio::time::sleep(self.gateway.max_in_flight() + Duration::from_millis(100)).await;
     }
 
+    /// A refund made outside our server, as from i'mport's admin console.
+    fn console_refund(&self, imp_uid: &str, amount: Option<i64>, reason: Option<&str>) {
+        let cancel = AdminCancel {
+            amount,
+            reason: reason.map(str::to_owned),
+        };
+        self.sandbox.admin_cancel(imp_uid, cancel).unwrap();
+    }
+
     fn cancels_attempted(&self) -> u64 {
         self.sandbox.stats().cancel.attempted
     }
@@ -205,15 +214,7 @@ async fn checksum_mismatch_resyncs_and_reports_out_of_sync() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     // Refunded in the admin console: our copy is now stale.
-    h.sandbox
-        .admin_cancel(
-            &imp_uid,
-            AdminCancel {
-                amount: Some(2_000),
-                reason: Some("console".into()),
-            },
-        )
-        .unwrap();
+    h.console_refund(&imp_uid, Some(2_000), Some("console"));
     let err = h
         .cancel(&body(&merchant_uid, Some("1000")), None)
         .await
@@ -475,27 +476,11 @@ async fn idempotent_replay_returns_the_stored_outcome() {
 async fn refunds_made_elsewhere_are_picked_up_by_sync_and_webhooks() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    h.sandbox
-        .admin_cancel(
-            &imp_uid,
-            AdminCancel {
-                amount: Some(1_500),
-                reason: Some("console".into()),
-            },
-        )
-        .unwrap();
+    h.console_refund(&imp_uid, Some(1_500), Some("console"));
     let view = h.service.sync(&merchant_uid).await.unwrap();
     assert_eq!(json(&view.cancel_amount), "1500");
     assert_eq!(view.cancel_history[0].reason.as_deref(), Some("console"));
-    h.sandbox
-        .admin_cancel(
-            &imp_uid,
-            AdminCancel {
-                amount: None,
-                reason: None,
-            },
-        )
-        .unwrap();
+    h.console_refund(&imp_uid, None, None);
     let view = h.service.refresh(&imp_uid).await.unwrap().unwrap();
     assert_eq!(view.status, "cancelled");
     // Duplicate deliveries are harmless.
@@ -524,15 +509,7 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
     let refund = pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
     // Someone else cancels too before we reconcile: 1000 + 500 explains nothing.
-    h.sandbox
-        .admin_cancel(
-            &imp_uid,
-            AdminCancel {
-                amount: Some(500),
-                reason: None,
-            },
-        )
-        .unwrap();
+    h.console_refund(&imp_uid, Some(500), None);
     h.service.refresh(&imp_uid).await.unwrap();
     let journal = h.store.refund(&refund.id).await.unwrap().unwrap();
     assert_eq!(
@@ -563,15 +540,7 @@ async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
     h.sandbox
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
     pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-    h.sandbox
-        .admin_cancel(
-            &imp_uid,
-            AdminCancel {
-                amount: Some(500),
-                reason: None,
-            },
-        )
-        .unwrap();
+    h.console_refund(&imp_uid, Some(500), None);
     h.wait_until_settleable().await;
     // This sync finds the trouble: the hold it sets must stand until the
     // operator's next sync.
