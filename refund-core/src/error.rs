@@ -10,6 +10,7 @@ use crate::store::{BoxError, StoreError};
 /// public contract (DESIGN.md's error table); the `Display` text is a
 /// human-readable message that never contains secrets or account numbers.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RefundError {
     /// Malformed request; the message names the field.
     #[error("{0}")]
@@ -48,8 +49,8 @@ pub enum RefundError {
     /// i'mport refused the cancel.
     #[error("i'mport refused the refund")]
     GatewayRejected {
-        /// i'mport's code.
-        code: Option<i64>,
+        /// The gateway's code.
+        code: Option<String>,
         /// i'mport's message.
         message: String,
     },

@@ -58,7 +58,7 @@ mod token;
 mod view;
 mod workflow;
 
-pub use clock::now_ms;
+pub use clock::{now_ms, Clock, SystemClock};
 pub use error::RefundError;
 pub use gateway::{
     CancelCommand, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentGateway,
@@ -68,8 +68,9 @@ pub use memory::{MemoryPaymentStore, MemoryTokenCache};
 pub use money::{Amount, AmountError, Currency, DecimalText};
 pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment};
 pub use refund::{
-    mask_account, validate_idempotency_key, validate_payment_id, CancelRequest, Refund,
-    RefundAccount, RefundId, RefundOutcome, RefundStatus, RequestError, ValidRequest,
+    mask_account, validate_idempotency_key, validate_payment_id, CancelRequest, Failure,
+    FailureKind, Refund, RefundAccount, RefundId, RefundState, RefundStatus, RequestError, Review,
+    ValidRequest,
 };
 pub use store::{BoxError, PaymentStore, StoreError};
 pub use token::{AccessToken, TokenCache, TokenSource};

@@ -35,9 +35,11 @@ impl fmt::Display for RefundId {
     }
 }
 
-/// Where a refund stands in the journal.
+/// Where a refund stands, by name: what operators filter on and what the
+/// API shows. The full, typed state is [`RefundState`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RefundStatus {
     /// Written before the gateway call; outcome not known yet.
     Pending,
@@ -50,6 +52,14 @@ pub enum RefundStatus {
 }
 
 impl RefundStatus {
+    /// Every status, in the order of the journal's life.
+    pub const ALL: [RefundStatus; 4] = [
+        RefundStatus::Pending,
+        RefundStatus::Succeeded,
+        RefundStatus::Failed,
+        RefundStatus::NeedsReview,
+    ];
+
     /// The stored and serialized name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,20 +72,176 @@ impl RefundStatus {
 
     /// Parses a stored name.
     pub fn parse(name: &str) -> Option<Self> {
-        [
-            RefundStatus::Pending,
-            RefundStatus::Succeeded,
-            RefundStatus::Failed,
-            RefundStatus::NeedsReview,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == name)
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 
 impl fmt::Display for RefundStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a refund failed: what it proves about the money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The gateway answered and refused it (V1 `code != 0` or a 4xx).
+    /// Its idempotency key replays the refusal.
+    Rejected,
+    /// It never reached the gateway (connection refused, the token
+    /// endpoint down). Nothing changed, so its key may try again.
+    NotSent,
+    /// The gateway answered without applying it (a 5xx, an unreadable
+    /// body, then a lookup that showed nothing), or it can no longer be in
+    /// flight and the gateway does not show it. Its key may try again. Late
+    /// evidence that it applied after all turns it into
+    /// [`RefundState::Succeeded`].
+    NotApplied,
+}
+
+impl FailureKind {
+    /// Every kind.
+    pub const ALL: [FailureKind; 3] = [
+        FailureKind::Rejected,
+        FailureKind::NotSent,
+        FailureKind::NotApplied,
+    ];
+
+    /// The stored and serialized name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Rejected => "rejected",
+            FailureKind::NotSent => "not_sent",
+            FailureKind::NotApplied => "not_applied",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// True when the refund provably changed nothing at the gateway, so the
+    /// same request (same idempotency key and body) may be tried again.
+    pub fn frees_the_key(self) -> bool {
+        matches!(self, FailureKind::NotSent | FailureKind::NotApplied)
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a failed refund failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What the failure proves.
+    pub kind: FailureKind,
+    /// The gateway's result code, when it gave one (V1's numeric `code`
+    /// as text, V2's error type).
+    pub code: Option<String>,
+    /// The gateway's message (masked) or our explanation.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind` with our own explanation and no gateway code.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            code: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a refund waits for an operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Review {
+    /// What did not add up.
+    pub message: String,
+}
+
+/// Where a refund stands in the journal, with what each state carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefundState {
+    /// Journaled before the gateway call; the outcome is not known yet.
+    Pending {
+        /// The gateway's id for the cancellation, once it named one (an
+        /// asynchronous cancel that is still being processed).
+        cancellation_id: Option<String>,
+    },
+    /// The gateway cancelled the amount.
+    Succeeded {
+        /// The gateway's cancel entry credited to this refund (V1
+        /// `cancellation_id` or `pg_tid`), when the gateway reports one.
+        cancellation_id: Option<String>,
+    },
+    /// Nothing was cancelled.
+    Failed(Failure),
+    /// The gateway's numbers could not be explained; the payment is held.
+    NeedsReview(Review),
+}
+
+impl RefundState {
+    /// A pending refund not yet named by the gateway.
+    pub const PENDING: RefundState = RefundState::Pending {
+        cancellation_id: None,
+    };
+
+    /// The state's name.
+    pub fn status(&self) -> RefundStatus {
+        match self {
+            RefundState::Pending { .. } => RefundStatus::Pending,
+            RefundState::Succeeded { .. } => RefundStatus::Succeeded,
+            RefundState::Failed(_) => RefundStatus::Failed,
+            RefundState::NeedsReview(_) => RefundStatus::NeedsReview,
+        }
+    }
+
+    /// The failure, for a failed refund.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            RefundState::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// The gateway cancellation this refund is (or will be) credited with.
+    pub fn cancellation_id(&self) -> Option<&str> {
+        match self {
+            RefundState::Pending { cancellation_id } | RefundState::Succeeded { cancellation_id } => {
+                cancellation_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// True for a state a refund in `self` may move to: a pending refund
+    /// settles into anything but pending; a refund failed as
+    /// [`FailureKind::NotApplied`] may still be proven to have succeeded
+    /// (late evidence wins). Nothing else ever changes.
+    pub fn may_become(&self, next: &RefundState) -> bool {
+        match (self, next) {
+            (RefundState::Pending { .. }, RefundState::Pending { .. }) => false,
+            (RefundState::Pending { .. }, _) => true,
+            (RefundState::Failed(failure), RefundState::Succeeded { .. }) => {
+                failure.kind == FailureKind::NotApplied
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the refund provably changed nothing, so its idempotency
+    /// key is not spent: the same request (same key and body) runs again
+    /// as a new refund, which takes the key over.
+    pub fn frees_its_key(&self) -> bool {
+        matches!(self, RefundState::Failed(f) if f.kind.frees_the_key())
     }
 }
 
@@ -90,67 +256,34 @@ pub struct Refund {
     pub imp_uid: String,
     /// Amount to refund, in the payment's minor unit.
     pub amount: Amount,
-    /// The payment's `cancel_amount` when the refund began. The refund
-    /// succeeded exactly when the gateway's total reaches `base + amount`.
+    /// The payment's `cancel_amount` when the refund began: the gateway's
+    /// cancel entries up to this total were there before it.
     pub base_cancel_amount: Amount,
     /// The cancelable amount sent as i'mport's `checksum`.
     pub checksum: Amount,
-    /// The reason sent to the gateway.
+    /// The reason sent to the gateway (the client's, or one naming this
+    /// refund when the client gave none, so its cancel entry names it).
     pub reason: Option<String>,
-    /// The client's `Idempotency-Key`, unique per payment.
+    /// The client's `Idempotency-Key`, while it names this refund (a
+    /// refund that provably changed nothing hands it over to the same
+    /// request run again).
     pub idempotency_key: Option<String>,
     /// Hash of the normalized request, to refuse a reused key with another body.
     pub fingerprint: String,
     /// The refund account, masked (`*********8400`); never the full number.
     pub refund_account_masked: Option<String>,
     /// Where it stands.
-    pub status: RefundStatus,
-    /// i'mport's result code when it refused.
-    pub gateway_code: Option<i64>,
-    /// i'mport's or our explanation of a failure or review.
-    pub gateway_message: Option<String>,
-    /// When the refund began, unix milliseconds.
+    pub state: RefundState,
+    /// When the refund began, unix milliseconds on the store's clock.
     pub created_at_ms: i64,
-    /// Last status change, unix milliseconds.
+    /// Last state change, unix milliseconds on the store's clock.
     pub updated_at_ms: i64,
 }
 
-/// How a pending refund ended, for [`PaymentStore::finish_refund`](crate::PaymentStore::finish_refund).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RefundOutcome {
-    /// The gateway cancelled it.
-    Succeeded,
-    /// Nothing was cancelled.
-    Failed {
-        /// i'mport's code, when it answered.
-        code: Option<i64>,
-        /// Why.
-        message: String,
-    },
-    /// Unexplained numbers: hold the payment for an operator.
-    NeedsReview {
-        /// What did not add up.
-        message: String,
-    },
-}
-
-impl RefundOutcome {
-    /// The journal status this outcome records.
+impl Refund {
+    /// Where it stands, by name.
     pub fn status(&self) -> RefundStatus {
-        match self {
-            RefundOutcome::Succeeded => RefundStatus::Succeeded,
-            RefundOutcome::Failed { .. } => RefundStatus::Failed,
-            RefundOutcome::NeedsReview { .. } => RefundStatus::NeedsReview,
-        }
-    }
-
-    /// The code and message stored with it.
-    pub fn gateway_details(&self) -> (Option<i64>, Option<&str>) {
-        match self {
-            RefundOutcome::Succeeded => (None, None),
-            RefundOutcome::Failed { code, message } => (*code, Some(message)),
-            RefundOutcome::NeedsReview { message } => (None, Some(message)),
-        }
+        self.state.status()
     }
 }
 

@@ -1,11 +1,12 @@
 //! The storage contract: payments and the refund journal.
 
 use std::error::Error as StdError;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::payment::{Payment, StoredPayment};
-use crate::refund::{Refund, RefundId, RefundOutcome, RefundStatus};
+use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
 
 /// A boxed error from a storage backend, kept as the source of a [`StoreError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -16,6 +17,7 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// `Backend` are failures. Adapters convert their own errors into this type
 /// with a `From` impl that keeps the cause as `source()`.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// No payment with that `merchant_uid`.
     #[error("payment not found")]
@@ -35,7 +37,8 @@ pub enum StoreError {
     /// The idempotency key is already used by another refund.
     #[error("idempotency key already used")]
     IdempotencyKeyTaken,
-    /// The refund is no longer pending (someone settled it first).
+    /// The refund cannot move to the state asked for: it is no longer
+    /// pending (someone settled it first), and its state is final.
     #[error("refund is already {0}")]
     NotPending(RefundStatus),
     /// The backend cannot be reached: nothing was read or written.
@@ -63,13 +66,23 @@ impl StoreError {
 /// all of them. No operation may hold a transaction open after it returns.
 ///
 /// The journal is write-ahead: a refund is recorded as
-/// [`Pending`](RefundStatus::Pending) before the gateway is called and
+/// [`Pending`](RefundState::Pending) before the gateway is called and
 /// settled afterwards, so a crash at any point leaves a record to reconcile.
+///
+/// **Time is the store's.** Journal timestamps, the age of a pending refund
+/// and the sweep's cutoff come from the store's own clock (the database
+/// server's time; the process clock, or an injected one, for the in-memory
+/// store), never from the calling instance: instances whose wall clocks
+/// disagree must still agree on every verdict.
 ///
 /// Run `refund_core::store_conformance_tests!` (feature `testkit`) against a
 /// real backend to check an implementation.
 #[async_trait]
 pub trait PaymentStore: Send + Sync + 'static {
+    /// The store's clock: now, in unix milliseconds. The workflow reads it
+    /// only where time decides money (reconciliation, deadlines).
+    async fn now_ms(&self) -> Result<i64, StoreError>;
+
     /// The payment with this order id, if stored.
     ///
     /// Ids are matched literally (byte for byte): no pattern, operator or
@@ -85,55 +98,68 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// webhooks cannot roll money back.
     async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError>;
 
-    /// Records `refund` (status `Pending`) and makes it the payment's pending
+    /// Records `refund` as pending and makes it the payment's pending
     /// refund, atomically, only if:
     /// - the payment exists, else [`StoreError::PaymentNotFound`];
     /// - no other refund of it is pending, else [`StoreError::RefundInProgress`];
     /// - it is not held for review, else [`StoreError::OnHold`];
     /// - its stored `cancel_amount` still equals `refund.base_cancel_amount`,
     ///   else [`StoreError::CancelAmountChanged`];
-    /// - no refund (of any payment) has `refund.idempotency_key`, else
-    ///   [`StoreError::IdempotencyKeyTaken`]: a key names one refund.
+    /// - no refund (of any payment) holds `refund.idempotency_key`, else
+    ///   [`StoreError::IdempotencyKeyTaken`]: a key names one refund. The
+    ///   one exception is the same request run again: a refund with the
+    ///   same `fingerprint` whose state [frees its key](RefundState::frees_its_key)
+    ///   hands the key over to `refund` (its own key becomes `None`) in the
+    ///   same atomic step.
+    ///
+    /// The stored refund's state is [`RefundState::PENDING`] whatever
+    /// `refund.state` says, and both its timestamps are the store's clock
+    /// (the values passed are ignored).
     ///
     /// Under any number of concurrent callers at most one succeeds per
     /// payment until that refund is finished. On error nothing is written.
     async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError>;
 
-    /// Settles the pending refund `id` with `outcome`, atomically:
-    /// sets its status, code and message and `updated_at_ms = now_ms`,
-    /// releases the payment's pending slot, applies `snapshot` if given (with
-    /// the same rule as [`apply_snapshot`](Self::apply_snapshot)), and for
-    /// [`RefundOutcome::NeedsReview`] puts the payment on hold.
+    /// Moves refund `id` to `state`, atomically, if its current state
+    /// [`may become`](RefundState::may_become) it (a pending refund settles;
+    /// a `not_applied` failure may still become `succeeded`):
+    /// - sets the state and `updated_at_ms` (store clock);
+    /// - releases the payment's pending slot if it names this refund;
+    /// - applies `snapshot` if given (with the same rule as
+    ///   [`apply_snapshot`](Self::apply_snapshot));
+    /// - for [`RefundState::NeedsReview`], puts the payment on hold.
     ///
-    /// Returns the refund as stored afterwards. If it is no longer pending,
+    /// Returns the refund as stored afterwards. If the move is not allowed,
     /// nothing changes and the error is [`StoreError::NotPending`] with its
     /// current status; unknown ids give [`StoreError::RefundNotFound`].
     async fn finish_refund(
         &self,
         id: &RefundId,
-        outcome: &RefundOutcome,
+        state: &RefundState,
         snapshot: Option<&Payment>,
-        now_ms: i64,
     ) -> Result<Refund, StoreError>;
 
-    /// Lifts a review hold (an operator synced the payment). Unknown
-    /// payments give [`StoreError::PaymentNotFound`].
+    /// Lifts a review hold (an operator resolved it). Unknown payments give
+    /// [`StoreError::PaymentNotFound`].
     async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError>;
 
     /// The refund with this id.
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError>;
 
-    /// The refund that carries this idempotency key, of whichever payment.
+    /// The refund that holds this idempotency key, of whichever payment.
     async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError>;
 
-    /// Every refund of the payment, newest first.
-    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError>;
+    /// The payment's `limit` newest refunds, newest first (by `created_at_ms`,
+    /// then id).
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32)
+        -> Result<Vec<Refund>, StoreError>;
 
-    /// Up to `limit` pending refunds created before `created_before_ms`,
-    /// oldest first: the work list of the reconciliation sweep.
+    /// Up to `limit` pending refunds that began more than `older_than` ago
+    /// on the store's clock, oldest first: the work list of the
+    /// reconciliation sweep.
     async fn stale_pending_refunds(
         &self,
-        created_before_ms: i64,
+        older_than: Duration,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError>;
 

@@ -39,6 +39,10 @@ pub struct PaymentView {
 /// One cancellation in the view.
 #[derive(Debug, Serialize)]
 pub struct CancelView {
+    /// The journal refund this cancellation is credited to; `null` for a
+    /// refund made outside this service (the gateway's console, another
+    /// system) or one not yet reconciled.
+    pub refund_id: Option<RefundId>,
     /// Amount cancelled.
     pub amount: Box<RawValue>,
     /// Reason given.
@@ -68,15 +72,26 @@ impl RefundView {
         RefundView {
             id: refund.id.clone(),
             amount: currency.to_json(refund.amount),
-            status: refund.status,
+            status: refund.status(),
         }
     }
 }
 
 impl PaymentView {
-    /// The view of `payment` with its pending refunds.
-    pub fn new(payment: &Payment, pending: &[Refund]) -> Self {
+    /// The view of `payment` given its recent refunds (the pending one
+    /// among them): pending refunds are listed, and each cancellation is
+    /// matched to the refund credited with it.
+    pub fn new(payment: &Payment, refunds: &[Refund]) -> Self {
         let currency = payment.currency;
+        let credited = |entry: &crate::payment::CancelEntry| {
+            let id = crate::workflow::entry_id(entry)?;
+            refunds
+                .iter()
+                .find(|r| {
+                    r.status() == RefundStatus::Succeeded && r.state.cancellation_id() == Some(id)
+                })
+                .map(|r| r.id.clone())
+        };
         PaymentView {
             merchant_uid: payment.merchant_uid.clone(),
             imp_uid: payment.imp_uid.clone(),
@@ -90,6 +105,7 @@ impl PaymentView {
                 .cancel_history
                 .iter()
                 .map(|c| CancelView {
+                    refund_id: credited(c),
                     amount: currency.to_json(c.amount),
                     reason: c.reason.clone(),
                     cancelled_at: c.cancelled_at,
@@ -98,9 +114,9 @@ impl PaymentView {
                 })
                 .collect(),
             refund: None,
-            pending_refunds: pending
+            pending_refunds: refunds
                 .iter()
-                .filter(|r| r.status == RefundStatus::Pending)
+                .filter(|r| r.status() == RefundStatus::Pending)
                 .map(|r| RefundView::new(r, currency))
                 .collect(),
         }

@@ -9,10 +9,11 @@ use iamport_sandbox::{
     AdminCancel, Currency as SandboxCurrency, Fault, FaultTarget, NewPayment, Sandbox,
     SandboxConfig, DEFAULT_IMP_KEY, DEFAULT_IMP_SECRET,
 };
+use refund_core::testkit::{FaultyStore, ManualClock, StoreFault, StoreOp};
 use refund_core::{
-    Amount, CancelOutcome, CancelRequest, IamportClient, IamportConfig, IamportCredentials,
-    MemoryPaymentStore, PaymentGateway, PaymentStore, RefundError, RefundService, RefundStatus,
-    StoreError,
+    Amount, CancelCommand, CancelOutcome, CancelRequest, FailureKind, GatewayError,
+    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, Payment,
+    PaymentGateway, PaymentStore, RefundError, RefundService, RefundState, RefundStatus,
 };
 
 /// Client timeouts short enough that "the refund can no longer be in
@@ -22,8 +23,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
 
 struct Harness {
     sandbox: Sandbox,
+    /// The store's clock: moved by hand, so no test sleeps for a bound.
+    clock: Arc<ManualClock>,
     store: Arc<MemoryPaymentStore>,
-    gateway: Arc<IamportClient>,
+    gateway: Arc<Tampering>,
     service: Arc<RefundService>,
 }
 
@@ -40,8 +43,9 @@ impl Harness {
     }
 
     fn with_gateway(sandbox: Sandbox, config: IamportConfig) -> Harness {
-        let store = Arc::new(MemoryPaymentStore::new());
-        let gateway = Arc::new(IamportClient::new(config).unwrap());
+        let clock = Arc::new(ManualClock::now());
+        let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
+        let gateway = Arc::new(Tampering::new(IamportClient::new(config).unwrap()));
         // Settle as soon as a refund can no longer be on the wire.
         let service = Arc::new(
             RefundService::new(store.clone(), gateway.clone())
@@ -49,6 +53,7 @@ impl Harness {
         );
         Harness {
             sandbox,
+            clock,
             store,
             gateway,
             service,
@@ -76,9 +81,15 @@ impl Harness {
         self.service.cancel(request, key).await
     }
 
-    /// Waits until refunds begun so far can no longer be in flight.
-    async fn wait_until_settleable(&self) {
-        tokio::time::sleep(self.gateway.max_in_flight() + Duration::from_millis(100)).await;
+    /// Moves the store's clock past the in-flight bound of refunds begun
+    /// so far (no sleeping).
+    fn wait_until_settleable(&self) {
+        self.clock
+            .advance(self.gateway.max_in_flight() + Duration::from_millis(1));
+    }
+
+    async fn state_of(&self, id: &refund_core::RefundId) -> RefundState {
+        self.store.refund(id).await.unwrap().unwrap().state
     }
 
     /// A refund made outside our server, as from i'mport's admin console.
@@ -136,6 +147,66 @@ fn pending(outcome: Result<CancelOutcome, RefundError>) -> refund_core::RefundVi
 
 fn json(value: &serde_json::value::RawValue) -> String {
     value.get().to_owned()
+}
+
+/// What the tampering gateway does to payment lookups.
+#[derive(Debug, Clone)]
+enum Tamper {
+    /// Answers lookups with this (stale) payment, as a lagging replica would.
+    Stale(Payment),
+    /// Drops the cancel history, so the numbers no longer add up.
+    StripHistory,
+}
+
+/// The real i'mport client, whose payment lookups a test can tamper with
+/// to produce evidence the sandbox never would.
+#[derive(Debug)]
+struct Tampering {
+    inner: IamportClient,
+    tamper: std::sync::Mutex<Option<Tamper>>,
+}
+
+impl Tampering {
+    fn new(inner: IamportClient) -> Self {
+        Tampering {
+            inner,
+            tamper: std::sync::Mutex::default(),
+        }
+    }
+
+    fn set(&self, tamper: Option<Tamper>) {
+        *self.tamper.lock().unwrap() = tamper;
+    }
+
+    fn apply(&self, payment: Option<Payment>) -> Option<Payment> {
+        match self.tamper.lock().unwrap().clone() {
+            None => payment,
+            Some(Tamper::Stale(stale)) => Some(stale),
+            Some(Tamper::StripHistory) => payment.map(|mut p| {
+                p.cancel_history.clear();
+                p
+            }),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentGateway for Tampering {
+    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+        self.inner.cancel(command).await
+    }
+
+    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.apply(self.inner.payment(imp_uid).await?))
+    }
+
+    async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.apply(self.inner.find_payment(merchant_uid).await?))
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        self.inner.max_in_flight()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,9 +299,11 @@ async fn checksum_mismatch_resyncs_and_reports_out_of_sync() {
     );
     let view = refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
     assert_eq!(json(&view.cancel_amount), "3000");
-    let journal = h.store.refunds_of(&merchant_uid).await.unwrap();
-    assert_eq!(journal[1].status, RefundStatus::Failed);
-    assert!(journal[1].gateway_code.is_some());
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    let failures: Vec<_> = journal.iter().filter_map(|r| r.state.failure()).collect();
+    assert_eq!(failures.len(), 1, "{journal:?}");
+    assert_eq!(failures[0].kind, FailureKind::Rejected);
+    assert_eq!(failures[0].code.as_deref(), Some("-1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,33 +319,22 @@ async fn a_revoked_token_is_refreshed_once_mid_flight() {
     assert_eq!(stats.unauthorized, 1);
 }
 
+/// A 5xx after i'mport applied the refund: the gateway answered, so one
+/// lookup settles it at once (DESIGN step 6, answered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commit_then_5xx_stays_pending_until_a_sync_settles_it() {
+async fn commit_then_5xx_is_settled_at_once_by_one_lookup() {
     let h = Harness::start().await;
     let (merchant_uid, _) = h.seed_krw(10_000).await;
     h.sandbox
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    let refund = pending(h.cancel(&body(&merchant_uid, Some("4000")), None).await);
-    let view = h.service.view(&merchant_uid).await.unwrap();
-    assert_eq!(view.pending_refunds.len(), 1);
-    assert_eq!(
-        json(&view.cancel_amount),
-        "0",
-        "not applied locally until reconciled"
-    );
-    // A new refund waits for the pending one (no gateway call).
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), None)
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "refund_in_progress");
-    assert_eq!(h.cancels_attempted(), 1);
-
-    let view = h.service.sync(&merchant_uid).await.unwrap();
+    let view = refunded(h.cancel(&body(&merchant_uid, Some("4000")), None).await);
     assert_eq!(json(&view.cancel_amount), "4000");
     assert!(view.pending_refunds.is_empty());
-    let settled = h.store.refund(&refund.id).await.unwrap().unwrap();
-    assert_eq!(settled.status, RefundStatus::Succeeded);
+    let refund = view.refund.unwrap();
+    match h.state_of(&refund.id).await {
+        RefundState::Succeeded { cancellation_id } => assert!(cancellation_id.is_some()),
+        other => panic!("{other:?}"),
+    }
     refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 5_000);
 }
@@ -289,7 +351,7 @@ async fn commit_then_timeout_stays_pending_until_a_webhook_settles_it() {
     let refund = pending(h.cancel(&body(&merchant_uid, Some("2500")), None).await);
     h.service.refresh(&imp_uid).await.unwrap();
     let settled = h.store.refund(&refund.id).await.unwrap().unwrap();
-    assert_eq!(settled.status, RefundStatus::Succeeded);
+    assert_eq!(settled.status(), RefundStatus::Succeeded);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 2_500);
 }
 
@@ -311,40 +373,148 @@ async fn commit_then_dropped_connection_stays_pending_and_is_reconciled() {
         .is_empty());
 }
 
-/// 5xx before commit, and a garbled reply: unknown outcomes that did not
-/// happen. They stay pending while they could be on the wire, then the
-/// sweep settles them as failed and the payment takes refunds again.
+/// A 5xx before commit, and a garbled reply: the gateway answered without
+/// applying anything. One lookup proves it, the refund fails as
+/// `not_applied` (502 `gateway_error`), and the payment and the key are
+/// free again at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_outcomes_that_never_happened_are_failed_by_the_sweep() {
+async fn answered_failures_that_applied_nothing_are_settled_at_once() {
+    let h = Harness::start().await;
+    for fault in [Fault::FailBeforeCommit, Fault::Garbage] {
+        let (merchant_uid, _) = h.seed_krw(10_000).await;
+        h.sandbox.inject_fault(fault, FaultTarget::Cancel, 1);
+        let err = h
+            .cancel(&body(&merchant_uid, Some("1000")), Some(&merchant_uid))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "gateway_error", "{fault:?}");
+        let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+        match &journal[0].state {
+            RefundState::Failed(failure) => assert_eq!(failure.kind, FailureKind::NotApplied),
+            other => panic!("{fault:?}: {other:?}"),
+        }
+        // The same key and body try again, and go through.
+        let view = refunded(
+            h.cancel(&body(&merchant_uid, Some("1000")), Some(&merchant_uid))
+                .await,
+        );
+        assert_eq!(json(&view.cancel_amount), "1000");
+        assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
+    }
+}
+
+/// Dropped connections before commit: no answer, so the refunds may be on
+/// the wire. They stay pending until their in-flight bound has passed on
+/// the store's clock, then the sweep settles them as `not_applied`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_refunds_that_never_happened_are_failed_by_the_sweep() {
     let h = Harness::start().await;
     let (first, _) = h.seed_krw(10_000).await;
     let (second, _) = h.seed_krw(10_000).await;
     h.sandbox
-        .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
+        .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 2);
     let a = pending(h.cancel(&body(&first, Some("1000")), None).await);
-    h.sandbox
-        .inject_fault(Fault::Garbage, FaultTarget::Cancel, 1);
     let b = pending(h.cancel(&body(&second, Some("1000")), None).await);
 
     let early = h.service.sweep().await.unwrap();
     assert_eq!(early.settled, 0, "young refunds may still be in flight");
     h.service.sync(&first).await.unwrap();
-    assert_eq!(
-        h.store.refund(&a.id).await.unwrap().unwrap().status,
-        RefundStatus::Pending
-    );
+    assert_eq!(h.state_of(&a.id).await.status(), RefundStatus::Pending);
+    let err = h
+        .cancel(&body(&first, Some("500")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "refund_in_progress");
 
-    h.wait_until_settleable().await;
+    h.wait_until_settleable();
     let report = h.service.sweep().await.unwrap();
-    assert!(report.settled >= 2, "{report:?}");
+    assert_eq!(report.settled, 2, "{report:?}");
     for id in [&a.id, &b.id] {
-        let refund = h.store.refund(id).await.unwrap().unwrap();
-        assert_eq!(refund.status, RefundStatus::Failed);
+        match h.state_of(id).await {
+            RefundState::Failed(failure) => assert_eq!(failure.kind, FailureKind::NotApplied),
+            other => panic!("{other:?}"),
+        }
     }
     assert_eq!(h.sandbox.stats().cancel.committed, 0);
     refunded(h.cancel(&body(&first, Some("1000")), None).await);
     assert_eq!(h.assert_in_sync(&first).await, 1_000);
     assert_eq!(h.assert_in_sync(&second).await, 0);
+}
+
+/// A sweep that judged while the cancel was still on the wire (here, a
+/// lagging lookup) settles it `not_applied`; its own success answer then
+/// arrives and wins: the refund is `succeeded`, never reported as "nothing
+/// was refunded".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_success_answer_wins_over_an_early_verdict() {
+    let h = Arc::new(Harness::start().await);
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let before = h.sandbox.payment(&imp_uid).unwrap();
+    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    assert_eq!(before.cancel_amount, 0);
+    h.sandbox.inject_fault(
+        Fault::HoldAfterCommit(Duration::from_millis(300)),
+        FaultTarget::Cancel,
+        1,
+    );
+    let cancel = {
+        let (h, merchant_uid) = (h.clone(), merchant_uid.clone());
+        tokio::spawn(async move {
+            h.cancel(&body(&merchant_uid, Some("2000")), Some("late-1"))
+                .await
+        })
+    };
+    // While the answer is held: the lookup lags, and the store's clock says
+    // the refund is past its bound (as a wrong bound or a paused process
+    // would make it).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.gateway.set(Some(Tamper::Stale(stale)));
+    h.wait_until_settleable();
+    let report = h.service.sweep().await.unwrap();
+    assert_eq!(report.settled, 1, "{report:?}");
+    h.gateway.set(None);
+    let view = refunded(cancel.await.unwrap());
+    let refund = view.refund.unwrap();
+    assert_eq!(refund.status, RefundStatus::Succeeded);
+    assert_eq!(h.state_of(&refund.id).await.status(), RefundStatus::Succeeded);
+    // The key replays the success: no second refund.
+    let again = refunded(
+        h.cancel(&body(&merchant_uid, Some("2000")), Some("late-1"))
+            .await,
+    );
+    assert_eq!(again.refund.unwrap().id, refund.id);
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 2_000);
+    assert_eq!(h.sandbox.stats().cancel.committed, 1);
+}
+
+/// Our refund is pending (no answer, never applied); the console refunds
+/// the same amount: neither the webhook nor, later, the sweep credits the
+/// console's entry to ours, and the payment shows it as made outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_refund_of_the_same_amount_stays_outside() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    h.sandbox
+        .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 1);
+    let ours = pending(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
+    h.console_refund(&imp_uid, Some(2_000), Some("damaged item"));
+    h.service.refresh(&imp_uid).await.unwrap();
+    assert_eq!(h.state_of(&ours.id).await.status(), RefundStatus::Pending);
+    h.wait_until_settleable();
+    h.service.sweep().await.unwrap();
+    match h.state_of(&ours.id).await {
+        RefundState::Failed(failure) => assert_eq!(failure.kind, FailureKind::NotApplied),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 2_000);
+    let view = h.service.view(&merchant_uid).await.unwrap();
+    assert_eq!(view.cancel_history.len(), 1);
+    assert_eq!(view.cancel_history[0].refund_id, None, "made outside");
+    // Our refund, tried again, is credited with its own entry.
+    let view = refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
+    let id = view.refund.as_ref().unwrap().id.clone();
+    assert_eq!(view.cancel_history[1].refund_id.as_ref(), Some(&id));
+    assert_eq!(view.cancel_history[0].refund_id, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,8 +538,11 @@ async fn an_unreachable_gateway_is_a_definite_failure() {
     let err = unreachable.cancel(request, None).await.unwrap_err();
     assert_eq!(err.code(), "gateway_error");
     assert_eq!(err.http_status(), 502);
-    let journal = h.store.refunds_of(&merchant_uid).await.unwrap();
-    assert_eq!(journal[0].status, RefundStatus::Failed);
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    match &journal[0].state {
+        RefundState::Failed(failure) => assert_eq!(failure.kind, FailureKind::NotSent),
+        other => panic!("{other:?}"),
+    }
     // Nothing is left pending: the next refund goes straight through.
     refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
@@ -506,21 +679,22 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+        .inject_fault(Fault::DropAfterCommit, FaultTarget::Cancel, 1);
     let refund = pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-    // Someone else cancels too before we reconcile: 1000 + 500 explains nothing.
-    h.console_refund(&imp_uid, Some(500), None);
+    // The gateway's numbers stop adding up (its history is gone).
+    h.gateway.set(Some(Tamper::StripHistory));
     h.service.refresh(&imp_uid).await.unwrap();
-    let journal = h.store.refund(&refund.id).await.unwrap().unwrap();
     assert_eq!(
-        journal.status,
+        h.state_of(&refund.id).await.status(),
         RefundStatus::Pending,
         "young refunds are not judged"
     );
-    h.wait_until_settleable().await;
+    h.wait_until_settleable();
     h.service.sweep().await.unwrap();
-    let journal = h.store.refund(&refund.id).await.unwrap().unwrap();
-    assert_eq!(journal.status, RefundStatus::NeedsReview);
+    assert_eq!(
+        h.state_of(&refund.id).await.status(),
+        RefundStatus::NeedsReview
+    );
     let err = h
         .cancel(&body(&merchant_uid, Some("100")), None)
         .await
@@ -528,20 +702,21 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
     assert_eq!(err.code(), "refund_in_progress");
     assert_eq!(h.cancels_attempted(), 1);
     // The operator looks, then syncs: refunds resume.
+    h.gateway.set(None);
     h.service.sync(&merchant_uid).await.unwrap();
     refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
-    assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_600);
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_100);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
     let h = Harness::start().await;
-    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let (merchant_uid, _) = h.seed_krw(10_000).await;
     h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+        .inject_fault(Fault::DropAfterCommit, FaultTarget::Cancel, 1);
     pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-    h.console_refund(&imp_uid, Some(500), None);
-    h.wait_until_settleable().await;
+    h.gateway.set(Some(Tamper::StripHistory));
+    h.wait_until_settleable();
     // This sync finds the trouble: the hold it sets must stand until the
     // operator's next sync.
     h.service.sync(&merchant_uid).await.unwrap();
@@ -558,6 +733,7 @@ async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "refund_in_progress");
+    h.gateway.set(None);
     h.service.sync(&merchant_uid).await.unwrap();
     refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
 }
@@ -567,12 +743,14 @@ async fn an_old_pending_refund_is_reconciled_before_the_next_refund() {
     let h = Harness::start().await;
     let (merchant_uid, _) = h.seed_krw(10_000).await;
     h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+        .inject_fault(Fault::DropAfterCommit, FaultTarget::Cancel, 1);
     let first = pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-    h.wait_until_settleable().await;
+    h.wait_until_settleable();
     refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
-    let settled = h.store.refund(&first.id).await.unwrap().unwrap();
-    assert_eq!(settled.status, RefundStatus::Succeeded);
+    assert_eq!(
+        h.state_of(&first.id).await.status(),
+        RefundStatus::Succeeded
+    );
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 3_000);
 }
 
@@ -630,78 +808,20 @@ async fn tax_and_vat_beyond_the_refund_never_reach_the_gateway() {
 async fn a_store_failure_after_the_gateway_answered_leaves_the_refund_pending() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let store = Arc::new(FailingFinish(h.store.clone()));
+    let store = Arc::new(FaultyStore::new(h.store.clone()));
+    store.fail(StoreOp::FinishRefund, StoreFault::Unavailable);
     let service = RefundService::new(store, h.gateway.clone());
     let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
     let refund = pending(service.cancel(request, None).await);
     assert_eq!(h.sandbox.stats().cancel.committed, 1);
-    assert_eq!(
-        h.store.refund(&refund.id).await.unwrap().unwrap().status,
-        RefundStatus::Pending
-    );
+    assert_eq!(h.state_of(&refund.id).await.status(), RefundStatus::Pending);
     // Once the store works again, reconciliation settles it.
     h.service.refresh(&imp_uid).await.unwrap();
     assert_eq!(
-        h.store.refund(&refund.id).await.unwrap().unwrap().status,
+        h.state_of(&refund.id).await.status(),
         RefundStatus::Succeeded
     );
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
-}
-
-/// Delegates everything but `finish_refund`, which finds the database down.
-struct FailingFinish(Arc<MemoryPaymentStore>);
-
-#[async_trait::async_trait]
-impl PaymentStore for FailingFinish {
-    async fn payment(&self, uid: &str) -> Result<Option<refund_core::StoredPayment>, StoreError> {
-        self.0.payment(uid).await
-    }
-    async fn apply_snapshot(
-        &self,
-        p: &refund_core::Payment,
-    ) -> Result<refund_core::StoredPayment, StoreError> {
-        self.0.apply_snapshot(p).await
-    }
-    async fn begin_refund(&self, r: &refund_core::Refund) -> Result<(), StoreError> {
-        self.0.begin_refund(r).await
-    }
-    async fn finish_refund(
-        &self,
-        _: &refund_core::RefundId,
-        _: &refund_core::RefundOutcome,
-        _: Option<&refund_core::Payment>,
-        _: i64,
-    ) -> Result<refund_core::Refund, StoreError> {
-        Err(StoreError::Unavailable("database went away".into()))
-    }
-    async fn release_hold(&self, uid: &str) -> Result<(), StoreError> {
-        self.0.release_hold(uid).await
-    }
-    async fn refund(
-        &self,
-        id: &refund_core::RefundId,
-    ) -> Result<Option<refund_core::Refund>, StoreError> {
-        self.0.refund(id).await
-    }
-    async fn refund_by_idempotency_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<refund_core::Refund>, StoreError> {
-        self.0.refund_by_idempotency_key(key).await
-    }
-    async fn refunds_of(&self, uid: &str) -> Result<Vec<refund_core::Refund>, StoreError> {
-        self.0.refunds_of(uid).await
-    }
-    async fn stale_pending_refunds(
-        &self,
-        before: i64,
-        limit: u32,
-    ) -> Result<Vec<refund_core::Refund>, StoreError> {
-        self.0.stale_pending_refunds(before, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.0.ping().await
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -720,7 +840,7 @@ async fn virtual_account_refunds_need_and_send_the_account() {
         r#"{{"merchant_uid":"{merchant_uid}","cancel_request_amount":1000,"refund_holder":"홍길동","refund_bank":"88","refund_account":"56211105948400"}}"#
     );
     refunded(h.cancel(&request, None).await);
-    let journal = h.store.refunds_of(&merchant_uid).await.unwrap();
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
     assert_eq!(
         journal[0].refund_account_masked.as_deref(),
         Some("**********8400")
@@ -758,11 +878,12 @@ async fn token_is_fetched_once_for_many_calls() {
     let (merchant_uid, imp_uid) = h.seed_krw(100_000).await;
     for _ in 0..5 {
         refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-        h.gateway.payment(&imp_uid).await.unwrap().unwrap();
+        h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
     }
     assert_eq!(h.sandbox.stats().get_token.requests, 1);
     assert_eq!(
         h.gateway
+            .inner
             .payment(&imp_uid)
             .await
             .unwrap()

@@ -257,8 +257,9 @@ impl PaymentGateway for IamportClient {
             let response = self
                 .send_authorized(|token| self.http.post(&url).bearer_auth(token).json(&body))
                 .await?;
-            // A cancel answered with something unreadable may still have happened.
-            read_payment(response, GatewayError::Unknown).await
+            // A cancel answered with something unreadable may still have
+            // happened; the gateway is done with it, so a lookup tells.
+            read_payment(response, GatewayError::Garbled).await
         };
         tokio::time::timeout(self.cancel_budget(), call)
             .await
@@ -343,13 +344,14 @@ async fn read_envelope<T: DeserializeOwned>(
 ) -> Result<T, GatewayError> {
     let status = response.status();
     if status.is_server_error() {
-        return Err(GatewayError::Unknown(format!("HTTP {status}").into()));
+        // The gateway answered: it is no longer working on the request.
+        return Err(GatewayError::Garbled(format!("HTTP {status}").into()));
     }
     let body = response.bytes().await.map_err(|e| garbled(e.into()))?;
     if status.is_client_error() {
         // 4xx: refused before acting. The body may or may not be an envelope.
         let (code, message) = serde_json::from_slice::<Envelope<serde::de::IgnoredAny>>(&body)
-            .map(|e| (Some(e.code), e.message))
+            .map(|e| (Some(e.code.to_string()), e.message))
             .unwrap_or((None, None));
         return Err(GatewayError::Rejected {
             code,
@@ -368,7 +370,7 @@ async fn read_envelope<T: DeserializeOwned>(
         } => Ok(response),
         Envelope { code: 0, .. } => Err(garbled("code 0 without a response".into())),
         Envelope { code, message, .. } => Err(GatewayError::Rejected {
-            code: Some(code),
+            code: Some(code.to_string()),
             message: clean_message(message.as_deref().unwrap_or_default()),
         }),
     }

@@ -42,15 +42,20 @@ pub struct CancelCommand {
 /// Why a gateway call did not return a payment.
 ///
 /// The variants split by what we know happened: [`is_definite`](Self::is_definite)
-/// errors guarantee nothing changed at the gateway; [`GatewayError::Unknown`]
-/// may have changed something and must be reconciled.
+/// errors guarantee nothing changed at the gateway; [`GatewayError::Garbled`]
+/// and [`GatewayError::Unknown`] may have changed something and must be
+/// reconciled, the first at once (the gateway answered, so it is no longer
+/// working on the request), the second once the request can no longer be in
+/// flight.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The gateway answered and refused (`code != 0`, or an HTTP 4xx).
     #[error("gateway refused (code {code:?})")]
     Rejected {
-        /// i'mport's result code, when it sent one.
-        code: Option<i64>,
+        /// The gateway's result code, when it sent one (V1's numeric
+        /// `code` as text).
+        code: Option<String>,
         /// i'mport's message (free text; never parsed).
         message: String,
     },
@@ -60,9 +65,13 @@ pub enum GatewayError {
     /// The request never left (connection refused, DNS, TLS handshake).
     #[error("gateway unreachable")]
     Unreachable(#[source] BoxError),
-    /// The request may have arrived but no usable answer came back
-    /// (timeout after sending, connection reset, HTTP 5xx, a garbled reply to
-    /// a cancel).
+    /// The gateway answered a cancel, but not with a usable result (an
+    /// HTTP 5xx, an unreadable body). It is no longer working on the
+    /// request, which it may or may not have applied: one lookup tells.
+    #[error("gateway answered without a usable result")]
+    Garbled(#[source] BoxError),
+    /// The request may have arrived but no answer came back (timeout after
+    /// sending, connection reset): it may still be in flight.
     #[error("gateway outcome unknown")]
     Unknown(#[source] BoxError),
     /// A read-only call got an answer we cannot understand.
@@ -73,7 +82,7 @@ pub enum GatewayError {
 impl GatewayError {
     /// True when the gateway surely did not act on the request.
     pub fn is_definite(&self) -> bool {
-        !matches!(self, GatewayError::Unknown(_))
+        !matches!(self, GatewayError::Unknown(_) | GatewayError::Garbled(_))
     }
 }
 

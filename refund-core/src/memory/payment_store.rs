@@ -1,20 +1,30 @@
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::clock::{Clock, SystemClock};
 use crate::payment::{Payment, StoredPayment};
-use crate::refund::{Refund, RefundId, RefundOutcome, RefundStatus};
+use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
 use crate::store::{PaymentStore, StoreError};
 
 /// Payments and the refund journal in this process's memory.
 ///
 /// Every operation runs under one lock, so each is atomic; nothing survives
 /// a restart, which makes it right for tests, demos and single-instance
-/// deployments that re-sync from the gateway.
-#[derive(Debug, Default)]
+/// deployments that re-sync from the gateway. Its clock is the process's
+/// (or one given to [`with_clock`](Self::with_clock), as tests do).
+#[derive(Debug)]
 pub struct MemoryPaymentStore {
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryPaymentStore {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemClock))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +37,14 @@ impl MemoryPaymentStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that reads the time from `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        MemoryPaymentStore {
+            state: Mutex::default(),
+            clock,
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -45,6 +63,10 @@ fn merge_snapshot(stored: &mut StoredPayment, snapshot: &Payment) {
 
 #[async_trait]
 impl PaymentStore for MemoryPaymentStore {
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        Ok(self.clock.now_ms())
+    }
+
     async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
         Ok(self.state().payments.get(merchant_uid).cloned())
     }
@@ -79,18 +101,26 @@ impl PaymentStore for MemoryPaymentStore {
             return Err(StoreError::CancelAmountChanged);
         }
         if let Some(key) = &refund.idempotency_key {
-            let taken = refunds
-                .values()
-                .any(|r| r.idempotency_key.as_ref() == Some(key));
-            if taken {
-                return Err(StoreError::IdempotencyKeyTaken);
+            let holder = refunds
+                .values_mut()
+                .find(|r| r.idempotency_key.as_ref() == Some(key));
+            if let Some(holder) = holder {
+                // The same request run again takes the key over from a
+                // refund that provably changed nothing.
+                if holder.fingerprint != refund.fingerprint || !holder.state.frees_its_key() {
+                    return Err(StoreError::IdempotencyKeyTaken);
+                }
+                holder.idempotency_key = None;
             }
         }
         stored.pending_refund = Some(refund.id.clone());
+        let now = self.clock.now_ms();
         refunds.insert(
             refund.id.clone(),
             Refund {
-                status: RefundStatus::Pending,
+                state: RefundState::PENDING,
+                created_at_ms: now,
+                updated_at_ms: now,
                 ..refund.clone()
             },
         );
@@ -100,26 +130,23 @@ impl PaymentStore for MemoryPaymentStore {
     async fn finish_refund(
         &self,
         id: &RefundId,
-        outcome: &RefundOutcome,
+        state: &RefundState,
         snapshot: Option<&Payment>,
-        now_ms: i64,
     ) -> Result<Refund, StoreError> {
-        let mut state = self.state();
-        let State { payments, refunds } = &mut *state;
+        let now = self.clock.now_ms();
+        let mut guard = self.state();
+        let State { payments, refunds } = &mut *guard;
         let refund = refunds.get_mut(id).ok_or(StoreError::RefundNotFound)?;
-        if refund.status != RefundStatus::Pending {
-            return Err(StoreError::NotPending(refund.status));
+        if !refund.state.may_become(state) {
+            return Err(StoreError::NotPending(refund.status()));
         }
-        let (code, message) = outcome.gateway_details();
-        refund.status = outcome.status();
-        refund.gateway_code = code;
-        refund.gateway_message = message.map(str::to_owned);
-        refund.updated_at_ms = now_ms;
+        refund.state = state.clone();
+        refund.updated_at_ms = now;
         if let Some(stored) = payments.get_mut(&refund.merchant_uid) {
             if stored.pending_refund.as_ref() == Some(id) {
                 stored.pending_refund = None;
             }
-            if let RefundOutcome::NeedsReview { .. } = outcome {
+            if let RefundState::NeedsReview(_) = state {
                 stored.on_hold = true;
             }
             if let Some(snapshot) = snapshot {
@@ -152,7 +179,11 @@ impl PaymentStore for MemoryPaymentStore {
             .cloned())
     }
 
-    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(
+        &self,
+        merchant_uid: &str,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
         let mut refunds: Vec<Refund> = self
             .state()
             .refunds
@@ -161,19 +192,22 @@ impl PaymentStore for MemoryPaymentStore {
             .cloned()
             .collect();
         refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        refunds.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(refunds)
     }
 
     async fn stale_pending_refunds(
         &self,
-        created_before_ms: i64,
+        older_than: Duration,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
+        let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let created_before_ms = self.clock.now_ms().saturating_sub(older_than_ms);
         let mut pending: Vec<Refund> = self
             .state()
             .refunds
             .values()
-            .filter(|r| r.status == RefundStatus::Pending && r.created_at_ms < created_before_ms)
+            .filter(|r| r.status() == RefundStatus::Pending && r.created_at_ms < created_before_ms)
             .cloned()
             .collect();
         pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));

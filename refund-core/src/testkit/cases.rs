@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use super::{after_cancel, paid_payment, pending_refund, unique};
+use super::{
+    after_cancel, failed, paid_payment, pending_refund, review, same_refund, succeeded, unique,
+};
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, PaymentStatus};
-use crate::refund::{RefundId, RefundOutcome, RefundStatus};
+use crate::refund::{FailureKind, RefundId, RefundState, RefundStatus};
 use crate::store::{PaymentStore, StoreError};
 
 type Store = Arc<dyn PaymentStore>;
@@ -78,7 +80,7 @@ pub async fn snapshot_keeps_the_pending_refund(store: Store) {
     assert_eq!(stored.pending_refund.as_ref(), Some(&refund.id));
     assert_eq!(stored.payment.cancel_amount, Amount::from_minor(4_000));
     let journal = store.refund(&refund.id).await.unwrap().unwrap();
-    assert_eq!(journal.status, RefundStatus::Pending);
+    assert_eq!(journal.status(), RefundStatus::Pending);
     assert_eq!(
         store
             .begin_refund(&pending_refund(&stored.payment, 1, None))
@@ -116,7 +118,7 @@ pub async fn begin_refund_admits_exactly_one_of_many(store: Store) {
     assert_eq!(winners.len(), 1, "exactly one refund may be pending");
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.pending_refund.as_ref(), Some(&winners[0]));
-    let journal = store.refunds_of(&payment.merchant_uid).await.unwrap();
+    let journal = store.refunds_of(&payment.merchant_uid, 100).await.unwrap();
     assert_eq!(journal.len(), 1, "losers must write nothing");
 }
 
@@ -135,7 +137,7 @@ pub async fn begin_refund_refuses_a_stale_cancel_amount(store: Store) {
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.pending_refund, None);
     assert!(store
-        .refunds_of(&payment.merchant_uid)
+        .refunds_of(&payment.merchant_uid, 100)
         .await
         .unwrap()
         .is_empty());
@@ -167,36 +169,28 @@ pub async fn finish_succeeded_applies_the_snapshot_and_frees_the_payment(store: 
     store.begin_refund(&refund).await.unwrap();
     let after = after_cancel(&payment, 10_000, "full");
     let done = store
-        .finish_refund(
-            &refund.id,
-            &RefundOutcome::Succeeded,
-            Some(&after),
-            refund.created_at_ms + 5,
-        )
+        .finish_refund(&refund.id, &succeeded(), Some(&after))
         .await
         .unwrap();
-    assert_eq!(done.status, RefundStatus::Succeeded);
-    assert_eq!(done.updated_at_ms, refund.created_at_ms + 5);
+    assert_eq!(done.status(), RefundStatus::Succeeded);
+    assert!(done.updated_at_ms >= done.created_at_ms);
     assert_eq!(done.amount, refund.amount);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.payment, after);
     assert_eq!(stored.pending_refund, None);
     assert!(matches!(
         store
-            .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&after), 0)
+            .finish_refund(&refund.id, &succeeded(), Some(&after))
             .await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
-    let failed_late = RefundOutcome::Failed {
-        code: Some(1),
-        message: "late".into(),
-    };
+    let failed_late = failed(FailureKind::Rejected, Some(1), "late");
     assert!(matches!(
-        store.finish_refund(&refund.id, &failed_late, None, 0).await,
+        store.finish_refund(&refund.id, &failed_late, None).await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
     assert_eq!(
-        store.refund(&refund.id).await.unwrap().unwrap().status,
+        store.refund(&refund.id).await.unwrap().unwrap().status(),
         RefundStatus::Succeeded
     );
 }
@@ -207,20 +201,13 @@ pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
     store.apply_snapshot(&payment).await.unwrap();
     let refund = pending_refund(&payment, 3_000, None);
     store.begin_refund(&refund).await.unwrap();
-    let outcome = RefundOutcome::Failed {
-        code: Some(-1),
-        message: "취소 가능 금액을 초과했습니다".into(),
-    };
+    let outcome = failed(FailureKind::Rejected, Some(-1), "취소 가능 금액을 초과했습니다");
     let done = store
-        .finish_refund(&refund.id, &outcome, None, refund.created_at_ms)
+        .finish_refund(&refund.id, &outcome, None)
         .await
         .unwrap();
-    assert_eq!(done.status, RefundStatus::Failed);
-    assert_eq!(done.gateway_code, Some(-1));
-    assert_eq!(
-        done.gateway_message.as_deref(),
-        Some("취소 가능 금액을 초과했습니다")
-    );
+    assert_eq!(done.status(), RefundStatus::Failed);
+    assert_eq!(done.state, outcome);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.payment, payment);
     assert_eq!(stored.pending_refund, None);
@@ -237,19 +224,13 @@ pub async fn needs_review_holds_the_payment_until_released(store: Store) {
     let refund = pending_refund(&payment, 3_000, None);
     store.begin_refund(&refund).await.unwrap();
     let odd = after_cancel(&payment, 5_000, "unexplained");
-    let outcome = RefundOutcome::NeedsReview {
-        message: "numbers do not add up".into(),
-    };
+    let outcome = review("numbers do not add up");
     let done = store
-        .finish_refund(&refund.id, &outcome, Some(&odd), 1)
+        .finish_refund(&refund.id, &outcome, Some(&odd))
         .await
         .unwrap();
-    assert_eq!(done.status, RefundStatus::NeedsReview);
-    assert_eq!(done.gateway_code, None);
-    assert_eq!(
-        done.gateway_message.as_deref(),
-        Some("numbers do not add up")
-    );
+    assert_eq!(done.status(), RefundStatus::NeedsReview);
+    assert_eq!(done.state, outcome);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert!(stored.on_hold);
     assert_eq!(stored.payment, odd);
@@ -282,7 +263,7 @@ pub async fn needs_review_holds_the_payment_until_released(store: Store) {
 pub async fn finish_of_an_unknown_refund_is_refused(store: Store) {
     assert!(matches!(
         store
-            .finish_refund(&RefundId::generate(), &RefundOutcome::Succeeded, None, 0)
+            .finish_refund(&RefundId::generate(), &succeeded(), None)
             .await,
         Err(StoreError::RefundNotFound)
     ));
@@ -299,12 +280,9 @@ pub async fn idempotency_keys_are_unique(store: Store) {
     let key = format!("Order-42/click-{}", unique("k"));
     let refund = pending_refund(&first, 1_000, Some(&key));
     store.begin_refund(&refund).await.unwrap();
-    let outcome = RefundOutcome::Failed {
-        code: Some(-1),
-        message: "no".into(),
-    };
+    let outcome = failed(FailureKind::Rejected, Some(-1), "no");
     store
-        .finish_refund(&refund.id, &outcome, None, 1)
+        .finish_refund(&refund.id, &outcome, None)
         .await
         .unwrap();
     for payment in [&first, &second] {
@@ -421,12 +399,7 @@ pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
                         Ok(()) => {
                             let after = after_cancel(&current, 1_500, "race");
                             store
-                                .finish_refund(
-                                    &refund.id,
-                                    &RefundOutcome::Succeeded,
-                                    Some(&after),
-                                    1,
-                                )
+                                .finish_refund(&refund.id, &succeeded(), Some(&after))
                                 .await
                                 .unwrap();
                         }
@@ -443,10 +416,10 @@ pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
         task.await.unwrap();
     }
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
-    let journal = store.refunds_of(&payment.merchant_uid).await.unwrap();
+    let journal = store.refunds_of(&payment.merchant_uid, 100).await.unwrap();
     let refunded: i64 = journal
         .iter()
-        .filter(|r| r.status == RefundStatus::Succeeded)
+        .filter(|r| r.status() == RefundStatus::Succeeded)
         .map(|r| r.amount.minor())
         .sum();
     assert_eq!(refunded, 9_000, "six refunds of 1,500 fit in 10,000");
@@ -454,36 +427,55 @@ pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
     assert_eq!(stored.pending_refund, None);
 }
 
-/// The sweep's work list: pending only, older than the cutoff, oldest first.
+/// The sweep's work list: pending only, older than the cutoff on the
+/// store's clock, oldest first.
 pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
-    // Timestamps far in the past that no other case uses.
-    let base = 1_000 + i64::from(uuid::Uuid::new_v4().as_fields().0 % 1_000_000) * 10;
     let mut ours = Vec::new();
-    for (i, age) in [30, 10, 20, 0].into_iter().enumerate() {
+    for i in 0..4 {
         let payment = paid_payment(&unique(&format!("sweep-{i}")), 1_000, Currency::Krw);
         store.apply_snapshot(&payment).await.unwrap();
-        let mut refund = pending_refund(&payment, 100, None);
-        refund.created_at_ms = base - age;
-        refund.updated_at_ms = base - age;
+        let refund = pending_refund(&payment, 100, None);
         store.begin_refund(&refund).await.unwrap();
-        ours.push(refund);
+        ours.push(store.refund(&refund.id).await.unwrap().unwrap());
+        // Distinct store timestamps, so "oldest first" is observable.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     }
-    // A settled old refund is not listed.
+    // A settled refund is not listed.
     let settled = ours.remove(2);
     store
-        .finish_refund(&settled.id, &RefundOutcome::Succeeded, None, base)
+        .finish_refund(&settled.id, &succeeded(), None)
         .await
         .unwrap();
-    let listed: Vec<RefundId> = store
-        .stale_pending_refunds(base, 100)
+    let ours_listed = |listed: Vec<crate::refund::Refund>| -> Vec<RefundId> {
+        listed
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| ours.iter().any(|o| &o.id == id))
+            .collect()
+    };
+    let all = store
+        .stale_pending_refunds(std::time::Duration::ZERO, 10_000)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.id)
-        .filter(|id| ours.iter().any(|o| &o.id == id))
-        .collect();
-    assert_eq!(listed, vec![ours[0].id.clone(), ours[1].id.clone()]);
-    let limited = store.stale_pending_refunds(base, 1).await.unwrap();
+        .unwrap();
+    assert!(
+        all.windows(2).all(|w| w[0].created_at_ms <= w[1].created_at_ms),
+        "oldest first"
+    );
+    assert!(all.iter().all(|r| r.status() == RefundStatus::Pending));
+    assert_eq!(
+        ours_listed(all),
+        ours.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+    );
+    // Younger than the cutoff (an hour) on the store's clock: not listed.
+    let young = store
+        .stale_pending_refunds(std::time::Duration::from_secs(3_600), 10_000)
+        .await
+        .unwrap();
+    assert!(ours_listed(young).is_empty());
+    let limited = store
+        .stale_pending_refunds(std::time::Duration::ZERO, 1)
+        .await
+        .unwrap();
     assert_eq!(limited.len(), 1);
     assert!(
         limited[0].created_at_ms <= ours[0].created_at_ms,
@@ -492,7 +484,7 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
     // Leave nothing pending for later runs on the same database.
     for refund in &ours {
         store
-            .finish_refund(&refund.id, &RefundOutcome::Succeeded, None, base)
+            .finish_refund(&refund.id, &succeeded(), None)
             .await
             .unwrap();
     }
@@ -507,25 +499,22 @@ pub async fn refunds_round_trip_newest_first(store: Store) {
     let (first_key, third_key) = (unique("k-1"), unique("k-3"));
     let keys = [Some(first_key.as_str()), None, Some(third_key.as_str())];
     for (i, key) in keys.into_iter().enumerate() {
-        let mut refund = pending_refund(&current, 1_000, key);
-        refund.created_at_ms += i as i64;
-        refund.updated_at_ms = refund.created_at_ms;
+        let refund = pending_refund(&current, 1_000, key);
         store.begin_refund(&refund).await.unwrap();
-        assert_eq!(store.refund(&refund.id).await.unwrap().unwrap(), refund);
+        same_refund(&store.refund(&refund.id).await.unwrap().unwrap(), &refund);
+        if i < 2 {
+            // Distinct store timestamps, so "newest first" is observable.
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
         current = after_cancel(&current, 1_000, "step");
         store
-            .finish_refund(
-                &refund.id,
-                &RefundOutcome::Succeeded,
-                Some(&current),
-                refund.created_at_ms + 1,
-            )
+            .finish_refund(&refund.id, &succeeded(), Some(&current))
             .await
             .unwrap();
         ids.push(refund.id);
     }
     let listed: Vec<RefundId> = store
-        .refunds_of(&payment.merchant_uid)
+        .refunds_of(&payment.merchant_uid, 100)
         .await
         .unwrap()
         .into_iter()
@@ -533,7 +522,7 @@ pub async fn refunds_round_trip_newest_first(store: Store) {
         .collect();
     ids.reverse();
     assert_eq!(listed, ids);
-    assert!(store.refunds_of(&unique("none")).await.unwrap().is_empty());
+    assert!(store.refunds_of(&unique("none"), 100).await.unwrap().is_empty());
 }
 
 /// Ids full of SQL, Mongo operators, wildcards and unicode are data.
@@ -601,7 +590,7 @@ pub async fn amounts_are_exact_at_the_extremes(store: Store) {
     assert_eq!(read.checksum.minor(), big);
     let after = after_cancel(&payment, big - 1, "big");
     store
-        .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&after), 1)
+        .finish_refund(&refund.id, &succeeded(), Some(&after))
         .await
         .unwrap();
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -623,7 +612,7 @@ pub async fn finish_never_rolls_back_with_an_older_snapshot(store: Store) {
     store.apply_snapshot(&newer).await.unwrap();
     let older = after_cancel(&payment, 1_000, "ours");
     store
-        .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&older), 1)
+        .finish_refund(&refund.id, &succeeded(), Some(&older))
         .await
         .unwrap();
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -642,14 +631,11 @@ pub async fn concurrent_finishes_have_one_winner(store: Store) {
         .map(|i| {
             let (store, id) = (store.clone(), refund.id.clone());
             let outcome = if i % 2 == 0 {
-                RefundOutcome::Succeeded
+                succeeded()
             } else {
-                RefundOutcome::Failed {
-                    code: Some(i),
-                    message: format!("attempt {i}"),
-                }
+                failed(FailureKind::Rejected, Some(i), format!("attempt {i}"))
             };
-            tokio::spawn(async move { store.finish_refund(&id, &outcome, None, i).await })
+            tokio::spawn(async move { store.finish_refund(&id, &outcome, None).await })
         })
         .collect();
     let mut winners = Vec::new();
@@ -664,7 +650,7 @@ pub async fn concurrent_finishes_have_one_winner(store: Store) {
     assert_eq!(winners.len(), 1);
     let stored = store.refund(&refund.id).await.unwrap().unwrap();
     assert_eq!(stored, winners[0]);
-    assert!(losers.iter().all(|s| *s == stored.status));
+    assert!(losers.iter().all(|s| *s == stored.status()));
 }
 
 /// Concurrent snapshots of one payment: the highest total wins whatever
@@ -710,18 +696,14 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
     let mut refund = pending_refund(&payment, 1_000, Some(&key));
     refund.reason = Some("🎉".repeat(256));
     store.begin_refund(&refund).await.unwrap();
-    assert_eq!(store.refund(&refund.id).await.unwrap().unwrap(), refund);
+    same_refund(&store.refund(&refund.id).await.unwrap().unwrap(), &refund);
     let message = "실패 ".repeat(1_000);
-    let outcome = RefundOutcome::Failed {
-        code: Some(i64::MIN),
-        message: message.clone(),
-    };
+    let outcome = failed(FailureKind::Rejected, Some(i64::MIN), message.clone());
     let done = store
-        .finish_refund(&refund.id, &outcome, None, 2)
+        .finish_refund(&refund.id, &outcome, None)
         .await
         .unwrap();
-    assert_eq!(done.gateway_message.as_deref(), Some(message.as_str()));
-    assert_eq!(done.gateway_code, Some(i64::MIN));
+    assert_eq!(done.state, outcome);
     assert_eq!(
         store.payment(&merchant_uid).await.unwrap().unwrap().payment,
         payment
@@ -737,4 +719,213 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
 /// The health check answers.
 pub async fn ping_answers(store: Store) {
     store.ping().await.unwrap();
+}
+
+/// The store's clock is unix milliseconds, and it stamps the journal:
+/// `begin_refund` ignores the caller's timestamps.
+pub async fn the_journal_is_stamped_by_the_store_clock(store: Store) {
+    let before = store.now_ms().await.unwrap();
+    let process = crate::clock::now_ms();
+    // Same machine in tests: the store's clock and ours agree roughly; a
+    // unit mistake (seconds, microseconds) would be off by orders.
+    assert!(
+        (before - process).abs() < 3_600_000,
+        "store clock {before} is not unix milliseconds near {process}"
+    );
+    let payment = paid_payment(&unique("clock"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let mut refund = pending_refund(&payment, 1_000, None);
+    refund.created_at_ms = 1;
+    refund.updated_at_ms = 1;
+    store.begin_refund(&refund).await.unwrap();
+    let stored = store.refund(&refund.id).await.unwrap().unwrap();
+    let after = store.now_ms().await.unwrap();
+    assert!(
+        (before..=after).contains(&stored.created_at_ms),
+        "created {} outside [{before}, {after}]",
+        stored.created_at_ms
+    );
+    assert_eq!(stored.updated_at_ms, stored.created_at_ms);
+    let done = store
+        .finish_refund(&refund.id, &succeeded(), None)
+        .await
+        .unwrap();
+    assert_eq!(done.created_at_ms, stored.created_at_ms);
+    assert!(done.updated_at_ms >= stored.created_at_ms);
+    assert!(done.updated_at_ms <= store.now_ms().await.unwrap());
+}
+
+/// Every state is stored explicitly and read back as it was.
+pub async fn every_state_round_trips(store: Store) {
+    let states = [
+        RefundState::Succeeded {
+            cancellation_id: Some(unique("cxl")),
+        },
+        succeeded(),
+        failed(FailureKind::Rejected, Some("-1"), "refused"),
+        failed(FailureKind::Rejected, Some("PG_PROVIDER"), "카드사 거절"),
+        failed(FailureKind::NotSent, None::<String>, "gateway unreachable"),
+        failed(FailureKind::NotApplied, None::<String>, "not applied"),
+        review("numbers do not add up"),
+    ];
+    for state in states {
+        let payment = paid_payment(&unique("state"), 10_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let refund = pending_refund(&payment, 1_000, None);
+        store.begin_refund(&refund).await.unwrap();
+        let done = store
+            .finish_refund(&refund.id, &state, None)
+            .await
+            .unwrap();
+        assert_eq!(done.state, state);
+        let read = store.refund(&refund.id).await.unwrap().unwrap();
+        assert_eq!(read.state, state);
+        let listed = store.refunds_of(&payment.merchant_uid, 10).await.unwrap();
+        assert_eq!(listed[0].state, state);
+    }
+}
+
+/// Late evidence wins: a `not_applied` failure may still become
+/// `succeeded`, and nothing else settled ever moves.
+pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
+    let payment = paid_payment(&unique("late"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    let not_applied = failed(FailureKind::NotApplied, None::<String>, "not applied");
+    store
+        .finish_refund(&refund.id, &not_applied, None)
+        .await
+        .unwrap();
+    // Meanwhile the payment is free for another refund.
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, None);
+    for never in [
+        failed(FailureKind::Rejected, Some("1"), "no"),
+        review("odd"),
+        RefundState::PENDING,
+    ] {
+        assert!(matches!(
+            store.finish_refund(&refund.id, &never, None).await,
+            Err(StoreError::NotPending(RefundStatus::Failed))
+        ));
+    }
+    let after = after_cancel(&payment, 1_000, "ours");
+    let late = RefundState::Succeeded {
+        cancellation_id: Some(unique("cxl")),
+    };
+    let done = store
+        .finish_refund(&refund.id, &late, Some(&after))
+        .await
+        .unwrap();
+    assert_eq!(done.state, late);
+    assert_eq!(
+        store
+            .payment(&payment.merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .payment,
+        after
+    );
+    assert!(matches!(
+        store.finish_refund(&refund.id, &not_applied, None).await,
+        Err(StoreError::NotPending(RefundStatus::Succeeded))
+    ));
+    for settled in [
+        failed(FailureKind::Rejected, Some("1"), "no"),
+        failed(FailureKind::NotSent, None::<String>, "down"),
+        review("odd"),
+    ] {
+        let refund = pending_refund(&after, 1_000, None);
+        let current = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+        let refund = crate::refund::Refund {
+            base_cancel_amount: current.payment.cancel_amount,
+            ..refund
+        };
+        store.release_hold(&payment.merchant_uid).await.unwrap();
+        store.begin_refund(&refund).await.unwrap();
+        store.finish_refund(&refund.id, &settled, None).await.unwrap();
+        assert!(
+            matches!(
+                store.finish_refund(&refund.id, &succeeded(), None).await,
+                Err(StoreError::NotPending(_))
+            ),
+            "{settled:?} is final"
+        );
+    }
+}
+
+/// A failure that provably changed nothing does not spend its idempotency
+/// key: the same request (same fingerprint) run again takes it over, in
+/// the same atomic step as its begin. A rejection spends it, and another
+/// request never takes it.
+pub async fn failures_that_changed_nothing_hand_their_key_over(store: Store) {
+    for (state, frees) in [
+        (failed(FailureKind::NotSent, None::<String>, "down"), true),
+        (failed(FailureKind::NotApplied, None::<String>, "5xx"), true),
+        (failed(FailureKind::Rejected, Some("-1"), "no"), false),
+    ] {
+        let payment = paid_payment(&unique("key-back"), 10_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let key = unique("key");
+        let first = pending_refund(&payment, 1_000, Some(&key));
+        store.begin_refund(&first).await.unwrap();
+        let done = store.finish_refund(&first.id, &state, None).await.unwrap();
+        assert_eq!(done.idempotency_key.as_deref(), Some(key.as_str()));
+        let holder = store.refund_by_idempotency_key(&key).await.unwrap();
+        assert_eq!(holder.map(|r| r.id), Some(first.id.clone()));
+        // Another request under the same key never takes it.
+        let mut other = pending_refund(&payment, 1_000, Some(&key));
+        other.fingerprint = format!("{:064x}", 7);
+        assert!(matches!(
+            store.begin_refund(&other).await,
+            Err(StoreError::IdempotencyKeyTaken)
+        ));
+        let again = pending_refund(&payment, 1_000, Some(&key));
+        let begun = store.begin_refund(&again).await;
+        let holder = store.refund_by_idempotency_key(&key).await.unwrap().unwrap();
+        if frees {
+            begun.unwrap();
+            assert_eq!(holder.id, again.id, "{state:?} hands its key over");
+            let old = store.refund(&first.id).await.unwrap().unwrap();
+            assert_eq!(old.idempotency_key, None);
+            assert_eq!(old.state, state);
+        } else {
+            assert!(matches!(begun, Err(StoreError::IdempotencyKeyTaken)));
+            assert_eq!(holder.id, first.id, "{state:?} keeps its key");
+        }
+    }
+}
+
+/// Twin retries of a request whose refund changed nothing race for its
+/// key: exactly one takes it over.
+pub async fn a_freed_key_is_taken_over_once(store: Store) {
+    let payment = paid_payment(&unique("key-race"), 100_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let key = unique("key");
+    let first = pending_refund(&payment, 1_000, Some(&key));
+    store.begin_refund(&first).await.unwrap();
+    let not_sent = failed(FailureKind::NotSent, None::<String>, "down");
+    store.finish_refund(&first.id, &not_sent, None).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            let refund = pending_refund(&payment, 1_000, Some(&key));
+            tokio::spawn(async move { store.begin_refund(&refund).await.map(|()| refund.id) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(id) => winners.push(id),
+            Err(StoreError::IdempotencyKeyTaken | StoreError::RefundInProgress) => {}
+            Err(other) => panic!("a losing begin must be a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one retry takes the key");
+    let holder = store.refund_by_idempotency_key(&key).await.unwrap().unwrap();
+    assert_eq!(holder.id, winners[0]);
+    let journal = store.refunds_of(&payment.merchant_uid, 100).await.unwrap();
+    assert_eq!(journal.len(), 2, "losers must write nothing");
 }

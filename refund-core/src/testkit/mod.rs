@@ -13,12 +13,18 @@
 //! run in parallel.
 
 mod cases;
+mod faulty_store;
 
 pub use cases::*;
+pub use faulty_store::{FaultyStore, StoreFault, StoreOp};
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use crate::clock::Clock;
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
-use crate::refund::{Refund, RefundId, RefundStatus};
+use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, Review};
 
 /// Generates one `#[tokio::test]` per conformance case; `$make_store` is an
 /// expression whose `.await` gives an `Arc<dyn PaymentStore>`.
@@ -48,6 +54,11 @@ macro_rules! store_conformance_tests {
             concurrent_snapshots_keep_the_highest_total,
             long_and_unusual_text_round_trips,
             ping_answers,
+            the_journal_is_stamped_by_the_store_clock,
+            every_state_round_trips,
+            only_not_applied_failures_may_still_succeed,
+            failures_that_changed_nothing_hand_their_key_over,
+            a_freed_key_is_taken_over_once,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
@@ -99,9 +110,9 @@ pub fn after_cancel(payment: &Payment, amount: i64, reason: &str) -> Payment {
     after
 }
 
-/// A pending refund of `amount` against the payment as it is now.
+/// A pending refund of `amount` against the payment as it is now. Its
+/// timestamps are placeholders: the store stamps its own clock.
 pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refund {
-    let now = crate::clock::now_ms();
     Refund {
         id: RefundId::generate(),
         merchant_uid: payment.merchant_uid.clone(),
@@ -113,10 +124,72 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
         idempotency_key: key.map(str::to_owned),
         fingerprint: format!("{:064x}", amount),
         refund_account_masked: Some("**********8400".to_owned()),
-        status: RefundStatus::Pending,
-        gateway_code: None,
-        gateway_message: None,
-        created_at_ms: now,
-        updated_at_ms: now,
+        state: RefundState::PENDING,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    }
+}
+
+/// Asserts that `stored` is `sent` as the store keeps it: every field
+/// equal but the timestamps, which are the store's.
+pub fn same_refund(stored: &Refund, sent: &Refund) {
+    let stamped = Refund {
+        created_at_ms: stored.created_at_ms,
+        updated_at_ms: stored.updated_at_ms,
+        ..sent.clone()
+    };
+    assert_eq!(stored, &stamped);
+    assert!(stored.created_at_ms > 0, "the store stamps its clock");
+}
+
+/// The state of a refund that succeeded with no cancel entry id.
+pub fn succeeded() -> RefundState {
+    RefundState::Succeeded {
+        cancellation_id: None,
+    }
+}
+
+/// A failed state.
+pub fn failed(kind: FailureKind, code: Option<impl ToString>, message: impl Into<String>) -> RefundState {
+    RefundState::Failed(Failure {
+        kind,
+        code: code.map(|c| c.to_string()),
+        message: message.into(),
+    })
+}
+
+/// A needs-review state.
+pub fn review(message: impl Into<String>) -> RefundState {
+    RefundState::NeedsReview(Review {
+        message: message.into(),
+    })
+}
+
+/// A clock that moves only when told: for tests of time-bound protocol
+/// rules (in-flight bounds, the sweep's cutoff) without sleeping.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    /// A clock stopped at `now_ms`.
+    pub fn at(now_ms: i64) -> Self {
+        ManualClock(AtomicI64::new(now_ms))
+    }
+
+    /// A clock stopped at the process's current time.
+    pub fn now() -> Self {
+        Self::at(crate::clock::now_ms())
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

@@ -2,14 +2,14 @@
 
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{duration_ms, RefundService};
-use crate::clock::now_ms;
+use super::verdict::{decide, Context, Evidence};
+use super::{RefundService, Via};
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
 use crate::payment::{PayMethod, Payment, PaymentStatus, StoredPayment};
 use crate::refund::{
-    validate_idempotency_key, CancelRequest, Refund, RefundId, RefundOutcome, RefundStatus,
-    RequestAmounts, ValidRequest,
+    validate_idempotency_key, CancelRequest, Failure, FailureKind, Refund, RefundId, RefundState,
+    RefundStatus, RequestAmounts, ValidRequest,
 };
 use crate::store::StoreError;
 use crate::view::{PaymentView, RefundView};
@@ -84,27 +84,39 @@ impl RefundService {
             other => other?,
         };
         let payment = stored.payment;
-        let amount = check_refundable(&payment, request, &amounts)?;
-        let now = now_ms();
+        // The phone rule is a deadline: it reads the store's clock, and
+        // only phone payments pay for that read.
+        let now_ms = match payment.pay_method {
+            PayMethod::Phone => Some(self.store.now_ms().await?),
+            _ => None,
+        };
+        let amount = check_refundable(&payment, request, &amounts, now_ms)?;
+        let id = RefundId::generate();
+        // The reason travels to the gateway's cancel history; when the
+        // client gave none, one that names the refund makes its entry
+        // evidence for it alone.
+        let reason = request
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("refund {id}"));
         let refund = Refund {
-            id: RefundId::generate(),
+            id,
             merchant_uid: payment.merchant_uid.clone(),
             imp_uid: payment.imp_uid.clone(),
             amount,
             base_cancel_amount: payment.cancel_amount,
             checksum: payment.cancelable(),
-            reason: request.reason.clone(),
+            reason: Some(reason),
             idempotency_key: key.map(str::to_owned),
             fingerprint: fingerprint.clone(),
             refund_account_masked: request
                 .account
                 .as_ref()
                 .map(|a| crate::refund::mask_account(&a.account)),
-            status: RefundStatus::Pending,
-            gateway_code: None,
-            gateway_message: None,
-            created_at_ms: now,
-            updated_at_ms: now,
+            state: RefundState::PENDING,
+            // Stamped by the store's clock.
+            created_at_ms: 0,
+            updated_at_ms: 0,
         };
         match self.store.begin_refund(&refund).await {
             Ok(()) => {
@@ -140,7 +152,9 @@ impl RefundService {
 
     /// The refund already made under `key`, if the request matches it (the
     /// fingerprint covers the order id: a key reused for another payment is
-    /// a different request).
+    /// a different request). A refund that provably changed nothing
+    /// (`not_sent`, `not_applied`) does not spend its key: the same request
+    /// finds nothing to replay and runs again, taking the key over.
     async fn by_key(
         &self,
         key: Option<&str>,
@@ -151,13 +165,14 @@ impl RefundService {
             Some(existing) if existing.fingerprint != fingerprint => {
                 Err(RefundError::IdempotencyKeyReused)
             }
+            Some(existing) if existing.state.frees_its_key() => Ok(None),
             existing => Ok(existing),
         }
     }
 
-    /// Reconciliation before a new refund: an old pending refund is settled
-    /// from the gateway; a young one may still be on the wire, so the new
-    /// request waits its turn (no gateway call).
+    /// Reconciliation before a new refund: a pending refund that may still
+    /// be on the wire (by the store's clock) makes the new request wait its
+    /// turn, with no gateway call; an older one is settled from the gateway.
     async fn settle_pending_before_refund(
         &self,
         stored: StoredPayment,
@@ -171,17 +186,19 @@ impl RefundService {
             )
             .into());
         };
-        if now_ms() - pending.created_at_ms < duration_ms(self.settle_after) {
+        if !self.past_in_flight(&pending).await? {
             return Err(RefundError::RefundInProgress.into());
         }
-        let settled = self.reconcile_with_gateway(&pending).await?;
-        if settled.status == RefundStatus::Pending {
+        let settled = self
+            .reconcile_with_gateway(&pending, Via::NextRefund)
+            .await?;
+        if settled.status() == RefundStatus::Pending {
             return Err(RefundError::RefundInProgress.into());
         }
         Err(Retry::Stale)
     }
 
-    /// Steps 3 to 6: call the gateway and record what it said.
+    /// Steps 3 to 6: call the gateway and let [`decide`] judge its answer.
     ///
     /// Once the gateway has been called, a store failure can no longer mean
     /// "nothing happened": the refund stays pending in the journal and the
@@ -192,142 +209,143 @@ impl RefundService {
         payment: &Payment,
         command: CancelCommand,
     ) -> Result<CancelOutcome, RefundError> {
-        let pending = CancelOutcome::Pending(RefundView::new(&refund, payment.currency));
-        let answer = match self.gateway.cancel(&command).await {
-            Ok(after) => self.record_success(&refund, after).await,
+        let pending = || CancelOutcome::Pending(RefundView::new(&refund, payment.currency));
+        let judged = match self.gateway.cancel(&command).await {
+            Ok(after) => {
+                let snapshot = (after.imp_uid == refund.imp_uid).then_some(&after);
+                self.settle_answer(&refund, Evidence::Applied(&after), snapshot)
+                    .await
+                    .map(|settled| (settled, None))
+            }
             Err(GatewayError::Rejected { code, message }) => {
-                tracing::warn!(refund_id = %refund.id, ?code, "i'mport refused the refund");
-                self.record_rejection(&refund, code, message).await
+                tracing::info!(refund_id = %refund.id, ?code, "the gateway refused the refund");
+                self.after_rejection(&refund, code.as_deref(), &message)
+                    .await
             }
             Err(error) if error.is_definite() => {
                 tracing::warn!(refund_id = %refund.id, %error, "refund not sent");
-                let outcome = RefundOutcome::Failed {
-                    code: None,
-                    message: error.to_string(),
-                };
-                self.finish(&refund, outcome, None)
+                let message = error.to_string();
+                let evidence = Evidence::NotSent { message: &message };
+                self.settle_answer(&refund, evidence, None)
                     .await
-                    .map(|_| Err(RefundError::Gateway(error)))
+                    .map(|settled| (settled, Some(RefundError::Gateway(error))))
+            }
+            Err(error @ GatewayError::Garbled(_)) => {
+                // The gateway answered, so it is done with the request: one
+                // lookup tells whether it applied, and the payment is
+                // refundable again at once if it did not.
+                tracing::warn!(refund_id = %refund.id, %error, "the gateway answered without a usable result; looking the payment up");
+                let lookup = match self.gateway.payment(&refund.imp_uid).await {
+                    Ok(lookup) => lookup.filter(|p| p.imp_uid == refund.imp_uid),
+                    Err(lookup_error) => {
+                        tracing::warn!(refund_id = %refund.id, error = %lookup_error, "could not look the payment up; the refund stays pending");
+                        return Ok(pending());
+                    }
+                };
+                let evidence = Evidence::Lookup {
+                    payment: lookup.as_ref(),
+                    answered: true,
+                };
+                self.settle_answer(&refund, evidence, lookup.as_ref())
+                    .await
+                    .map(|settled| (settled, Some(RefundError::Gateway(error))))
             }
             Err(error) => {
+                // No answer: it may still be on the wire, so nothing is
+                // proven and the refund stays pending (202).
                 tracing::warn!(refund_id = %refund.id, %error, "refund outcome unknown; left pending");
-                return Ok(pending);
+                self.settle_answer(&refund, Evidence::NoAnswer, None)
+                    .await
+                    .map(|settled| (settled, None))
             }
         };
-        answer.unwrap_or_else(|error| {
-            tracing::error!(
-                refund_id = %refund.id,
-                error = %error_chain(&error),
-                "could not record the gateway's answer; the refund stays pending"
-            );
-            Ok(pending)
-        })
+        let answer = match judged {
+            Ok((settled, on_failure)) => self.answer(settled, payment, on_failure).await,
+            Err(error) => Err(error),
+        };
+        match answer {
+            // The journal holds the verdict; only reading it back failed.
+            Err(error @ (RefundError::StorageUnavailable(_) | RefundError::Internal(_))) => {
+                tracing::error!(
+                    refund_id = %refund.id,
+                    error = %error_chain(&error),
+                    "could not record or read back the gateway's answer; reconciliation will settle it"
+                );
+                Ok(pending())
+            }
+            other => other,
+        }
     }
 
-    /// Step 4, checked: the gateway's payment must be ours and must show
-    /// exactly this refund on top of what we based it on (i'mport cancels
-    /// everything when it misreads an amount). Anything else goes to review.
-    async fn record_success(
+    /// Step 5: the gateway refused. The payment, looked up, tells why: our
+    /// copy was stale (its total moved: re-synced, `payment_out_of_sync`)
+    /// or a plain refusal (`gateway_rejected`); and [`decide`] puts a
+    /// refusal the gateway's history contradicts up for review.
+    async fn after_rejection(
         &self,
         refund: &Refund,
-        after: Payment,
-    ) -> Result<Result<CancelOutcome, RefundError>, RefundError> {
-        let ours = after.imp_uid == refund.imp_uid && after.merchant_uid == refund.merchant_uid;
-        let expected = refund.base_cancel_amount.checked_add(refund.amount);
-        let outcome = if !ours {
-            RefundOutcome::NeedsReview {
-                message: format!(
-                    "i'mport confirmed the cancel of another payment ({})",
-                    after.imp_uid
-                ),
-            }
-        } else if Some(after.cancel_amount) != expected {
-            RefundOutcome::NeedsReview {
-                message: format!(
-                    "i'mport confirmed the refund but its cancel_amount is {}",
-                    after.currency.format_major(after.cancel_amount)
-                ),
-            }
-        } else {
-            RefundOutcome::Succeeded
-        };
-        if let RefundOutcome::NeedsReview { message } = &outcome {
-            tracing::error!(refund_id = %refund.id, merchant_uid = %refund.merchant_uid, "refund needs review: {message}");
-        }
-        let settled = self.finish(refund, outcome, ours.then_some(&after)).await?;
-        if settled.status == RefundStatus::Failed {
-            // Reconciliation gave up on it before the answer came: the
-            // journal contradicts the gateway. The snapshot above already
-            // put the money right; an operator must fix the record.
-            tracing::error!(refund_id = %refund.id, "i'mport confirmed a refund the journal had marked failed");
-        }
-        let stored = self
-            .store
-            .payment(&refund.merchant_uid)
-            .await?
-            .ok_or(RefundError::PaymentNotFound)?;
-        let view = self.view_of(&stored).await?;
-        Ok(Ok(CancelOutcome::Refunded(view.with_refund(&settled))))
-    }
-
-    /// Step 5: i'mport refused. Its numbers tell why: unchanged means a
-    /// plain refusal; showing this refund means it happened after all (an
-    /// operator must look; the client must not retry); anything else means
-    /// our copy was stale (a checksum mismatch): re-sync and say so.
-    async fn record_rejection(
-        &self,
-        refund: &Refund,
-        code: Option<i64>,
-        message: String,
-    ) -> Result<Result<CancelOutcome, RefundError>, RefundError> {
-        let failed = RefundOutcome::Failed {
-            code,
-            message: message.clone(),
-        };
-        let snapshot = match self.gateway.payment(&refund.imp_uid).await {
-            Ok(snapshot) => snapshot,
+        code: Option<&str>,
+        message: &str,
+    ) -> Result<(Refund, Option<RefundError>), RefundError> {
+        let lookup = match self.gateway.payment(&refund.imp_uid).await {
+            Ok(lookup) => lookup.filter(|p| p.imp_uid == refund.imp_uid),
             Err(error) => {
                 tracing::warn!(%error, "could not re-read the payment after a refusal");
                 None
             }
         };
-        let Some(snapshot) = snapshot else {
-            self.finish(refund, failed, None).await?;
-            return Ok(Err(RefundError::GatewayRejected { code, message }));
+        let evidence = Evidence::Rejected {
+            code,
+            message,
+            after: lookup.as_ref(),
         };
-        if snapshot.cancel_amount == refund.base_cancel_amount {
-            self.finish(refund, failed, Some(&snapshot)).await?;
-            Ok(Err(RefundError::GatewayRejected { code, message }))
-        } else if Some(snapshot.cancel_amount)
-            == refund.base_cancel_amount.checked_add(refund.amount)
-        {
-            let message = "i'mport refused the refund but shows it applied".to_owned();
-            tracing::error!(refund_id = %refund.id, "refund needs review: {message}");
-            self.finish(
-                refund,
-                RefundOutcome::NeedsReview { message },
-                Some(&snapshot),
-            )
-            .await?;
-            Ok(Err(RefundError::OnHold))
-        } else {
-            self.finish(refund, failed, Some(&snapshot)).await?;
-            Ok(Err(RefundError::PaymentOutOfSync))
-        }
+        let settled = self.settle_answer(refund, evidence, lookup.as_ref()).await?;
+        let stale = lookup
+            .as_ref()
+            .is_some_and(|after| after.cancel_amount != refund.base_cancel_amount);
+        let rejected = matches!(
+            &settled.state,
+            RefundState::Failed(Failure {
+                kind: FailureKind::Rejected,
+                ..
+            })
+        );
+        Ok((settled, (rejected && stale).then_some(RefundError::PaymentOutOfSync)))
+    }
+
+    /// Judges the cancel call's own answer and records the verdict. The
+    /// answer is about a refund that was pending a moment ago, whose cancel
+    /// entry can only come after its base: no other refund's claim can be
+    /// among those entries, so no claims are needed, and no clock either
+    /// (an answered call is not on the wire).
+    async fn settle_answer(
+        &self,
+        refund: &Refund,
+        evidence: Evidence<'_>,
+        snapshot: Option<&Payment>,
+    ) -> Result<Refund, RefundError> {
+        let context = Context {
+            now_ms: None,
+            in_flight: self.settle_after,
+            claimed: &[],
+        };
+        let verdict = decide(refund, evidence, context);
+        self.apply_verdict(refund, verdict, snapshot, Via::Answer)
+            .await
     }
 
     /// Step 7: the stored outcome of an earlier request with the same key.
-    /// An old pending one is reconciled first; if the gateway cannot be
-    /// asked, it is still pending.
+    /// A pending one that can no longer be on the wire is reconciled first;
+    /// if the gateway cannot be asked, it is still pending.
     async fn replay(
         &self,
         refund: Refund,
         payment: &Payment,
     ) -> Result<CancelOutcome, RefundError> {
-        let refund = if refund.status == RefundStatus::Pending
-            && now_ms() - refund.created_at_ms >= duration_ms(self.settle_after)
+        let refund = if refund.status() == RefundStatus::Pending
+            && self.past_in_flight(&refund).await?
         {
-            match self.reconcile_with_gateway(&refund).await {
+            match self.reconcile_with_gateway(&refund, Via::NextRefund).await {
                 Ok(settled) => settled,
                 Err(error) => {
                     tracing::warn!(refund_id = %refund.id, %error, "could not reconcile a replayed refund");
@@ -337,17 +355,20 @@ impl RefundService {
         } else {
             refund
         };
-        self.outcome_of(refund, payment).await
+        self.answer(refund, payment, None).await
     }
 
-    /// The answer for a refund in its current state.
-    async fn outcome_of(
+    /// The answer for a refund in its current state; `on_failure`, when
+    /// given, answers a failed one instead of what its record says (the
+    /// live cause, or `payment_out_of_sync`).
+    async fn answer(
         &self,
         refund: Refund,
         payment: &Payment,
+        on_failure: Option<RefundError>,
     ) -> Result<CancelOutcome, RefundError> {
-        match refund.status {
-            RefundStatus::Succeeded => {
+        match (&refund.state, on_failure) {
+            (RefundState::Succeeded { .. }, _) => {
                 let stored = self
                     .store
                     .payment(&refund.merchant_uid)
@@ -356,21 +377,25 @@ impl RefundService {
                 let view = self.view_of(&stored).await?;
                 Ok(CancelOutcome::Refunded(view.with_refund(&refund)))
             }
-            RefundStatus::Pending => Ok(CancelOutcome::Pending(RefundView::new(
+            (RefundState::Pending { .. }, _) => Ok(CancelOutcome::Pending(RefundView::new(
                 &refund,
                 payment.currency,
             ))),
-            RefundStatus::Failed => Err(match refund.gateway_code {
-                Some(code) => RefundError::GatewayRejected {
-                    code: Some(code),
-                    message: refund.gateway_message.unwrap_or_default(),
-                },
-                None => RefundError::Gateway(GatewayError::Rejected {
-                    code: None,
-                    message: refund.gateway_message.unwrap_or_default(),
-                }),
-            }),
-            RefundStatus::NeedsReview => Err(RefundError::OnHold),
+            (RefundState::Failed(_), Some(error)) => Err(error),
+            (RefundState::Failed(failure), None) => {
+                let message = failure.message.clone();
+                Err(match failure.kind {
+                    FailureKind::Rejected => RefundError::GatewayRejected {
+                        code: failure.code.clone(),
+                        message,
+                    },
+                    FailureKind::NotSent => {
+                        RefundError::Gateway(GatewayError::Unreachable(message.into()))
+                    }
+                    _ => RefundError::Gateway(GatewayError::Garbled(message.into())),
+                })
+            }
+            _ => Err(RefundError::OnHold),
         }
     }
 }
@@ -407,10 +432,12 @@ impl<E: Into<RefundError>> From<E> for Retry {
 }
 
 /// Steps 1's checks that need the payment; returns the amount to refund.
+/// `now_ms` is the store's clock, read for phone payments only.
 fn check_refundable(
     payment: &Payment,
     request: &ValidRequest,
     amounts: &RequestAmounts,
+    now_ms: Option<i64>,
 ) -> Result<crate::money::Amount, RefundError> {
     let cancelable = payment.cancelable();
     if !cancelable.is_positive() {
@@ -432,7 +459,10 @@ fn check_refundable(
         });
     }
     amounts.check_parts(amount)?;
-    if payment.pay_method == PayMethod::Phone && !same_kst_month(payment.paid_at, now_ms() / 1000) {
+    let now_s = now_ms.map(|ms| ms / 1000);
+    if payment.pay_method == PayMethod::Phone
+        && !now_s.is_some_and(|now| same_kst_month(payment.paid_at, now))
+    {
         return Err(RefundError::NotRefundable(
             "phone payments can only be refunded in the month they were paid (KST)".to_owned(),
         ));

@@ -2,12 +2,12 @@
 
 mod cancel;
 mod reconcile;
+mod verdict;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::now_ms;
 use crate::error::RefundError;
 use crate::gateway::PaymentGateway;
 use crate::payment::{Payment, StoredPayment};
@@ -16,6 +16,7 @@ use crate::store::PaymentStore;
 use crate::view::PaymentView;
 
 pub use cancel::CancelOutcome;
+pub(crate) use verdict::entry_id;
 
 /// Refunds, views, syncs and webhooks for one merchant.
 ///
@@ -52,6 +53,39 @@ pub struct SweepReport {
 /// Slack added to the gateway's own in-flight bound before a pending refund
 /// that the gateway does not show is declared failed.
 const SETTLE_GRACE: Duration = Duration::from_secs(30);
+
+/// How many of a payment's newest refunds reconciliation and the view read.
+/// The pending refund is always the newest (one at a time), and claims of
+/// older refunds lie within the totals later refunds began from.
+const RECENT_REFUNDS: u32 = 50;
+
+/// Which path reached a verdict (logs today; the settlement metric's `via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// The cancel call's own answer.
+    Answer,
+    /// The sync route.
+    Sync,
+    /// A webhook.
+    Webhook,
+    /// Reconciliation before the next refund of the payment (or a replay).
+    NextRefund,
+    /// The background sweep.
+    Sweep,
+}
+
+impl Via {
+    /// The label's text.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Via::Answer => "answer",
+            Via::Sync => "sync",
+            Via::Webhook => "webhook",
+            Via::NextRefund => "next_refund",
+            Via::Sweep => "sweep",
+        }
+    }
+}
 
 impl RefundService {
     /// A service over `store` and `gateway`.
@@ -108,16 +142,31 @@ impl RefundService {
     pub async fn sync(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
         validate_payment_id("merchant_uid", merchant_uid)?;
         let stored = self.store.payment(merchant_uid).await?;
+        // Read before the lookup (see `judge`).
+        let now_ms = self.store.now_ms().await?;
         let snapshot = match &stored {
             Some(stored) => self.gateway.payment(&stored.payment.imp_uid).await,
             None => self.gateway.find_payment(merchant_uid).await,
         }
-        .map_err(RefundError::Gateway)?
-        .ok_or(RefundError::PaymentNotFound)?;
+        .map_err(RefundError::Gateway)?;
+        let Some(snapshot) = snapshot else {
+            let Some(stored) = stored else {
+                return Err(RefundError::PaymentNotFound);
+            };
+            // The gateway forgot a payment we hold: a pending refund of it
+            // that can no longer be on the wire cannot be explained.
+            if stored.pending_refund.is_some() {
+                self.judge(merchant_uid, None, Some(now_ms), Via::Sync)
+                    .await?;
+            }
+            return Err(RefundError::PaymentNotFound);
+        };
         // Only a hold that was there before this sync is the operator's to
         // lift; one this sync's reconciliation places must stand.
         let was_on_hold = stored.is_some_and(|s| s.on_hold);
-        let stored = self.absorb_snapshot(&snapshot).await?;
+        let stored = self
+            .absorb_snapshot(&snapshot, Some(now_ms), Via::Sync)
+            .await?;
         if was_on_hold {
             tracing::warn!(merchant_uid, "review hold lifted by sync");
             self.store.release_hold(merchant_uid).await?;
@@ -142,23 +191,25 @@ impl RefundService {
             tracing::info!("webhook for a payment unknown to the gateway ignored");
             return Ok(None);
         };
-        let stored = self.absorb_snapshot(&snapshot).await?;
+        // No clock read: a webhook may credit refunds, never fail them
+        // (the sweep and sync do that).
+        let stored = self.absorb_snapshot(&snapshot, None, Via::Webhook).await?;
         self.view_of(&stored).await.map(Some)
     }
 
-    /// Reconciles pending refunds older than the settle age, oldest first,
-    /// one batch. The host runs this periodically (see [`Self::run_sweeper`]).
+    /// Reconciles pending refunds older than the settle age (on the store's
+    /// clock), oldest first, one batch. The host runs this periodically
+    /// (see [`Self::run_sweeper`]).
     pub async fn sweep(&self) -> Result<SweepReport, RefundError> {
-        let cutoff = now_ms() - duration_ms(self.settle_after);
         let stale = self
             .store
-            .stale_pending_refunds(cutoff, self.sweep_batch)
+            .stale_pending_refunds(self.settle_after, self.sweep_batch)
             .await?;
         let mut report = SweepReport::default();
         for refund in stale {
             report.examined += 1;
-            match self.reconcile_with_gateway(&refund).await {
-                Ok(r) if r.status == RefundStatus::Pending => report.still_pending += 1,
+            match self.reconcile_with_gateway(&refund, Via::Sweep).await {
+                Ok(r) if r.status() == RefundStatus::Pending => report.still_pending += 1,
                 Ok(_) => report.settled += 1,
                 Err(error) => {
                     report.still_pending += 1;
@@ -184,49 +235,63 @@ impl RefundService {
         }
     }
 
-    /// Applies a fresh gateway snapshot; if the payment has a pending
-    /// refund, settles it against the snapshot too.
+    /// Applies a fresh gateway snapshot and lets it settle what it proves
+    /// (the pending refund; refunds failed as `not_applied` that it shows
+    /// applied after all).
     ///
     /// One order (`merchant_uid`) can have several payment attempts at
     /// i'mport (an expired virtual account, then a card). The stored one is
     /// kept unless it never got paid and the other did; a snapshot of any
     /// other attempt is ignored, whoever sent its webhook.
-    async fn absorb_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, RefundError> {
-        if let Some(stored) = self.store.payment(&snapshot.merchant_uid).await? {
-            if stored.payment.imp_uid != snapshot.imp_uid && !replaced_by(&stored, snapshot) {
+    async fn absorb_snapshot(
+        &self,
+        snapshot: &Payment,
+        now_ms: Option<i64>,
+        via: Via,
+    ) -> Result<StoredPayment, RefundError> {
+        let before = self.store.payment(&snapshot.merchant_uid).await?;
+        if let Some(stored) = &before {
+            if stored.payment.imp_uid != snapshot.imp_uid && !replaced_by(stored, snapshot) {
                 tracing::warn!(
                     merchant_uid = %snapshot.merchant_uid,
                     kept = %stored.payment.imp_uid,
                     ignored = %snapshot.imp_uid,
                     "ignored another payment attempt of this order"
                 );
-                return Ok(stored);
+                return Ok(stored.clone());
             }
         }
         let stored = self.store.apply_snapshot(snapshot).await?;
-        if let Some(pending) = &stored.pending_refund {
-            if let Some(refund) = self.store.refund(pending).await? {
-                self.reconcile(&refund, snapshot).await?;
-                return self
-                    .store
-                    .payment(&snapshot.merchant_uid)
-                    .await?
-                    .ok_or(RefundError::PaymentNotFound);
-            }
+        // New cancel entries may be evidence for a refund we settled as
+        // not applied; a pending refund always wants the verdict.
+        let new_entries = before.is_some_and(|b| snapshot.cancel_amount > b.payment.cancel_amount);
+        if stored.pending_refund.is_none() && !new_entries {
+            return Ok(stored);
         }
-        Ok(stored)
+        self.judge(&snapshot.merchant_uid, Some(snapshot), now_ms, via)
+            .await?;
+        self.store
+            .payment(&snapshot.merchant_uid)
+            .await?
+            .ok_or(RefundError::PaymentNotFound)
     }
 
-    /// The view of a stored payment. Only its pending refund is read (there
-    /// is at most one, named by the payment), not the whole journal, which
-    /// grows with every partial refund and would make each refund slower
-    /// than the last.
+    /// The view of a stored payment, from its recent refunds (one read,
+    /// bounded: the journal grows with every partial refund and must not
+    /// make each refund slower than the last; the pending refund is always
+    /// the newest).
     async fn view_of(&self, stored: &StoredPayment) -> Result<PaymentView, RefundError> {
-        let pending = match &stored.pending_refund {
-            Some(id) => self.store.refund(id).await?,
-            None => None,
-        };
-        Ok(PaymentView::new(&stored.payment, pending.as_slice()))
+        let refunds = self
+            .store
+            .refunds_of(&stored.payment.merchant_uid, RECENT_REFUNDS)
+            .await?;
+        Ok(PaymentView::new(&stored.payment, &refunds))
+    }
+
+    /// True once `refund` can no longer be on the wire, by the store's clock.
+    async fn past_in_flight(&self, refund: &crate::refund::Refund) -> Result<bool, RefundError> {
+        let now = self.store.now_ms().await?;
+        Ok(!verdict::may_be_on_the_wire(refund, now, self.settle_after))
     }
 }
 
@@ -242,8 +307,4 @@ fn replaced_by(stored: &StoredPayment, other: &Payment) -> bool {
             PaymentStatus::Ready | PaymentStatus::Failed
         )
         && other.status == PaymentStatus::Paid
-}
-
-fn duration_ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -1,105 +1,126 @@
-//! Settling pending refunds from the gateway's numbers (protocol steps 6 and 8).
+//! Settling refunds from what the gateway shows (protocol steps 6 and 8):
+//! every path hands its evidence to [`decide`] and records the verdict here.
 
-use super::{duration_ms, RefundService};
-use crate::clock::now_ms;
+use super::verdict::{decide, Context, Evidence, Verdict};
+use super::{RefundService, Via, RECENT_REFUNDS};
 use crate::error::RefundError;
+use crate::gateway::GatewayError;
 use crate::payment::Payment;
-use crate::refund::{Refund, RefundOutcome, RefundStatus};
+use crate::refund::{Failure, FailureKind, Refund, RefundState};
 use crate::store::StoreError;
 
 impl RefundService {
-    /// Fetches the refund's payment from the gateway and settles the refund.
+    /// Fetches the refund's payment from the gateway, lets it settle what
+    /// it proves, and returns the refund afterwards (still pending while it
+    /// may be on the wire).
     pub(super) async fn reconcile_with_gateway(
         &self,
         refund: &Refund,
+        via: Via,
     ) -> Result<Refund, RefundError> {
+        // Read before the lookup: a verdict that the refund is no longer on
+        // the wire must hold for the moment the gateway was asked.
+        let now_ms = self.store.now_ms().await?;
         let snapshot = self
             .gateway
             .payment(&refund.imp_uid)
             .await
             .map_err(RefundError::Gateway)?;
-        match snapshot {
-            Some(snapshot) if snapshot.imp_uid != refund.imp_uid => Err(RefundError::Gateway(
-                crate::gateway::GatewayError::InvalidResponse(
-                    "the gateway answered with another payment".into(),
-                ),
-            )),
-            Some(snapshot) => self.reconcile(refund, &snapshot).await,
-            None => {
-                let message = "the gateway no longer knows this payment".to_owned();
-                tracing::error!(refund_id = %refund.id, merchant_uid = %refund.merchant_uid, "{message}");
-                self.finish(refund, RefundOutcome::NeedsReview { message }, None)
-                    .await
-            }
+        if snapshot.as_ref().is_some_and(|s| s.imp_uid != refund.imp_uid) {
+            return Err(RefundError::Gateway(GatewayError::InvalidResponse(
+                "the gateway answered with another payment".into(),
+            )));
         }
-    }
-
-    /// Settles a pending `refund` against a fresh gateway `snapshot`.
-    ///
-    /// At most one refund per payment is pending, so the gateway's total
-    /// tells the story: `base + amount` means it happened. Once the refund
-    /// can no longer be on the wire, `base` means it did not, and anything
-    /// else cannot be explained and goes to review. Returns the refund
-    /// afterwards (still pending while it may be in flight).
-    pub(super) async fn reconcile(
-        &self,
-        refund: &Refund,
-        snapshot: &Payment,
-    ) -> Result<Refund, RefundError> {
-        if refund.status != RefundStatus::Pending {
-            return Ok(refund.clone());
-        }
-        if snapshot.imp_uid != refund.imp_uid {
-            // Another attempt of the order says nothing about this refund.
-            return Ok(refund.clone());
-        }
-        let applied = refund.base_cancel_amount.checked_add(refund.amount);
-        let young = now_ms() - refund.created_at_ms < duration_ms(self.settle_after);
-        let outcome = if Some(snapshot.cancel_amount) == applied {
-            RefundOutcome::Succeeded
-        } else if young {
-            // It may still be on the wire, and its own answer will settle
-            // it: only a gateway total that shows it applied is conclusive.
+        if let Some(snapshot) = &snapshot {
             self.store.apply_snapshot(snapshot).await?;
-            return Ok(refund.clone());
-        } else if snapshot.cancel_amount == refund.base_cancel_amount {
-            RefundOutcome::Failed {
-                code: None,
-                message: "the gateway never applied this refund".to_owned(),
-            }
-        } else {
-            let currency = snapshot.currency;
-            let message = format!(
-                "gateway cancel_amount {} is neither {} (refund not applied) nor {} (applied)",
-                currency.format_major(snapshot.cancel_amount),
-                currency.format_major(refund.base_cancel_amount),
-                applied.map_or_else(|| "overflow".to_owned(), |a| currency.format_major(a)),
-            );
-            tracing::error!(
-                refund_id = %refund.id,
-                merchant_uid = %refund.merchant_uid,
-                "refund needs review: {message}"
-            );
-            RefundOutcome::NeedsReview { message }
-        };
-        self.finish(refund, outcome, Some(snapshot)).await
+        }
+        let refunds = self
+            .judge(&refund.merchant_uid, snapshot.as_ref(), Some(now_ms), via)
+            .await?;
+        match refunds.into_iter().find(|r| r.id == refund.id) {
+            Some(after) => Ok(after),
+            // Older than the refunds reconciliation reads: as it was.
+            None => Ok(self.store.refund(&refund.id).await?.unwrap_or_else(|| refund.clone())),
+        }
     }
 
-    /// Records how a pending refund ended. If someone else settled it
-    /// first, their verdict stands and is returned.
-    pub(super) async fn finish(
+    /// Lets one gateway lookup of a payment (`None`: the gateway does not
+    /// know it) settle every recent refund of it that it can speak for: the
+    /// pending one, and refunds failed as `not_applied` that it shows
+    /// applied after all. Oldest first, so each cancel entry is credited to
+    /// one refund at most. Returns the refunds afterwards, newest first.
+    ///
+    /// `now_ms` is the store's clock read *before* the lookup was sent, so
+    /// "no longer on the wire" holds for the lookup too; `None` (a webhook,
+    /// which pays for no clock read) lets the lookup credit refunds but not
+    /// fail them.
+    pub(super) async fn judge(
+        &self,
+        merchant_uid: &str,
+        lookup: Option<&Payment>,
+        now_ms: Option<i64>,
+        via: Via,
+    ) -> Result<Vec<Refund>, RefundError> {
+        let mut refunds = self.store.refunds_of(merchant_uid, RECENT_REFUNDS).await?;
+        if !refunds.iter().any(open_to_evidence) {
+            return Ok(refunds);
+        }
+        let mut claimed: Vec<String> = refunds
+            .iter()
+            .filter_map(|r| r.state.cancellation_id().map(str::to_owned))
+            .collect();
+        for refund in refunds.iter_mut().rev() {
+            if !open_to_evidence(refund) {
+                continue;
+            }
+            let own = refund.state.cancellation_id();
+            let others: Vec<&str> = claimed
+                .iter()
+                .map(String::as_str)
+                .filter(|id| Some(*id) != own)
+                .collect();
+            let context = Context {
+                now_ms,
+                in_flight: self.settle_after,
+                claimed: &others,
+            };
+            let evidence = Evidence::Lookup {
+                payment: lookup,
+                answered: false,
+            };
+            let verdict = decide(refund, evidence, context);
+            if let Verdict::Settle(state) = &verdict {
+                if let Some(id) = state.cancellation_id() {
+                    claimed.push(id.to_owned());
+                }
+            }
+            *refund = self.apply_verdict(refund, verdict, lookup, via).await?;
+        }
+        Ok(refunds)
+    }
+
+    /// Records a verdict on `refund`, with the gateway's `snapshot` when
+    /// there is one. If someone else settled it first, their verdict stands
+    /// and is returned.
+    pub(super) async fn apply_verdict(
         &self,
         refund: &Refund,
-        outcome: RefundOutcome,
+        verdict: Verdict,
         snapshot: Option<&Payment>,
+        via: Via,
     ) -> Result<Refund, RefundError> {
-        match self
-            .store
-            .finish_refund(&refund.id, &outcome, snapshot, now_ms())
-            .await
-        {
+        let state = match verdict {
+            Verdict::Settle(state) => state,
+            Verdict::Unchanged => {
+                if let Some(snapshot) = snapshot {
+                    self.store.apply_snapshot(snapshot).await?;
+                }
+                return Ok(refund.clone());
+            }
+        };
+        match self.store.finish_refund(&refund.id, &state, snapshot).await {
             Ok(settled) => {
-                tracing::info!(refund_id = %refund.id, status = %settled.status, "refund settled");
+                log_settlement(refund, &settled, via);
                 Ok(settled)
             }
             Err(StoreError::NotPending(_)) => {
@@ -113,5 +134,42 @@ impl RefundService {
             }
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// A refund evidence can still change: pending, or failed as not applied.
+fn open_to_evidence(refund: &Refund) -> bool {
+    matches!(
+        &refund.state,
+        RefundState::Pending { .. }
+            | RefundState::Failed(Failure {
+                kind: FailureKind::NotApplied,
+                ..
+            })
+    )
+}
+
+fn log_settlement(before: &Refund, after: &Refund, via: Via) {
+    let via = via.as_str();
+    match (&before.state, &after.state) {
+        (RefundState::Failed(_), RefundState::Succeeded { .. }) => tracing::error!(
+            refund_id = %after.id,
+            merchant_uid = %after.merchant_uid,
+            via,
+            "a refund settled as not applied was applied after all; it is now succeeded"
+        ),
+        (_, RefundState::NeedsReview(review)) => tracing::error!(
+            refund_id = %after.id,
+            merchant_uid = %after.merchant_uid,
+            via,
+            "refund needs review: {}",
+            review.message
+        ),
+        (_, state) => tracing::info!(
+            refund_id = %after.id,
+            status = %state.status(),
+            via,
+            "refund settled"
+        ),
     }
 }

@@ -1,0 +1,178 @@
+//! [`FaultyStore`]: a [`PaymentStore`] decorator that fails chosen
+//! operations on demand, for tests of what the workflow and the HTTP scope
+//! do when the database goes away mid-protocol.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::payment::{Payment, StoredPayment};
+use crate::refund::{Refund, RefundId, RefundState};
+use crate::store::{PaymentStore, StoreError};
+
+/// A store operation, to fail on its own or with [`StoreOp::All`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// Every operation.
+    All,
+    /// [`PaymentStore::now_ms`].
+    NowMs,
+    /// [`PaymentStore::payment`].
+    Payment,
+    /// [`PaymentStore::apply_snapshot`].
+    ApplySnapshot,
+    /// [`PaymentStore::begin_refund`].
+    BeginRefund,
+    /// [`PaymentStore::finish_refund`].
+    FinishRefund,
+    /// [`PaymentStore::release_hold`].
+    ReleaseHold,
+    /// [`PaymentStore::refund`], [`PaymentStore::refund_by_idempotency_key`],
+    /// [`PaymentStore::refunds_of`] and [`PaymentStore::stale_pending_refunds`].
+    ReadRefunds,
+    /// [`PaymentStore::ping`].
+    Ping,
+}
+
+/// How a failing operation fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreFault {
+    /// [`StoreError::Unavailable`]: the database is down.
+    Unavailable,
+    /// [`StoreError::Backend`] with this cause (a bug, corrupt data): it
+    /// must reach the logs, never an answer.
+    Backend(String),
+}
+
+impl StoreFault {
+    fn error(&self) -> StoreError {
+        match self {
+            StoreFault::Unavailable => {
+                StoreError::Unavailable("connection refused (database down)".into())
+            }
+            StoreFault::Backend(cause) => StoreError::Backend(cause.clone().into()),
+        }
+    }
+}
+
+/// Delegates to an inner store, except for the operations told to fail.
+pub struct FaultyStore {
+    inner: Arc<dyn PaymentStore>,
+    faults: Mutex<HashMap<StoreOp, StoreFault>>,
+}
+
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FaultyStore {
+    /// A decorator of `inner` that fails nothing yet.
+    pub fn new(inner: Arc<dyn PaymentStore>) -> Self {
+        FaultyStore {
+            inner,
+            faults: Mutex::default(),
+        }
+    }
+
+    /// Makes `op` fail with `fault` until [`heal`](Self::heal)ed.
+    pub fn fail(&self, op: StoreOp, fault: StoreFault) {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(op, fault);
+    }
+
+    /// Makes every operation work again.
+    pub fn heal(&self) {
+        self.faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn check(&self, op: StoreOp) -> Result<(), StoreError> {
+        let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
+        match faults.get(&op).or_else(|| faults.get(&StoreOp::All)) {
+            Some(fault) => Err(fault.error()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentStore for FaultyStore {
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        self.check(StoreOp::NowMs)?;
+        self.inner.now_ms().await
+    }
+
+    async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
+        self.check(StoreOp::Payment)?;
+        self.inner.payment(merchant_uid).await
+    }
+
+    async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError> {
+        self.check(StoreOp::ApplySnapshot)?;
+        self.inner.apply_snapshot(snapshot).await
+    }
+
+    async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
+        self.check(StoreOp::BeginRefund)?;
+        self.inner.begin_refund(refund).await
+    }
+
+    async fn finish_refund(
+        &self,
+        id: &RefundId,
+        state: &RefundState,
+        snapshot: Option<&Payment>,
+    ) -> Result<Refund, StoreError> {
+        self.check(StoreOp::FinishRefund)?;
+        self.inner.finish_refund(id, state, snapshot).await
+    }
+
+    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
+        self.check(StoreOp::ReleaseHold)?;
+        self.inner.release_hold(merchant_uid).await
+    }
+
+    async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
+        self.check(StoreOp::ReadRefunds)?;
+        self.inner.refund(id).await
+    }
+
+    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
+        self.check(StoreOp::ReadRefunds)?;
+        self.inner.refund_by_idempotency_key(key).await
+    }
+
+    async fn refunds_of(
+        &self,
+        merchant_uid: &str,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        self.check(StoreOp::ReadRefunds)?;
+        self.inner.refunds_of(merchant_uid, limit).await
+    }
+
+    async fn stale_pending_refunds(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        self.check(StoreOp::ReadRefunds)?;
+        self.inner.stale_pending_refunds(older_than, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check(StoreOp::Ping)?;
+        self.inner.ping().await
+    }
+}

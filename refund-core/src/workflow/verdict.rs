@@ -1,0 +1,296 @@
+//! The one decision: what the evidence proves about a refund.
+//!
+//! Every path that settles a refund (the cancel's own answer, sync,
+//! webhook, the next refund of the payment, the sweep) describes what it
+//! saw as [`Evidence`] and asks [`decide`]; none of them reasons about
+//! totals on its own. The function is pure: the store's time comes in as a
+//! number, so every rule is tested without a network or a sleep.
+//!
+//! The rules (DESIGN.md, "Reconciliation decides from evidence"):
+//! - a refund is credited only by evidence that names it: its own success
+//!   answer, or a gateway cancel entry with its amount and reason, after the
+//!   entries its base already counted, not dated before it, and not
+//!   credited to another refund. Totals alone never credit it;
+//! - while the refund may still be on the wire (no answer yet, younger than
+//!   the in-flight bound on the store's clock) only a crediting entry
+//!   settles it;
+//! - once it cannot be on the wire, no crediting entry means it never
+//!   applied (`failed`, kind `not_applied`), and what cannot be explained
+//!   (history that does not add up, a payment the gateway forgot) goes to
+//!   review;
+//! - late evidence wins: a `not_applied` refund that a crediting entry or
+//!   its own answer later proves applied becomes `succeeded`. Nothing else
+//!   that is settled ever changes.
+
+use std::time::Duration;
+
+use crate::money::Amount;
+use crate::payment::{CancelEntry, Payment};
+use crate::refund::{Failure, FailureKind, Refund, RefundState, Review};
+
+/// How far a cancel entry's date may precede its journal row and still be
+/// its own: the gateway's clock and the store's may disagree. Entries the
+/// refund's base already counted are excluded by position, not by date, so
+/// this only has to be generous.
+pub(crate) const ENTRY_CLOCK_TOLERANCE: Duration = Duration::from_secs(10 * 60);
+
+/// What a path learned about a refund.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Evidence<'a> {
+    /// The cancel call's own success answer: the payment afterwards.
+    Applied(&'a Payment),
+    /// The gateway refused the cancel. `after` is the payment looked up
+    /// right after, when that lookup worked.
+    Rejected {
+        code: Option<&'a str>,
+        message: &'a str,
+        after: Option<&'a Payment>,
+    },
+    /// The cancel never reached the gateway.
+    NotSent { message: &'a str },
+    /// The cancel got no answer (timeout after sending, connection reset).
+    NoAnswer,
+    /// The gateway's payment, looked up (`None`: the gateway does not know
+    /// it). `answered` is true when the cancel call itself was answered
+    /// (a 5xx, an unreadable body) just before: the gateway is no longer
+    /// working on it, so it is not on the wire whatever its age.
+    Lookup {
+        payment: Option<&'a Payment>,
+        answered: bool,
+    },
+}
+
+/// What the decision needs besides the refund and the evidence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    /// Now on the store's clock, unix milliseconds; `None` where the
+    /// evidence is the call's own answer (an answered call is not on the
+    /// wire). A lookup without it treats the refund as possibly on the wire.
+    pub(crate) now_ms: Option<i64>,
+    /// How long after its journal row a refund may still be on the wire.
+    pub(crate) in_flight: Duration,
+    /// Cancel entries already credited to other refunds of the payment.
+    pub(crate) claimed: &'a [&'a str],
+}
+
+/// What to do with the refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing is proven (yet): leave it as it is.
+    Unchanged,
+    /// Move it to this state.
+    Settle(RefundState),
+}
+
+/// The verdict on `refund` given `evidence`.
+pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'_>) -> Verdict {
+    let pending = matches!(refund.state, RefundState::Pending { .. });
+    let not_applied = matches!(
+        &refund.state,
+        RefundState::Failed(Failure { kind: FailureKind::NotApplied, .. })
+    );
+    if !pending && !not_applied {
+        return Verdict::Unchanged;
+    }
+    match evidence {
+        Evidence::Applied(after) => match credit_own_answer(refund, after, context.claimed) {
+            Ok(cancellation_id) => succeeded(cancellation_id),
+            Err(why) if pending => review(format!("the gateway confirmed the refund, but {why}")),
+            // A late answer that cannot be matched proves nothing more.
+            Err(_) => Verdict::Unchanged,
+        },
+        Evidence::Rejected {
+            code,
+            message,
+            after,
+        } if pending => {
+            let applied = after.is_some_and(|after| {
+                matches!(attribute(refund, after, context.claimed), Attribution::Ours(_))
+            });
+            if applied {
+                review("the gateway refused the refund but shows it applied".to_owned())
+            } else {
+                Verdict::Settle(RefundState::Failed(Failure {
+                    kind: FailureKind::Rejected,
+                    code: code.map(str::to_owned),
+                    message: message.to_owned(),
+                }))
+            }
+        }
+        Evidence::NotSent { message } if pending => Verdict::Settle(RefundState::Failed(
+            Failure::new(FailureKind::NotSent, message),
+        )),
+        Evidence::Lookup { payment, answered } => {
+            let on_wire = pending
+                && !answered
+                && context
+                    .now_ms
+                    .is_none_or(|now| may_be_on_the_wire(refund, now, context.in_flight));
+            let Some(payment) = payment else {
+                return if pending && !on_wire {
+                    review("the gateway no longer knows this payment".to_owned())
+                } else {
+                    Verdict::Unchanged
+                };
+            };
+            match attribute(refund, payment, context.claimed) {
+                Attribution::Ours(cancellation_id) => succeeded(cancellation_id),
+                // A later look can still credit it: decide nothing now.
+                Attribution::Stale => Verdict::Unchanged,
+                _ if !pending || on_wire => Verdict::Unchanged,
+                Attribution::Absent => Verdict::Settle(RefundState::Failed(Failure::new(
+                    FailureKind::NotApplied,
+                    "the gateway shows no cancel of this refund",
+                ))),
+                Attribution::Unexplained(why) => review(why),
+            }
+        }
+        Evidence::Rejected { .. } | Evidence::NotSent { .. } | Evidence::NoAnswer => {
+            Verdict::Unchanged
+        }
+    }
+}
+
+fn succeeded(cancellation_id: Option<String>) -> Verdict {
+    Verdict::Settle(RefundState::Succeeded { cancellation_id })
+}
+
+fn review(message: String) -> Verdict {
+    Verdict::Settle(RefundState::NeedsReview(Review { message }))
+}
+
+/// True while `refund`, begun at `created_at_ms` on the store's clock, may
+/// still be on the wire at store time `now_ms`.
+pub(crate) fn may_be_on_the_wire(refund: &Refund, now_ms: i64, in_flight: Duration) -> bool {
+    let bound = i64::try_from(in_flight.as_millis()).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(refund.created_at_ms) < bound
+}
+
+/// What a gateway payment says about one refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Attribution {
+    /// A cancel entry names it (with the entry's id, when it has one).
+    Ours(Option<String>),
+    /// The history adds up and no entry is its own.
+    Absent,
+    /// Older than the refund's base: says nothing about it.
+    Stale,
+    /// The numbers do not add up.
+    Unexplained(String),
+}
+
+/// The id a cancel entry is credited by.
+pub(crate) fn entry_id(entry: &CancelEntry) -> Option<&str> {
+    entry
+        .cancellation_id
+        .as_deref()
+        .or(entry.pg_tid.as_deref())
+}
+
+/// The gateway's entries that came after the refund's base, not credited
+/// to another refund; `Err` when the history cannot be read that way.
+fn entries_after_base<'p>(
+    refund: &Refund,
+    payment: &'p Payment,
+    claimed: &[&str],
+) -> Result<Vec<&'p CancelEntry>, Attribution> {
+    if payment.imp_uid != refund.imp_uid || payment.cancel_amount < refund.base_cancel_amount {
+        return Err(Attribution::Stale);
+    }
+    let history = &payment.cancel_history;
+    let total = history
+        .iter()
+        .try_fold(Amount::ZERO, |sum, entry| sum.checked_add(entry.amount));
+    if total != Some(payment.cancel_amount) {
+        return Err(Attribution::Unexplained(
+            "the gateway's cancel history does not add up to its cancelled total".to_owned(),
+        ));
+    }
+    // The entries that were there when the refund began add up to its
+    // base: they are the history's first ones (it is kept oldest first).
+    let mut sum = Amount::ZERO;
+    let mut first_new = 0;
+    while sum < refund.base_cancel_amount {
+        match history.get(first_new) {
+            Some(entry) => sum = sum.checked_add(entry.amount).unwrap_or(sum),
+            None => break,
+        }
+        first_new += 1;
+    }
+    if sum != refund.base_cancel_amount {
+        return Err(Attribution::Unexplained(
+            "no point in the gateway's cancel history matches the total the refund began from"
+                .to_owned(),
+        ));
+    }
+    Ok(history[first_new..]
+        .iter()
+        .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
+        .collect())
+}
+
+/// Whether `payment` shows `refund` applied, by an entry that names it.
+fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attribution {
+    let later = match entries_after_base(refund, payment, claimed) {
+        Ok(later) => later,
+        Err(attribution) => return attribution,
+    };
+    let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
+    let not_before = refund.created_at_ms.saturating_sub(tolerance);
+    later
+        .into_iter()
+        .find(|entry| {
+            entry.amount == refund.amount
+                && same_reason(entry.reason.as_deref(), refund.reason.as_deref())
+                && entry.cancelled_at.saturating_mul(1000) >= not_before
+        })
+        .map_or(Attribution::Absent, |entry| {
+            Attribution::Ours(entry_id(entry).map(str::to_owned))
+        })
+}
+
+/// The entry the refund's own success answer created. The answer names
+/// the refund; the entry is the first new one of its amount (preferring its
+/// reason), or none when the gateway keeps no history but the total shows
+/// exactly this refund on top of its base.
+fn credit_own_answer(
+    refund: &Refund,
+    after: &Payment,
+    claimed: &[&str],
+) -> Result<Option<String>, String> {
+    if after.imp_uid != refund.imp_uid {
+        return Err(format!("for another payment ({})", after.imp_uid));
+    }
+    let expected = refund.base_cancel_amount.checked_add(refund.amount);
+    if after.cancel_history.is_empty() && Some(after.cancel_amount) == expected {
+        return Ok(None);
+    }
+    let later = entries_after_base(refund, after, claimed).map_err(|attribution| match attribution {
+        Attribution::Unexplained(why) => why,
+        _ => "its cancelled total is below the refund's base".to_owned(),
+    })?;
+    let of_amount = || later.iter().filter(|e| e.amount == refund.amount);
+    of_amount()
+        .find(|e| same_reason(e.reason.as_deref(), refund.reason.as_deref()))
+        .or_else(|| of_amount().next())
+        .map(|entry| entry_id(entry).map(str::to_owned))
+        .ok_or_else(|| {
+            let currency = after.currency;
+            format!(
+                "its history shows no cancel of {}",
+                currency.format_major(refund.amount)
+            )
+        })
+}
+
+/// Reasons match when equal once trimmed; a missing and a blank reason are
+/// the same.
+fn same_reason(entry: Option<&str>, ours: Option<&str>) -> bool {
+    fn norm(reason: Option<&str>) -> Option<&str> {
+        reason.map(str::trim).filter(|r| !r.is_empty())
+    }
+    norm(entry) == norm(ours)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,505 @@
+//! The decision, case by case, and as a property over random histories.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::{decide, Context, Evidence, Verdict, ENTRY_CLOCK_TOLERANCE};
+use crate::money::{Amount, Currency};
+use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
+use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, RefundStatus};
+
+const IN_FLIGHT: Duration = Duration::from_secs(100);
+/// When the refund under test began, on the store's clock (ms).
+const BEGAN: i64 = 1_800_000_000_000;
+const REASON: &str = "size exchange";
+
+fn payment(amount: i64, history: &[(i64, &str, i64)]) -> Payment {
+    let cancel_history: Vec<CancelEntry> = history
+        .iter()
+        .enumerate()
+        .map(|(i, (amount, reason, at_ms))| CancelEntry {
+            pg_tid: Some(format!("pg-{i}")),
+            amount: Amount::from_minor(*amount),
+            cancelled_at: at_ms / 1000,
+            reason: Some((*reason).to_owned()),
+            cancellation_id: Some(format!("cxl-{i}")),
+            receipt_url: None,
+        })
+        .collect();
+    Payment {
+        imp_uid: "imp_1".into(),
+        merchant_uid: "ORD-1".into(),
+        pay_method: PayMethod::Card,
+        currency: Currency::Krw,
+        amount: Amount::from_minor(amount),
+        cancel_amount: Amount::from_minor(history.iter().map(|h| h.0).sum()),
+        status: PaymentStatus::Paid,
+        paid_at: 0,
+        cancel_history,
+    }
+}
+
+fn refund(base: i64, amount: i64, state: RefundState) -> Refund {
+    Refund {
+        id: RefundId::from_stored("rf_test"),
+        merchant_uid: "ORD-1".into(),
+        imp_uid: "imp_1".into(),
+        amount: Amount::from_minor(amount),
+        base_cancel_amount: Amount::from_minor(base),
+        checksum: Amount::from_minor(10_000 - base),
+        reason: Some(REASON.into()),
+        idempotency_key: None,
+        fingerprint: "f".into(),
+        refund_account_masked: None,
+        state,
+        created_at_ms: BEGAN,
+        updated_at_ms: BEGAN,
+    }
+}
+
+fn pending(base: i64, amount: i64) -> Refund {
+    refund(base, amount, RefundState::PENDING)
+}
+
+fn at(offset: Duration) -> Context<'static> {
+    Context {
+        now_ms: Some(BEGAN + i64::try_from(offset.as_millis()).unwrap()),
+        in_flight: IN_FLIGHT,
+        claimed: &[],
+    }
+}
+
+fn young() -> Context<'static> {
+    at(Duration::from_secs(10))
+}
+
+fn old() -> Context<'static> {
+    at(IN_FLIGHT)
+}
+
+fn lookup(payment: &Payment) -> Evidence<'_> {
+    Evidence::Lookup {
+        payment: Some(payment),
+        answered: false,
+    }
+}
+
+fn status(verdict: &Verdict) -> Option<RefundStatus> {
+    match verdict {
+        Verdict::Unchanged => None,
+        Verdict::Settle(state) => Some(state.status()),
+    }
+}
+
+fn failure_kind(verdict: &Verdict) -> Option<FailureKind> {
+    match verdict {
+        Verdict::Settle(RefundState::Failed(Failure { kind, .. })) => Some(*kind),
+        _ => None,
+    }
+}
+
+fn succeeded_with(id: &str) -> Verdict {
+    Verdict::Settle(RefundState::Succeeded {
+        cancellation_id: Some(id.to_owned()),
+    })
+}
+
+/// Earlier refunds (the base) plus the given new entries, all dated after
+/// the refund began.
+fn after_base(new: &[(i64, &str)]) -> Payment {
+    let mut history = vec![(1_000, "earlier", BEGAN - 86_400_000)];
+    history.extend(new.iter().map(|(a, r)| (*a, *r, BEGAN + 1_000)));
+    payment(10_000, &history)
+}
+
+#[test]
+fn its_own_success_answer_credits_it_with_its_entry() {
+    let after = after_base(&[(2_000, REASON)]);
+    let verdict = decide(&pending(1_000, 2_000), Evidence::Applied(&after), young());
+    assert_eq!(verdict, succeeded_with("cxl-1"));
+}
+
+#[test]
+fn a_success_answer_without_history_is_credited_by_its_exact_total() {
+    let mut after = payment(10_000, &[]);
+    after.cancel_amount = Amount::from_minor(3_000);
+    let verdict = decide(&pending(1_000, 2_000), Evidence::Applied(&after), young());
+    assert_eq!(
+        verdict,
+        Verdict::Settle(RefundState::Succeeded {
+            cancellation_id: None
+        })
+    );
+}
+
+#[test]
+fn a_success_answer_that_cancelled_another_amount_goes_to_review() {
+    // The gateway cancelled everything instead of 2,000.
+    let after = after_base(&[(9_000, REASON)]);
+    let verdict = decide(&pending(1_000, 2_000), Evidence::Applied(&after), young());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+    let mut other = after_base(&[(2_000, REASON)]);
+    other.imp_uid = "imp_other".into();
+    let verdict = decide(&pending(1_000, 2_000), Evidence::Applied(&other), young());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+}
+
+#[test]
+fn a_refusal_fails_it_unless_the_gateway_shows_it_applied() {
+    let unchanged = after_base(&[]);
+    for after in [None, Some(&unchanged)] {
+        let verdict = decide(
+            &pending(1_000, 2_000),
+            Evidence::Rejected {
+                code: Some("-1"),
+                message: "over the limit",
+                after,
+            },
+            young(),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Settle(RefundState::Failed(Failure {
+                kind: FailureKind::Rejected,
+                code: Some("-1".into()),
+                message: "over the limit".into(),
+            }))
+        );
+    }
+    let applied = after_base(&[(2_000, REASON)]);
+    let verdict = decide(
+        &pending(1_000, 2_000),
+        Evidence::Rejected {
+            code: None,
+            message: "HTTP 400",
+            after: Some(&applied),
+        },
+        young(),
+    );
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+}
+
+#[test]
+fn not_sent_fails_it_and_no_answer_decides_nothing() {
+    let verdict = decide(
+        &pending(0, 2_000),
+        Evidence::NotSent {
+            message: "token endpoint down",
+        },
+        young(),
+    );
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotSent));
+    for context in [young(), old()] {
+        assert_eq!(
+            decide(&pending(0, 2_000), Evidence::NoAnswer, context),
+            Verdict::Unchanged
+        );
+    }
+}
+
+#[test]
+fn an_answered_5xx_is_settled_at_once_by_one_lookup() {
+    let refund = pending(1_000, 2_000);
+    let nothing = after_base(&[]);
+    let answered = |payment| Evidence::Lookup {
+        payment: Some(payment),
+        answered: true,
+    };
+    // Young or not: the gateway answered, so it is not on the wire.
+    let verdict = decide(&refund, answered(&nothing), young());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    let applied = after_base(&[(2_000, REASON)]);
+    assert_eq!(
+        decide(&refund, answered(&applied), young()),
+        succeeded_with("cxl-1")
+    );
+    // Even without a clock (the cancel path reads none).
+    let no_clock = Context {
+        now_ms: None,
+        ..young()
+    };
+    let verdict = decide(&refund, answered(&nothing), no_clock);
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+}
+
+#[test]
+fn a_lookup_while_it_may_be_on_the_wire_only_credits() {
+    let refund = pending(1_000, 2_000);
+    let nothing = after_base(&[]);
+    assert_eq!(decide(&refund, lookup(&nothing), young()), Verdict::Unchanged);
+    let just_before = at(IN_FLIGHT - Duration::from_millis(1));
+    assert_eq!(decide(&refund, lookup(&nothing), just_before), Verdict::Unchanged);
+    let no_clock = Context {
+        now_ms: None,
+        ..old()
+    };
+    assert_eq!(decide(&refund, lookup(&nothing), no_clock), Verdict::Unchanged);
+    let applied = after_base(&[(2_000, REASON)]);
+    assert_eq!(decide(&refund, lookup(&applied), young()), succeeded_with("cxl-1"));
+}
+
+#[test]
+fn past_its_in_flight_bound_no_entry_means_not_applied() {
+    let refund = pending(1_000, 2_000);
+    let nothing = after_base(&[]);
+    let verdict = decide(&refund, lookup(&nothing), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+}
+
+#[test]
+fn an_equal_console_refund_is_never_credited_to_ours() {
+    // Ours timed out; the console refunded the same amount for another item.
+    let refund = pending(1_000, 2_000);
+    let console = after_base(&[(2_000, "damaged item, refunded by phone")]);
+    assert_eq!(decide(&refund, lookup(&console), young()), Verdict::Unchanged);
+    let verdict = decide(&refund, lookup(&console), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // Both applied: ours is credited, the console's stays outside.
+    let both = after_base(&[(2_000, "damaged item"), (2_000, REASON)]);
+    assert_eq!(decide(&refund, lookup(&both), young()), succeeded_with("cxl-2"));
+}
+
+#[test]
+fn entries_its_base_counted_or_dated_long_before_it_are_not_its_own() {
+    // An earlier refund with the same amount and reason is part of the base.
+    let history = [
+        (2_000, REASON, BEGAN - 3_600_000),
+        (2_000, REASON, BEGAN - 60_000),
+    ];
+    let refund = pending(4_000, 2_000);
+    let verdict = decide(&refund, lookup(&payment(10_000, &history)), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // A new entry dated far before the refund began is someone else's...
+    let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap();
+    let backdated = [(2_000, REASON, BEGAN - tolerance - 1_000)];
+    let verdict = decide(&pending(0, 2_000), lookup(&payment(10_000, &backdated)), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // ...but a gateway clock a little behind the store's is tolerated.
+    let skewed = [(2_000, REASON, BEGAN - 30_000)];
+    let verdict = decide(&pending(0, 2_000), lookup(&payment(10_000, &skewed)), old());
+    assert_eq!(verdict, succeeded_with("cxl-0"));
+}
+
+#[test]
+fn entries_credited_to_other_refunds_are_not_its_own() {
+    // R1 failed as not applied; R2 (same amount and reason) then succeeded
+    // with cxl-1. A lookup must not hand R2's entry to R1.
+    let r1 = refund(
+        1_000,
+        2_000,
+        RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
+    );
+    let history = after_base(&[(2_000, REASON)]);
+    let claimed = ["cxl-1"];
+    let context = Context {
+        claimed: &claimed,
+        ..old()
+    };
+    assert_eq!(decide(&r1, lookup(&history), context), Verdict::Unchanged);
+}
+
+#[test]
+fn late_evidence_turns_not_applied_into_succeeded_never_the_reverse() {
+    let not_applied = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    let r = refund(1_000, 2_000, not_applied);
+    let applied = after_base(&[(2_000, REASON)]);
+    assert_eq!(decide(&r, lookup(&applied), old()), succeeded_with("cxl-1"));
+    assert_eq!(decide(&r, Evidence::Applied(&applied), old()), succeeded_with("cxl-1"));
+    let nothing = after_base(&[]);
+    assert_eq!(decide(&r, lookup(&nothing), old()), Verdict::Unchanged);
+    let gone = Evidence::Lookup {
+        payment: None,
+        answered: false,
+    };
+    assert_eq!(decide(&r, gone, old()), Verdict::Unchanged);
+    // Settled in any other way: nothing moves it.
+    let settled = [
+        RefundState::Succeeded {
+            cancellation_id: None,
+        },
+        RefundState::Failed(Failure::new(FailureKind::Rejected, "no")),
+        RefundState::Failed(Failure::new(FailureKind::NotSent, "down")),
+        RefundState::NeedsReview(crate::refund::Review {
+            message: "odd".into(),
+        }),
+    ];
+    for state in settled {
+        let r = refund(1_000, 2_000, state);
+        for evidence in [
+            lookup(&applied),
+            lookup(&nothing),
+            Evidence::Applied(&applied),
+            Evidence::NotSent { message: "x" },
+            Evidence::Rejected {
+                code: None,
+                message: "x",
+                after: None,
+            },
+            gone,
+        ] {
+            assert_eq!(decide(&r, evidence, old()), Verdict::Unchanged);
+        }
+    }
+}
+
+#[test]
+fn what_cannot_be_explained_goes_to_review_once_it_cannot_be_on_the_wire() {
+    let refund = pending(1_000, 2_000);
+    let gone = Evidence::Lookup {
+        payment: None,
+        answered: false,
+    };
+    assert_eq!(decide(&refund, gone, young()), Verdict::Unchanged);
+    assert_eq!(status(&decide(&refund, gone, old())), Some(RefundStatus::NeedsReview));
+    // A history that does not add up to the cancelled total.
+    let mut broken = after_base(&[(500, "x")]);
+    broken.cancel_amount = Amount::from_minor(9_000);
+    assert_eq!(decide(&refund, lookup(&broken), young()), Verdict::Unchanged);
+    assert_eq!(
+        status(&decide(&refund, lookup(&broken), old())),
+        Some(RefundStatus::NeedsReview)
+    );
+    // No point in the history adds up to the refund's base.
+    let jumps = payment(10_000, &[(700, "a", BEGAN), (600, "b", BEGAN)]);
+    assert_eq!(
+        status(&decide(&refund, lookup(&jumps), old())),
+        Some(RefundStatus::NeedsReview)
+    );
+}
+
+#[test]
+fn a_snapshot_older_than_its_base_says_nothing() {
+    let refund = pending(3_000, 2_000);
+    let older = payment(10_000, &[(1_000, "earlier", BEGAN - 1)]);
+    assert_eq!(decide(&refund, lookup(&older), old()), Verdict::Unchanged);
+    let mut other_attempt = after_base(&[(2_000, REASON)]);
+    other_attempt.imp_uid = "imp_other".into();
+    assert_eq!(decide(&refund, lookup(&other_attempt), old()), Verdict::Unchanged);
+}
+
+#[test]
+fn reasons_compare_trimmed_and_blank_is_none() {
+    let mut r = pending(0, 2_000);
+    r.reason = Some("  size exchange ".into());
+    let spaced = payment(10_000, &[(2_000, REASON, BEGAN)]);
+    assert_eq!(decide(&r, lookup(&spaced), old()), succeeded_with("cxl-0"));
+    r.reason = None;
+    let blank = payment(10_000, &[(2_000, "  ", BEGAN)]);
+    assert_eq!(decide(&r, lookup(&blank), old()), succeeded_with("cxl-0"));
+}
+
+/// One random history of a payment: the refunds before ours (the base),
+/// then, in time order, console refunds and maybe ours.
+#[derive(Debug, Clone)]
+struct Story {
+    base: Vec<i64>,
+    ours: i64,
+    /// (offset from BEGAN in ms, amount) of console refunds; some equal ours.
+    console: Vec<(i64, i64)>,
+    /// When ours applied (offset in ms, within the in-flight bound), if it did.
+    applied_at: Option<i64>,
+    /// When the gateway was looked up (offset in ms).
+    looked_at: i64,
+    /// How long before the lookup the store's clock was read (ms).
+    clock_lead: i64,
+    /// Whether the lookup followed an answered 5xx of ours.
+    answered: bool,
+}
+
+fn story() -> impl Strategy<Value = Story> {
+    let bound = i64::try_from(IN_FLIGHT.as_millis()).unwrap();
+    (
+        prop::collection::vec(1..2_000i64, 0..4),
+        1..3_000i64,
+        prop::collection::vec((0..3 * bound, prop::bool::ANY, 1..3_000i64), 0..4),
+        prop::option::of(0..bound),
+        0..3 * bound,
+        0..bound,
+        prop::bool::ANY,
+    )
+        .prop_map(
+            move |(base, ours, console, applied_at, looked_at, clock_lead, answered)| Story {
+                base,
+                ours,
+                console: console
+                    .into_iter()
+                    .map(|(at, equal, amount)| (at, if equal { ours } else { amount }))
+                    .collect(),
+                applied_at,
+                looked_at,
+                clock_lead,
+                // An answered call is over before the lookup, so it applied
+                // (if at all) before the lookup too.
+                answered,
+            },
+        )
+}
+
+impl Story {
+    /// The gateway's payment as the lookup saw it.
+    fn snapshot(&self) -> Payment {
+        let mut history: Vec<(i64, String, i64)> = self
+            .base
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (*a, format!("earlier {i}"), BEGAN - 86_400_000 + i as i64))
+            .collect();
+        let mut later: Vec<(i64, String, i64)> = self
+            .console
+            .iter()
+            .map(|(at, amount)| (*amount, "console".to_owned(), BEGAN + at))
+            .collect();
+        if let Some(at) = self.applied_at_for_lookup() {
+            later.push((self.ours, REASON.to_owned(), BEGAN + at));
+        }
+        later.retain(|(_, _, at)| *at <= BEGAN + self.looked_at);
+        later.sort_by_key(|(_, _, at)| *at);
+        history.extend(later);
+        let entries: Vec<(i64, &str, i64)> = history
+            .iter()
+            .map(|(a, r, t)| (*a, r.as_str(), *t))
+            .collect();
+        payment(1_000_000, &entries)
+    }
+
+    /// An answered call ended before the lookup: it applied before it.
+    fn applied_at_for_lookup(&self) -> Option<i64> {
+        self.applied_at
+            .map(|at| if self.answered { at.min(self.looked_at) } else { at })
+    }
+
+    fn applied_by_lookup(&self) -> bool {
+        self.applied_at_for_lookup()
+            .is_some_and(|at| at <= self.looked_at)
+    }
+}
+
+proptest! {
+    /// Whatever console refunds happen and whenever the gateway is looked
+    /// up: a credit means ours applied, `not_applied` means it never will,
+    /// and a lookup that shows ours credits it.
+    #[test]
+    fn verdicts_follow_the_evidence(story in story()) {
+        let refund = pending(story.base.iter().sum(), story.ours);
+        let snapshot = story.snapshot();
+        // The store's clock is read before the lookup is sent.
+        let now = BEGAN + (story.looked_at - story.clock_lead).max(0);
+        let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[] };
+        let evidence = Evidence::Lookup { payment: Some(&snapshot), answered: story.answered };
+        let verdict = decide(&refund, evidence, context);
+        match &verdict {
+            Verdict::Settle(RefundState::Succeeded { .. }) => {
+                prop_assert!(story.applied_by_lookup(), "credited without applying: {verdict:?}");
+            }
+            Verdict::Settle(RefundState::Failed(f)) => {
+                prop_assert_eq!(f.kind, FailureKind::NotApplied);
+                prop_assert!(story.applied_at.is_none(), "declared not applied but it applies");
+            }
+            Verdict::Settle(other) => prop_assert!(false, "unexpected {other:?}"),
+            Verdict::Unchanged => {
+                prop_assert!(!story.applied_by_lookup(), "a lookup that shows it must credit it");
+            }
+        }
+    }
+}
