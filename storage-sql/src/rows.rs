@@ -5,8 +5,10 @@
 //! (unknown currency or refund status, malformed history) is an error, never
 //! a guess.
 
-use refund_core::Refund;
-use refund_core::{Amount, CancelEntry, Currency, Payment, RefundId, RefundStatus, StoredPayment};
+use refund_core::{
+    Amount, CancelEntry, Currency, Failure, FailureKind, Payment, Refund, RefundId, RefundState,
+    RefundStatus, Review, StoredPayment,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
@@ -66,10 +68,6 @@ impl<DB: Dialect> Columns<'_, DB> {
         DB::int(self.0, column).map_err(SqlStoreError::Database)
     }
 
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, SqlStoreError> {
-        DB::opt_int(self.0, column).map_err(SqlStoreError::Database)
-    }
-
     fn amount(&self, column: &str) -> Result<Amount, SqlStoreError> {
         self.int(column).map(Amount::from_minor)
     }
@@ -116,9 +114,7 @@ pub(crate) fn stored_payment<DB: Dialect>(row: &DB::Row) -> Result<StoredPayment
 /// A `refund_journal` row.
 pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError> {
     let columns = Columns::<DB>(row);
-    let status = columns.text("status")?;
-    let status = RefundStatus::parse(&status)
-        .ok_or_else(|| SqlStoreError::Corrupt(format!("unknown refund status {status:?}")))?;
+    let state = refund_state::<DB>(&columns)?;
     Ok(Refund {
         id: RefundId::from_stored(columns.text("id")?),
         merchant_uid: columns.text("merchant_uid")?,
@@ -130,16 +126,67 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
         idempotency_key: columns.opt_text("idempotency_key")?,
         fingerprint: columns.text("fingerprint")?,
         refund_account_masked: columns.opt_text("refund_account_masked")?,
-        status,
-        gateway_code: columns.opt_int("gateway_code")?,
-        gateway_message: columns.opt_text("gateway_message")?,
+        state,
         created_at_ms: columns.int("created_at_ms")?,
         updated_at_ms: columns.int("updated_at_ms")?,
     })
 }
 
-/// A refund's values in `REFUND_COLUMNS` order, for `insert_refund`.
-pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 15] {
+/// The typed state of a `refund_journal` row.
+fn refund_state<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<RefundState, SqlStoreError> {
+    let status = columns.text("status")?;
+    let status = RefundStatus::parse(&status)
+        .ok_or_else(|| SqlStoreError::Corrupt(format!("unknown refund status {status:?}")))?;
+    let message = || {
+        columns
+            .opt_text("gateway_message")?
+            .ok_or_else(|| SqlStoreError::Corrupt(format!("a {status} refund without a message")))
+    };
+    Ok(match status {
+        RefundStatus::Pending => RefundState::Pending {
+            cancellation_id: columns.opt_text("cancellation_id")?,
+        },
+        RefundStatus::Succeeded => RefundState::Succeeded {
+            cancellation_id: columns.opt_text("cancellation_id")?,
+        },
+        RefundStatus::Failed => {
+            let kind = columns.opt_text("failure_kind")?.unwrap_or_default();
+            let kind = FailureKind::parse(&kind)
+                .ok_or_else(|| SqlStoreError::Corrupt(format!("unknown failure kind {kind:?}")))?;
+            RefundState::Failed(Failure {
+                kind,
+                code: columns.opt_text("failure_code")?,
+                message: message()?,
+            })
+        }
+        RefundStatus::NeedsReview => RefundState::NeedsReview(Review { message: message()? }),
+        other => return Err(SqlStoreError::Corrupt(format!("unknown refund status {other}"))),
+    })
+}
+
+/// A state's columns, for `settle_refund`: status, failure kind, failure
+/// code, message, cancellation id.
+pub(crate) fn state_params(state: &RefundState) -> [Param<'_>; 5] {
+    let (kind, code, message) = match state {
+        RefundState::Failed(failure) => (
+            Some(failure.kind.as_str()),
+            failure.code.as_deref(),
+            Some(failure.message.as_str()),
+        ),
+        RefundState::NeedsReview(review) => (None, None, Some(review.message.as_str())),
+        _ => (None, None, None),
+    };
+    [
+        Param::Text(state.status().as_str()),
+        Param::OptText(kind),
+        Param::OptText(code),
+        Param::OptText(message),
+        Param::OptText(state.cancellation_id()),
+    ]
+}
+
+/// A new refund's values in `NEW_REFUND_COLUMNS` order, for `insert_refund`.
+pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 11] {
     [
         Param::Text(refund.id.as_str()),
         Param::Text(&refund.merchant_uid),
@@ -153,10 +200,6 @@ pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 15] {
         Param::OptText(refund.refund_account_masked.as_deref()),
         // Always recorded as pending: the journal is write-ahead.
         Param::Text(RefundStatus::Pending.as_str()),
-        Param::OptInt(refund.gateway_code),
-        Param::OptText(refund.gateway_message.as_deref()),
-        Param::Int(refund.created_at_ms),
-        Param::Int(refund.updated_at_ms),
     ]
 }
 

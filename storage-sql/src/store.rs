@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    Payment, PaymentStore, Refund, RefundId, RefundOutcome, StoreError, StoredPayment,
+    Payment, PaymentStore, Refund, RefundId, RefundState, RefundStatus, StoreError, StoredPayment,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
@@ -232,6 +232,17 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             }
             .into());
         }
+        if let Some(key) = &refund.idempotency_key {
+            // The same request run again takes the key over from a refund
+            // that changed nothing; any other holder makes the insert below
+            // violate the key's uniqueness.
+            DB::execute(
+                &mut tx,
+                &sql.take_over_key,
+                &[Param::Text(key), Param::Text(&refund.fingerprint)],
+            )
+            .await?;
+        }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
                 tx.rollback().await?;
@@ -246,25 +257,29 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     async fn try_finish_refund(
         &self,
         id: &RefundId,
-        outcome: &RefundOutcome,
+        state: &RefundState,
         snapshot: Option<&Payment>,
-        now_ms: i64,
     ) -> Result<Refund, Abort> {
         let sql = DB::statements();
-        let (code, message) = outcome.gateway_details();
+        let now_ms = refund_core::now_ms();
         let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
-        let settled = DB::execute(
-            &mut tx,
-            &sql.settle_refund,
-            &[
-                Param::Text(outcome.status().as_str()),
-                Param::OptInt(code),
-                Param::OptText(message),
-                Param::Int(now_ms),
+        let [status, kind, code, message, cancellation_id] = rows::state_params(state);
+        let late_success = i64::from(matches!(state, RefundState::Succeeded { .. }));
+        let params = if state.status() == RefundStatus::Pending {
+            // Never "settles" into pending: match no row.
+            [status, kind, code, message, cancellation_id, Param::Text(""), Param::Int(0)]
+        } else {
+            [
+                status,
+                kind,
+                code,
+                message,
+                cancellation_id,
                 Param::Text(id.as_str()),
-            ],
-        )
-        .await?;
+                Param::Int(late_success),
+            ]
+        };
+        let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
         let row =
             DB::fetch_optional(&mut tx, &sql.select_refund, &[Param::Text(id.as_str())]).await?;
         let Some(row) = row else {
@@ -274,7 +289,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let refund = rows::refund::<DB>(&row)?;
         if DB::rows_affected(&settled) == 0 {
             tx.rollback().await?;
-            return Err(StoreError::NotPending(refund.status).into());
+            return Err(StoreError::NotPending(refund.status()).into());
         }
         let merchant_uid = Param::Text(&refund.merchant_uid);
         DB::execute(
@@ -283,7 +298,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             &[Param::Int(now_ms), merchant_uid, Param::Text(id.as_str())],
         )
         .await?;
-        if let RefundOutcome::NeedsReview { .. } = outcome {
+        if let RefundState::NeedsReview(_) = state {
             DB::execute(
                 &mut tx,
                 &sql.hold_payment,
@@ -315,6 +330,17 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
 
 #[async_trait]
 impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        let now = self
+            .read(&DB::statements().now, &[], |row| {
+                DB::int(row, "now_ms").map_err(SqlStoreError::Database)
+            })
+            .await?;
+        now.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::corrupt("the database did not tell the time"))
+    }
+
     async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
         let found = self
             .read(
@@ -337,11 +363,10 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     async fn finish_refund(
         &self,
         id: &RefundId,
-        outcome: &RefundOutcome,
+        state: &RefundState,
         snapshot: Option<&Payment>,
-        now_ms: i64,
     ) -> Result<Refund, StoreError> {
-        self.write(|| self.try_finish_refund(id, outcome, snapshot, now_ms))
+        self.write(|| self.try_finish_refund(id, state, snapshot))
             .await
     }
 
@@ -371,10 +396,14 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         Ok(found.into_iter().next())
     }
 
-    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(
+        &self,
+        merchant_uid: &str,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
         self.read(
             &DB::statements().refunds_of,
-            &[Param::Text(merchant_uid)],
+            &[Param::Text(merchant_uid), Param::Int(i64::from(limit))],
             rows::refund::<DB>,
         )
         .await
@@ -382,12 +411,13 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
 
     async fn stale_pending_refunds(
         &self,
-        created_before_ms: i64,
+        older_than: Duration,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
+        let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
         self.read(
             &DB::statements().stale_pending,
-            &[Param::Int(created_before_ms), Param::Int(i64::from(limit))],
+            &[Param::Int(older_than_ms), Param::Int(i64::from(limit))],
             rows::refund::<DB>,
         )
         .await

@@ -52,6 +52,11 @@ pub trait Dialect: Driver + sealed::Sealed {
     #[doc(hidden)]
     const BINARY_TEXT: bool;
 
+    /// The database server's clock in unix milliseconds, as an SQL
+    /// expression: the store's clock, which decides every time-bound verdict.
+    #[doc(hidden)]
+    const NOW_MS: &'static str;
+
     /// Statements that take and release the migration lock on one
     /// connection, the lock one giving a row with `locked = 1` once held;
     /// `None` where each migration's write transaction is lock enough.
@@ -151,10 +156,17 @@ pub enum Upsert {
 const PAYMENT_COLUMNS: &str = "merchant_uid, imp_uid, pay_method, currency, amount, \
      cancel_amount, status, paid_at, cancel_history, pending_refund_id, on_hold";
 
-/// Columns of a refund, read and written in this order.
+/// Columns of a refund written by `begin_refund`, in bind order; the store's
+/// clock fills `created_at_ms` and `updated_at_ms`.
+const NEW_REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, \
+     checksum, reason, idempotency_key, fingerprint, refund_account_masked, status";
+
+/// Columns of a refund, as read. The state is `status` with, by state:
+/// `cancellation_id` (pending, succeeded); `failure_kind`, `failure_code`
+/// and `gateway_message` (failed); `gateway_message` (needs review).
 const REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, checksum, \
-     reason, idempotency_key, fingerprint, refund_account_masked, status, gateway_code, \
-     gateway_message, created_at_ms, updated_at_ms";
+     reason, idempotency_key, fingerprint, refund_account_masked, status, failure_kind, \
+     failure_code, gateway_message, cancellation_id, created_at_ms, updated_at_ms";
 
 /// Columns a gateway snapshot writes after `merchant_uid`, in bind order.
 /// `cancel_amount` comes last: MySQL evaluates `ON DUPLICATE KEY UPDATE`
@@ -188,6 +200,8 @@ pub struct Statements {
     pub(crate) refund_by_key: String,
     pub(crate) refunds_of: String,
     pub(crate) stale_pending: String,
+    pub(crate) now: String,
+    pub(crate) take_over_key: String,
     pub(crate) ping: String,
     pub(crate) applied_migrations: String,
     pub(crate) migration_checksum: String,
@@ -195,13 +209,14 @@ pub struct Statements {
 }
 
 impl Statements {
-    /// Renders the shared statement text for a dialect.
-    pub(crate) fn new(placeholder: Placeholder, upsert: Upsert) -> Self {
+    /// Renders the shared statement text for a dialect whose clock reads
+    /// `now_ms`.
+    pub(crate) fn new(placeholder: Placeholder, upsert: Upsert, now_ms: &str) -> Self {
         let render = |sql: String| match placeholder {
             Placeholder::Question => sql,
             Placeholder::Numbered => numbered_placeholders(&sql),
         };
-        let refund_values = vec!["?"; REFUND_COLUMNS.split(',').count()].join(", ");
+        let refund_values = vec!["?"; NEW_REFUND_COLUMNS.split(',').count()].join(", ");
         Statements {
             select_payment: render(format!(
                 "SELECT {PAYMENT_COLUMNS} FROM refund_payments WHERE merchant_uid = ?"
@@ -231,16 +246,27 @@ impl Statements {
                     .to_owned(),
             ),
             insert_refund: render(format!(
-                "INSERT INTO refund_journal ({REFUND_COLUMNS}) VALUES ({refund_values})"
+                "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
+                 VALUES ({refund_values}, {now_ms}, {now_ms})"
             )),
-            // Settles a refund only while it is pending: a second settlement
-            // matches no row.
-            settle_refund: render(
-                "UPDATE refund_journal \
-                 SET status = ?, gateway_code = ?, gateway_message = ?, updated_at_ms = ? \
-                 WHERE id = ? AND status = 'pending'"
+            // The same request run again takes the key over from a refund
+            // that provably changed nothing (failed, not sent or not applied).
+            take_over_key: render(
+                "UPDATE refund_journal SET idempotency_key = NULL \
+                 WHERE idempotency_key = ? AND fingerprint = ? AND status = 'failed' \
+                 AND failure_kind IN ('not_sent', 'not_applied')"
                     .to_owned(),
             ),
+            // Settles a refund only while it is pending, or (late evidence)
+            // turns a not-applied failure into a success: a second
+            // settlement matches no row.
+            settle_refund: render(format!(
+                "UPDATE refund_journal \
+                 SET status = ?, failure_kind = ?, failure_code = ?, gateway_message = ?, \
+                 cancellation_id = ?, updated_at_ms = {now_ms} \
+                 WHERE id = ? AND (status = 'pending' \
+                 OR (? = 1 AND status = 'failed' AND failure_kind = 'not_applied'))"
+            )),
             select_refund: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE id = ?"
             )),
@@ -249,13 +275,14 @@ impl Statements {
             )),
             refunds_of: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE merchant_uid = ? \
-                 ORDER BY created_at_ms DESC, id DESC"
+                 ORDER BY created_at_ms DESC, id DESC LIMIT ?"
             )),
             stale_pending: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal \
-                 WHERE status = 'pending' AND created_at_ms < ? \
+                 WHERE status = 'pending' AND created_at_ms < {now_ms} - ? \
                  ORDER BY created_at_ms, id LIMIT ?"
             )),
+            now: format!("SELECT {now_ms} AS now_ms"),
             ping: "SELECT 1".to_owned(),
             applied_migrations: "SELECT version, description, checksum, applied_at_ms \
                  FROM refund_schema_migrations ORDER BY version"
@@ -342,8 +369,8 @@ mod tests {
 
     #[test]
     fn every_parameter_has_a_placeholder() {
-        let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict);
-        assert!(statements.insert_refund.ends_with("$15)"));
+        let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict, "now()");
+        assert!(statements.insert_refund.ends_with("$11, now(), now())"));
         assert!(statements.upsert_payment.contains("$10)"));
         assert!(!statements.upsert_payment.contains("$11"));
     }

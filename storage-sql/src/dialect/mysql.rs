@@ -30,6 +30,7 @@ impl Dialect for MySql {
     // rely on; deadlocks are retried.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BINARY_TEXT: bool = true;
+    const NOW_MS: &'static str = "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)";
     // Named locks are server-wide: the name includes the database so that
     // databases on one server do not wait on each other.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
@@ -38,12 +39,12 @@ impl Dialect for MySql {
     ));
 
     fn migrations() -> &'static [Migration] {
-        migrations!("mysql", "0001_init")
+        migrations!("mysql", "0001_init", "0002_typed_state")
     }
 
     fn statements() -> &'static Statements {
         static STATEMENTS: LazyLock<Statements> =
-            LazyLock::new(|| Statements::new(MySql::PLACEHOLDER, MySql::UPSERT));
+            LazyLock::new(|| Statements::new(MySql::PLACEHOLDER, MySql::UPSERT, MySql::NOW_MS));
         &STATEMENTS
     }
 

@@ -25,6 +25,7 @@ impl Dialect for Postgres {
     // PostgreSQL re-checks against the latest row after waiting on its lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BINARY_TEXT: bool = false;
+    const NOW_MS: &'static str = "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
     // A session-level advisory lock, per database; the key is the first
     // eight bytes of SHA-256("refund_schema_migrations"), big-endian, signed.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
@@ -33,12 +34,12 @@ impl Dialect for Postgres {
     ));
 
     fn migrations() -> &'static [Migration] {
-        migrations!("postgres", "0001_init")
+        migrations!("postgres", "0001_init", "0002_typed_state")
     }
 
     fn statements() -> &'static Statements {
         static STATEMENTS: LazyLock<Statements> =
-            LazyLock::new(|| Statements::new(Postgres::PLACEHOLDER, Postgres::UPSERT));
+            LazyLock::new(|| Statements::new(Postgres::PLACEHOLDER, Postgres::UPSERT, Postgres::NOW_MS));
         &STATEMENTS
     }
 

@@ -34,17 +34,19 @@ impl Dialect for Sqlite {
     // instead of failing with SQLITE_BUSY when they first write.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BINARY_TEXT: bool = false;
+    // The process's clock, to the millisecond (SQLite has no server).
+    const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
     // Each migration runs in its own BEGIN IMMEDIATE transaction and checks
     // again inside it whether it was applied meanwhile.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = None;
 
     fn migrations() -> &'static [Migration] {
-        migrations!("sqlite", "0001_init")
+        migrations!("sqlite", "0001_init", "0002_typed_state")
     }
 
     fn statements() -> &'static Statements {
         static STATEMENTS: LazyLock<Statements> =
-            LazyLock::new(|| Statements::new(Sqlite::PLACEHOLDER, Sqlite::UPSERT));
+            LazyLock::new(|| Statements::new(Sqlite::PLACEHOLDER, Sqlite::UPSERT, Sqlite::NOW_MS));
         &STATEMENTS
     }
 

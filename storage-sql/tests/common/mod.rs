@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use std::sync::Arc;
 
 use refund_core::testkit::{paid_payment, pending_refund, unique};
-use refund_core::{Currency, PaymentStore, RefundOutcome, StoreError};
+use refund_core::testkit::failed;
+use refund_core::{Currency, FailureKind, PaymentStore, RefundState, StoreError};
 use sqlx::pool::PoolOptions;
 use sqlx::{Database, Executor, FromRow, IntoArguments, Pool};
 use storage_sql::{Dialect, MigrationError, SqlPaymentStore, SqlStoreError, MIGRATIONS_TABLE};
@@ -462,10 +463,7 @@ pub async fn ids_differing_in_case_or_trailing_space_are_distinct<B: Backend>(ba
     }
 
     let payment = store.payment(&base).await.unwrap().unwrap().payment;
-    let failed = RefundOutcome::Failed {
-        code: Some(-1),
-        message: "no".into(),
-    };
+    let failed = failed(FailureKind::Rejected, Some(-1), "no");
     let keys = [
         format!("Order-42/{base}"),
         format!("order-42/{base}"),
@@ -475,12 +473,113 @@ pub async fn ids_differing_in_case_or_trailing_space_are_distinct<B: Backend>(ba
         let refund = pending_refund(&payment, 10, Some(key));
         store.begin_refund(&refund).await.unwrap();
         store
-            .finish_refund(&refund.id, &failed, None, 1)
+            .finish_refund(&refund.id, &failed, None)
             .await
             .unwrap();
         let found = store.refund_by_idempotency_key(key).await.unwrap().unwrap();
         assert_eq!(found.id, refund.id, "{key:?}");
     }
+}
+
+/// The typed-state migration maps the first schema's rows: a failure with
+/// i'mport's code is a rejection (its code kept, as text), one without is
+/// `not_applied`; other states carry over.
+pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend: &B) {
+    use sqlx::Database as _;
+    let dialect = match B::Db::NAME {
+        "SQLite" => "sqlite",
+        "PostgreSQL" => "postgres",
+        _ => "mysql",
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+    let init = std::fs::read_to_string(dir.join("0001_init.sql")).unwrap();
+    backend.exec(&init).await.unwrap();
+    let payment = unique("legacy");
+    backend
+        .exec(&format!(
+            "INSERT INTO refund_payments (merchant_uid, imp_uid, pay_method, currency, amount, \
+             cancel_amount, status, paid_at, cancel_history, updated_at_ms) \
+             VALUES ('{payment}', 'imp_legacy', 'card', 'KRW', 10000, 1000, 'paid', 1, '[]', 1)"
+        ))
+        .await
+        .unwrap();
+    let rows = [
+        ("rf_rejected", "'failed'", "-1", "'refused'"),
+        ("rf_unknown", "'failed'", "NULL", "'the gateway never applied this refund'"),
+        ("rf_done", "'succeeded'", "NULL", "NULL"),
+        ("rf_review", "'needs_review'", "NULL", "'numbers do not add up'"),
+        ("rf_open", "'pending'", "NULL", "NULL"),
+    ];
+    for (id, status, code, message) in rows {
+        backend
+            .exec(&format!(
+                "INSERT INTO refund_journal (id, merchant_uid, imp_uid, amount, \
+                 base_cancel_amount, checksum, reason, idempotency_key, fingerprint, \
+                 refund_account_masked, status, gateway_code, gateway_message, created_at_ms, \
+                 updated_at_ms) VALUES ('{id}', '{payment}', 'imp_legacy', 1000, 0, 10000, \
+                 'r', NULL, 'f', NULL, {status}, {code}, {message}, 1, 1)"
+            ))
+            .await
+            .unwrap();
+    }
+    // Recorded as applied, the way the first release left it.
+    let checksum: String = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(init.replace("\r\n", "\n").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    backend
+        .exec(
+            "CREATE TABLE refund_schema_migrations (version BIGINT PRIMARY KEY, \
+             description VARCHAR(255) NOT NULL, checksum VARCHAR(64) NOT NULL, \
+             applied_at_ms BIGINT NOT NULL)",
+        )
+        .await
+        .unwrap();
+    backend
+        .exec(&format!(
+            "INSERT INTO refund_schema_migrations VALUES (1, 'init', '{checksum}', 1)"
+        ))
+        .await
+        .unwrap();
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let state = |id: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .refund(&refund_core::RefundId::from_stored(id))
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+        }
+    };
+    assert_eq!(
+        state("rf_rejected").await,
+        failed(FailureKind::Rejected, Some("-1"), "refused")
+    );
+    assert_eq!(
+        state("rf_unknown").await,
+        failed(
+            FailureKind::NotApplied,
+            None::<String>,
+            "the gateway never applied this refund"
+        )
+    );
+    assert_eq!(
+        state("rf_done").await,
+        RefundState::Succeeded {
+            cancellation_id: None
+        }
+    );
+    assert_eq!(
+        state("rf_review").await,
+        refund_core::testkit::review("numbers do not add up")
+    );
+    assert_eq!(state("rf_open").await, RefundState::PENDING);
 }
 
 /// A closed pool is reported as unavailable (HTTP 503), not as a bug.
@@ -524,6 +623,7 @@ macro_rules! backend_tests {
             corrupt_rows_are_errors,
             ids_differing_in_case_or_trailing_space_are_distinct,
             a_closed_pool_is_unavailable,
+            the_typed_state_migration_maps_existing_refunds,
         );
     };
     (@cases $backend:ty; $($case:ident),* $(,)?) => {
