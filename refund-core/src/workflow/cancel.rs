@@ -6,6 +6,7 @@ use super::{duration_ms, RefundService};
 use crate::clock::now_ms;
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
+use crate::masking::mask_gateway_message;
 use crate::payment::{PayMethod, Payment, PaymentStatus, StoredPayment};
 use crate::refund::{
     validate_idempotency_key, CancelRequest, Refund, RefundId, RefundOutcome, RefundStatus,
@@ -196,6 +197,9 @@ impl RefundService {
         let answer = match self.gateway.cancel(&command).await {
             Ok(after) => self.record_success(&refund, after).await,
             Err(GatewayError::Rejected { code, message }) => {
+                // A PG may echo the refund account, holder or phone we sent:
+                // masked here, before the message is logged, stored or answered.
+                let message = mask_gateway_message(&message, command.account.as_ref());
                 tracing::warn!(refund_id = %refund.id, ?code, "i'mport refused the refund");
                 self.record_rejection(&refund, code, message).await
             }
