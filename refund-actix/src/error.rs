@@ -25,8 +25,9 @@ pub(crate) struct ApiError {
     message: String,
     gateway_message: Option<String>,
     allow: Option<Method>,
-    /// The authorizer's `WWW-Authenticate` challenge, for a 401.
-    challenge: Option<HeaderValue>,
+    /// The authorizer's `WWW-Authenticate` challenge, for a 401 (boxed:
+    /// rare, and it would double the size of every error result).
+    challenge: Option<Box<HeaderValue>>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +59,7 @@ impl ApiError {
     /// `challenge` is its `WWW-Authenticate` value, if it has one.
     pub(crate) fn unauthorized(challenge: Option<HeaderValue>) -> Self {
         ApiError {
-            challenge,
+            challenge: challenge.map(Box::new),
             ..Self::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -208,7 +209,7 @@ impl ResponseError for ApiError {
             }
         }
         if let Some(challenge) = &self.challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge.clone()));
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::clone(challenge)));
         }
         response.json(ErrorBody {
             code: self.code,
