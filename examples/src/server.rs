@@ -235,12 +235,14 @@ fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// 200 when the store answers, 503 otherwise.
+/// 200 when the store answers and accepts writes (`PaymentStore::ping`
+/// probes a write), 503 otherwise: a read-only database cannot take
+/// refunds, so the instance must leave the load balancer.
 async fn healthz(store: web::Data<Arc<dyn PaymentStore>>) -> HttpResponse {
     match store.ping().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
         Err(error) => {
-            tracing::warn!(%error, "health check: store unreachable");
+            tracing::warn!(%error, "health check: store unreachable or not writable");
             HttpResponse::ServiceUnavailable()
                 .json(serde_json::json!({"status": "storage_unavailable"}))
         }

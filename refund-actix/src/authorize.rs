@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpRequest;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -18,7 +18,15 @@ use subtle::ConstantTimeEq;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action<'a> {
-    /// `POST {prefix}/cancel`: refund (part of) the payment.
+    /// `POST {prefix}/cancel`, asked before the body is read: may this
+    /// caller refund at all? The order is not known yet (it is in the body,
+    /// which is not trusted, or even read, before the caller is), so an
+    /// unauthenticated caller gets 401 whatever it sent. A policy that
+    /// decides per order allows this and decides on the
+    /// [`Action::Cancel`] that follows once the body is valid.
+    CancelAttempt,
+    /// `POST {prefix}/cancel` with a valid body: refund (part of) the
+    /// payment. Always preceded by an allowed [`Action::CancelAttempt`].
     Cancel {
         /// The order to refund, from the request body.
         merchant_uid: &'a str,
@@ -37,19 +45,21 @@ pub enum Action<'a> {
 }
 
 impl Action<'_> {
-    /// The order the action concerns.
+    /// The order the action concerns; empty for [`Action::CancelAttempt`],
+    /// which is asked before the order is known (no order id is empty).
     pub fn merchant_uid(&self) -> &str {
         match self {
+            Action::CancelAttempt => "",
             Action::Cancel { merchant_uid }
             | Action::View { merchant_uid }
             | Action::Sync { merchant_uid } => merchant_uid,
         }
     }
 
-    /// A short name for logs: `cancel`, `view` or `sync`.
+    /// A short name for logs: `cancel` (both cancel actions), `view` or `sync`.
     pub fn name(&self) -> &'static str {
         match self {
-            Action::Cancel { .. } => "cancel",
+            Action::CancelAttempt | Action::Cancel { .. } => "cancel",
             Action::View { .. } => "view",
             Action::Sync { .. } => "sync",
         }
@@ -71,10 +81,12 @@ pub enum Decision {
 /// webhook.
 ///
 /// It sees the whole request (headers, cookies, peer address, extensions
-/// set by the host's middleware such as a session) and the [`Action`].
-/// Malformed bodies are refused (400, 413, 415) before it runs, because a
-/// cancel's order comes from the body; nothing reaches the store or the
-/// gateway before it allows the request.
+/// set by the host's middleware such as a session) and the [`Action`]. It
+/// runs before the body is read: a cancel asks it twice, first
+/// [`Action::CancelAttempt`] (so an unauthenticated caller gets 401 whatever
+/// its body: malformed, of another content type or oversized), then, once
+/// the body is valid, [`Action::Cancel`] with the order. Nothing reaches
+/// the store or the gateway before it allows the request.
 ///
 /// ```
 /// use actix_web::HttpRequest;
@@ -101,6 +113,14 @@ pub enum Decision {
 pub trait Authorizer: Send + Sync + 'static {
     /// Decides whether `request` may perform `action`.
     async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Decision;
+
+    /// The `WWW-Authenticate` challenge sent with a 401
+    /// [`Decision::Unauthorized`] answer: the scheme the caller should
+    /// authenticate with (e.g. `Bearer`). `None`, the default, sends no
+    /// challenge (a cookie session has no scheme to name).
+    fn challenge(&self) -> Option<HeaderValue> {
+        None
+    }
 }
 
 /// Allows any action to a caller presenting one admin token as
@@ -149,6 +169,11 @@ impl Authorizer for BearerTokenAuthorizer {
             Some(token) if self.accepts(token) => Decision::Allow,
             _ => Decision::Unauthorized,
         }
+    }
+
+    /// `Bearer`, as RFC 6750 has a 401 name the scheme it wants.
+    fn challenge(&self) -> Option<HeaderValue> {
+        Some(HeaderValue::from_static("Bearer"))
     }
 }
 

@@ -25,6 +25,9 @@ pub(crate) struct ApiError {
     message: String,
     gateway_message: Option<String>,
     allow: Option<Method>,
+    /// The authorizer's `WWW-Authenticate` challenge, for a 401 (boxed:
+    /// rare, and it would double the size of every error result).
+    challenge: Option<Box<HeaderValue>>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +46,7 @@ impl ApiError {
             message: message.into(),
             gateway_message: None,
             allow: None,
+            challenge: None,
         }
     }
 
@@ -51,13 +55,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
-    /// `401 unauthorized`: the authorizer did not recognize the caller.
-    pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "authentication is required",
-        )
+    /// `401 unauthorized`: the authorizer did not recognize the caller;
+    /// `challenge` is its `WWW-Authenticate` value, if it has one.
+    pub(crate) fn unauthorized(challenge: Option<HeaderValue>) -> Self {
+        ApiError {
+            challenge: challenge.map(Box::new),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "authentication is required",
+            )
+        }
     }
 
     /// `403 forbidden`: a known caller, or a webhook source, that may not do this.
@@ -142,6 +150,10 @@ impl ApiError {
         let path = error.path().to_string();
         let message = if let Some(missing) = missing_field(&text) {
             missing
+        } else if let Some(unknown) = unknown_field(&text) {
+            unknown
+        } else if let Some(duplicate) = duplicate_field(&text) {
+            duplicate
         } else if path == "." {
             "the body must be a JSON object".to_owned()
         } else {
@@ -196,6 +208,9 @@ impl ResponseError for ApiError {
                 response.insert_header((header::ALLOW, value));
             }
         }
+        if let Some(challenge) = &self.challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::clone(challenge)));
+        }
         response.json(ErrorBody {
             code: self.code,
             message: &self.message,
@@ -236,6 +251,44 @@ fn missing_field(serde_message: &str) -> Option<String> {
         .split('`')
         .next()?;
     Some(format!("missing field `{field}`"))
+}
+
+/// serde's "unknown field `NAME`, expected one of `a`, `b`" message (from
+/// `deny_unknown_fields`). The list after "expected" is our own field names;
+/// NAME is the client's, so it is repeated only when it looks like a field
+/// name (a short identifier without a long number in it), never when it
+/// could be data such as an account number used as a key.
+fn unknown_field(serde_message: &str) -> Option<String> {
+    let rest = serde_message.strip_prefix("unknown field `")?;
+    let (name, expected) = rest.rsplit_once("`, expected ")?;
+    let expected = expected
+        .rsplit_once(" at line ")
+        .map_or(expected, |(what, _)| what);
+    Some(if is_plain_field_name(name) {
+        format!("unknown field `{name}`: expected {expected}")
+    } else {
+        format!("unknown field (its name is not repeated): expected {expected}")
+    })
+}
+
+/// True for names safe to repeat in an answer and a log line: 1 to 64
+/// ASCII letters, digits, `_`, `-` or `.`, with no run of 4 or more digits.
+fn is_plain_field_name(name: &str) -> bool {
+    let mut digits = 0;
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| {
+            digits = if b.is_ascii_digit() { digits + 1 } else { 0 };
+            digits < 4 && (b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        })
+}
+
+/// serde's "duplicate field `name`": only our own fields are reported so.
+fn duplicate_field(serde_message: &str) -> Option<String> {
+    let field = serde_message
+        .strip_prefix("duplicate field `")?
+        .split('`')
+        .next()?;
+    Some(format!("duplicate field `{field}`"))
 }
 
 /// The "expected ..." part of serde's "invalid type: VALUE, expected WHAT"

@@ -57,7 +57,7 @@
 //! # Routes
 //! | route | answer |
 //! |---|---|
-//! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}`, optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
+//! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}` (any other field is refused with 400 `invalid_request` naming it), optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
 //! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds` |
 //! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway (and lifts a review hold), then the view |
 //! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
@@ -76,6 +76,9 @@
 //! `not_refundable` (422), `gateway_rejected`, `gateway_error` (502),
 //! `storage_unavailable` (503). Routing mistakes under the prefix answer
 //! `not_found` (404) and `method_not_allowed` (405) in the same shape.
+//! The authorizer is asked before any body is read, so an unauthenticated
+//! request gets 401 (with the authorizer's `WWW-Authenticate` challenge,
+//! `Bearer` for [`BearerTokenAuthorizer`]) whatever it sent.
 //! Bad input is never a 500; an `internal_error` (500) says nothing more
 //! and its cause is logged. Messages never repeat client values, tokens or
 //! account numbers.

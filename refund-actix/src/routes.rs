@@ -9,7 +9,7 @@
 //! [`RefundService`]: refund_core::RefundService
 
 use actix_web::http::header::HeaderName;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use refund_core::{CancelOutcome, CancelRequest, RefundView};
 use serde::{Deserialize, Serialize};
 
@@ -25,13 +25,24 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// `POST {prefix}/cancel`: 200 with the payment view when refunded, 202
 /// `refund_pending` when the gateway's answer is unknown.
-#[tracing::instrument(skip_all, fields(merchant_uid = ?body.0.merchant_uid, refund_id))]
+///
+/// The caller is authorized before the body is read: an unauthenticated
+/// request gets 401 whatever its body, and an anonymous client learns
+/// nothing from our body checks. The body is read afterwards (same
+/// `JsonConfig`: content type, size, syntax) and the order asked about.
+#[tracing::instrument(skip_all, fields(merchant_uid, refund_id))]
 pub(crate) async fn cancel(
     req: HttpRequest,
     state: web::Data<ScopeState>,
-    body: JsonBody<CancelRequest>,
-) -> Answer {
-    let request = body.0;
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    state.authorize(&req, Action::CancelAttempt).await?;
+    // Already our JSON error answer (400, 413, 415) when it fails.
+    let request = JsonBody::<CancelRequest>::from_request(&req, &mut payload.into_inner())
+        .await?
+        .0;
+    let span = tracing::Span::current();
+    span.record("merchant_uid", tracing::field::debug(&request.merchant_uid));
     let action = Action::Cancel {
         merchant_uid: &request.merchant_uid,
     };
@@ -41,8 +52,12 @@ pub(crate) async fn cancel(
         .headers()
         .get(IDEMPOTENCY_KEY)
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-    let span = tracing::Span::current();
-    match state.service.cancel(request, key.as_deref()).await? {
+    match state
+        .service
+        .cancel(request, key.as_deref())
+        .await
+        .map_err(ApiError::from)?
+    {
         CancelOutcome::Refunded(view) => {
             if let Some(refund) = &view.refund {
                 span.record("refund_id", tracing::field::display(&refund.id));

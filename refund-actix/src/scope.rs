@@ -204,7 +204,7 @@ impl ScopeState {
                     action = action.name(),
                     "refund route: caller not authenticated"
                 );
-                Err(ApiError::unauthorized())
+                Err(ApiError::unauthorized(self.authorizer.challenge()))
             }
             Decision::Forbidden => {
                 tracing::info!(action = action.name(), "refund route: caller not allowed");

@@ -115,9 +115,19 @@ async fn the_merchant_policy_decides_per_action_and_order() {
     assert_eq!(reply.ok()["cancel_amount"], 1000);
     assert_eq!(env.cancels_attempted(), 1);
 
+    // A cancel asks before its body is read (no order yet), then with the
+    // order once the body is valid; refused callers never get that far.
+    let with_order = |action: &str| format!("{action}:{uid}");
     assert_eq!(
         *asked.lock().unwrap(),
-        ["view", "cancel", "sync", "cancel", "cancel"].map(|action| format!("{action}:{uid}"))
+        [
+            with_order("view"),
+            "cancel:".to_owned(),
+            with_order("sync"),
+            "cancel:".to_owned(),
+            "cancel:".to_owned(),
+            with_order("cancel"),
+        ]
     );
 }
 

@@ -47,6 +47,7 @@
 mod clock;
 mod error;
 mod gateway;
+mod masking;
 pub mod memory;
 mod money;
 mod payment;
@@ -64,6 +65,7 @@ pub use gateway::{
     CancelCommand, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentGateway,
     Secret,
 };
+pub use masking::mask_gateway_message;
 pub use memory::{MemoryPaymentStore, MemoryTokenCache};
 pub use money::{Amount, AmountError, Currency, DecimalText};
 pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment};

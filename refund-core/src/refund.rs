@@ -289,8 +289,11 @@ impl Refund {
 
 /// The body of `POST /cancel`: the seed guide's request, unchanged.
 ///
-/// Amounts stay verbatim text until the payment's currency is known.
+/// Amounts stay verbatim text until the payment's currency is known. Any
+/// other field is an error: a misspelled or foreign amount field (`amount`,
+/// `cancel_request_ammount`) ignored would read as "the whole balance".
 #[derive(Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct CancelRequest {
     /// The order to refund.
     pub merchant_uid: String,

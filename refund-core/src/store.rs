@@ -41,7 +41,8 @@ pub enum StoreError {
     /// pending (someone settled it first), and its state is final.
     #[error("refund is already {0}")]
     NotPending(RefundStatus),
-    /// The backend cannot be reached: nothing was read or written.
+    /// The backend cannot be reached, or cannot take writes now (read-only
+    /// database or transaction): nothing was written.
     #[error("storage unavailable")]
     Unavailable(#[source] BoxError),
     /// Anything else the backend reported (schema, corrupt rows, ...).
@@ -163,6 +164,12 @@ pub trait PaymentStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError>;
 
-    /// Checks that the backend answers (for health checks).
+    /// Checks that the backend answers **and accepts writes** (for health
+    /// checks): a database that can be read but not written (read-only
+    /// file or mode, a read-only transaction default, a demoted primary)
+    /// cannot take refunds, so it fails the check with
+    /// [`StoreError::Unavailable`], the error every write then reports
+    /// too. Cheap: a probe write that changes nothing (or one tiny row),
+    /// never a scan.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -486,9 +486,13 @@ impl PaymentStore for MongoPaymentStore {
         Ok(refunds)
     }
 
+    /// A write that matches no document (no order id is empty), so it
+    /// changes nothing: unlike the `ping` command it fails where refunds
+    /// would, e.g. on a secondary or a primary stepping down
+    /// (`NotWritablePrimary`: unavailable).
     async fn ping(&self) -> Result<(), StoreError> {
-        self.database
-            .run_command(doc! { "ping": 1 })
+        self.payments
+            .update_one(doc! { "_id": "" }, doc! { "$set": { "write_probe": true } })
             .await
             .map_err(store_error("ping"))?;
         Ok(())

@@ -425,7 +425,7 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.connection().await?;
-        DB::execute(&mut conn, &DB::statements().ping, &[])
+        DB::execute(&mut conn, &DB::statements().ping, &[Param::Text("")])
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
         Ok(())

@@ -6,11 +6,14 @@
 
 mod common;
 
-use sqlx::MySql;
+use refund_core::testkit::{paid_payment, unique};
+use refund_core::{Currency, PaymentStore};
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::{Executor, MySql};
 use storage_sql::{MySqlPaymentStore, SqlStoreError};
 use tokio::sync::OnceCell;
 
-use common::{Server, ServerBackend};
+use common::{Backend, Server, ServerBackend};
 
 struct MySqlServer;
 
@@ -50,4 +53,35 @@ async fn an_unreachable_server_is_unavailable() {
         .await
         .unwrap_err();
     assert!(matches!(error, SqlStoreError::Unavailable(_)), "{error:?}");
+}
+
+/// Sessions in read-only transaction mode (`SET SESSION TRANSACTION READ
+/// ONLY`; MySQL's error 1792) are unavailable for writes and fail the
+/// health ping. The server-wide `read_only` (error 1290, classified the
+/// same way) is not toggled here: the server is shared with other tests,
+/// and it does not bind the root account these tests use.
+#[tokio::test]
+async fn a_read_only_session_is_unavailable() {
+    let backend = crate::or_skip!(MySqlBackend::fresh()).await;
+    let writable = backend.store().await;
+    writable.migrate().await.unwrap();
+    let payment = paid_payment(&unique("read-only"), 10_000, Currency::Krw);
+    writable.apply_snapshot(&payment).await.unwrap();
+    writable.ping().await.unwrap();
+
+    let pool = MySqlPoolOptions::new()
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                conn.execute("SET SESSION TRANSACTION READ ONLY").await?;
+                Ok(())
+            })
+        })
+        .connect(&backend.url())
+        .await
+        .unwrap();
+    let read_only = MySqlPaymentStore::new(pool);
+    common::assert_read_only_is_unavailable(&read_only, &payment).await;
+    read_only.pool().close().await;
+    writable.pool().close().await;
+    backend.drop_database().await;
 }

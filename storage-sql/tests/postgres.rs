@@ -122,3 +122,27 @@ async fn serialization_failures_are_retried() {
     plain.pool().close().await;
     backend.drop_database().await;
 }
+
+/// A database whose sessions default to read-only transactions (as after
+/// `ALTER DATABASE ... SET default_transaction_read_only = on`, or on a
+/// standby) is unavailable for writes and fails the health ping; the same
+/// database writable passes it.
+#[tokio::test]
+async fn a_read_only_database_is_unavailable() {
+    let backend = crate::or_skip!(PostgresBackend::fresh()).await;
+    let writable = backend.store().await;
+    writable.migrate().await.unwrap();
+    let payment = paid_payment(&unique("read-only"), 10_000, Currency::Krw);
+    writable.apply_snapshot(&payment).await.unwrap();
+    writable.ping().await.unwrap();
+
+    let read_only = PgConnectOptions::from_str(&backend.url())
+        .unwrap()
+        .options([("default_transaction_read_only", "on")]);
+    let read_only =
+        PgPaymentStore::new(PgPoolOptions::new().connect_with(read_only).await.unwrap());
+    common::assert_read_only_is_unavailable(&read_only, &payment).await;
+    read_only.pool().close().await;
+    writable.pool().close().await;
+    backend.drop_database().await;
+}

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use refund_core::testkit::{paid_payment, unique};
+use refund_core::Payment;
 use refund_core::{Currency, PaymentStore, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{Executor, Sqlite, SqlitePool};
@@ -164,4 +165,107 @@ async fn open_refuses_schemes_it_was_not_built_for() {
     };
     assert!(matches!(error, SqlStoreError::UnsupportedScheme(ref s) if s == "mongodb"));
     assert!(!error.to_string().contains("secret"));
+}
+
+/// A migrated database file holding one payment, with every pool closed.
+async fn seeded_file() -> (SqliteBackend, Payment) {
+    let backend = SqliteBackend::fresh().await.unwrap();
+    let writable = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
+    writable.migrate().await.unwrap();
+    let payment = paid_payment(&unique("read-only"), 10_000, Currency::Krw);
+    writable.apply_snapshot(&payment).await.unwrap();
+    writable.ping().await.unwrap();
+    writable.pool().close().await;
+    (backend, payment)
+}
+
+/// A database opened read-only (`?mode=ro`) reads but refuses writes with
+/// SQLITE_READONLY: unavailable (503), never a backend error (500), and
+/// the health ping fails.
+#[tokio::test]
+async fn a_database_opened_read_only_is_unavailable() {
+    let (backend, payment) = seeded_file().await;
+    let url = format!("{}?mode=ro", backend.url());
+    let read_only = SqlitePaymentStore::connect(&url).await.unwrap();
+    read_only
+        .migrate()
+        .await
+        .expect("a migrated schema needs no write");
+    common::assert_read_only_is_unavailable(&read_only, &payment).await;
+    read_only.pool().close().await;
+    backend.drop_database().await;
+}
+
+/// A database file the process may not write (its permissions, or, for
+/// root, whom permissions do not bind, the immutable attribute) behaves
+/// like one opened read-only.
+#[tokio::test]
+async fn a_read_only_database_file_is_unavailable() {
+    let (backend, payment) = seeded_file().await;
+    let file = backend.dir.join("refunds.db");
+    let Some(guard) = ReadOnlyFile::make(&file) else {
+        let message = "cannot make a file read-only for this user (root without chattr)";
+        assert!(
+            !std::env::var("CI").is_ok_and(|ci| ci == "true"),
+            "{message}"
+        );
+        eprintln!("\n!!!!! SKIPPED: {message} !!!!!\n");
+        backend.drop_database().await;
+        return;
+    };
+    let read_only = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
+    common::assert_read_only_is_unavailable(&read_only, &payment).await;
+    read_only.pool().close().await;
+    drop(guard);
+    backend.drop_database().await;
+}
+
+/// Makes a file unwritable for this process and writable again on drop.
+struct ReadOnlyFile {
+    path: PathBuf,
+    immutable: bool,
+}
+
+impl ReadOnlyFile {
+    fn make(path: &std::path::Path) -> Option<ReadOnlyFile> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).ok()?;
+        let mut guard = ReadOnlyFile {
+            path: path.to_owned(),
+            immutable: false,
+        };
+        if guard.writable() {
+            // Root ignores permissions; the immutable attribute binds it.
+            let status = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(path)
+                .status()
+                .ok()?;
+            guard.immutable = status.success();
+            if !guard.immutable || guard.writable() {
+                return None;
+            }
+        }
+        Some(guard)
+    }
+
+    fn writable(&self) -> bool {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .is_ok()
+    }
+}
+
+impl Drop for ReadOnlyFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if self.immutable {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(&self.path)
+                .status();
+        }
+        let _ = std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o644));
+    }
 }

@@ -484,6 +484,19 @@ impl MerchantServer {
         database_url: &str,
         extra: &[(&str, &str)],
     ) -> MerchantServer {
+        let server = Self::start_listening(sandbox, database_url, extra).await;
+        server.wait_until_healthy().await;
+        server
+    }
+
+    /// Like [`start`](Self::start), but returns once the server listens,
+    /// without waiting for `/healthz` to be 200 (a server whose store is
+    /// not writable never gets there).
+    pub async fn start_listening(
+        sandbox: &SandboxProcess,
+        database_url: &str,
+        extra: &[(&str, &str)],
+    ) -> MerchantServer {
         let admin_token = format!("admin_{}", random_hex(16));
         let mut env: Vec<(String, String)> = [
             ("REFUND_LISTEN", "127.0.0.1:0"),
@@ -510,7 +523,7 @@ impl MerchantServer {
             admin_token,
             http: http_client(),
         };
-        server.wait_until_serving().await;
+        server.wait_until_listening().await;
         server
     }
 
@@ -526,6 +539,11 @@ impl MerchantServer {
     }
 
     async fn wait_until_serving(&mut self) {
+        self.wait_until_listening().await;
+        self.wait_until_healthy().await;
+    }
+
+    async fn wait_until_listening(&mut self) {
         let addr = self
             .process
             .wait_for_line("the merchant server's address", |line| {
@@ -533,6 +551,9 @@ impl MerchantServer {
             })
             .await;
         self.url = format!("http://{addr}");
+    }
+
+    async fn wait_until_healthy(&self) {
         eventually("/healthz to answer 200", || async {
             (self.healthz().await == 200).then_some(())
         })

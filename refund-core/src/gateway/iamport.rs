@@ -376,33 +376,11 @@ async fn read_envelope<T: DeserializeOwned>(
     }
 }
 
-/// i'mport's free-text message, made safe to store, log and show: no
-/// control characters, bounded length, and long digit runs (a refund
-/// account number a PG might echo) masked.
+/// i'mport's free-text message, made safe to store, log and show (control
+/// characters, length, long digit runs). What the request sent is masked
+/// on top of this where the workflow receives the refusal.
 fn clean_message(message: &str) -> String {
-    const MAX_CHARS: usize = 500;
-    let mut cleaned = String::new();
-    let mut digits = String::new();
-    let flush = |digits: &mut String, out: &mut String| {
-        if digits.len() >= 8 {
-            out.push_str(&crate::refund::mask_account(digits));
-        } else {
-            out.push_str(digits);
-        }
-        digits.clear();
-    };
-    for c in message.chars().take(MAX_CHARS) {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        flush(&mut digits, &mut cleaned);
-        if !c.is_control() {
-            cleaned.push(c);
-        }
-    }
-    flush(&mut digits, &mut cleaned);
-    cleaned
+    crate::masking::mask_gateway_message(message, None)
 }
 
 #[cfg(test)]

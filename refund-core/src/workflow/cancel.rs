@@ -6,6 +6,7 @@ use super::verdict::{decide, Context, Evidence};
 use super::{RefundService, Via};
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
+use crate::masking::mask_gateway_message;
 use crate::payment::{PayMethod, Payment, PaymentStatus, StoredPayment};
 use crate::refund::{
     validate_idempotency_key, CancelRequest, Failure, FailureKind, Refund, RefundId, RefundState,
@@ -218,6 +219,9 @@ impl RefundService {
                     .map(|settled| (settled, None))
             }
             Err(GatewayError::Rejected { code, message }) => {
+                // A PG may echo the refund account, holder or phone we sent:
+                // masked here, before the message is logged, stored or answered.
+                let message = mask_gateway_message(&message, command.account.as_ref());
                 tracing::info!(refund_id = %refund.id, ?code, "the gateway refused the refund");
                 self.after_rejection(&refund, code.as_deref(), &message)
                     .await

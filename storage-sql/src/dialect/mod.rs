@@ -283,7 +283,19 @@ impl Statements {
                  ORDER BY created_at_ms, id LIMIT ?"
             )),
             now: format!("SELECT {now_ms} AS now_ms"),
-            ping: "SELECT 1".to_owned(),
+            // The health probe must prove the database accepts writes, not
+            // only that it answers: a write statement that matches no row
+            // (no ids are empty) and so changes nothing, takes no row
+            // lock and commits nothing. Each database refuses a write to
+            // a read-only database or transaction before it looks at any
+            // row (SQLite's SQLITE_READONLY, PostgreSQL's 25006 under
+            // default_transaction_read_only or on a standby, MySQL's 1290
+            // under read_only and 1792 in a read-only transaction), so
+            // this fails exactly when begin_refund would.
+            ping: render(
+                "UPDATE refund_payments SET merchant_uid = merchant_uid WHERE merchant_uid = ?"
+                    .to_owned(),
+            ),
             applied_migrations: "SELECT version, description, checksum, applied_at_ms \
                  FROM refund_schema_migrations ORDER BY version"
                 .to_owned(),

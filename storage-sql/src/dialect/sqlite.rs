@@ -18,6 +18,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 // Primary result codes (the low byte of SQLite's extended codes).
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
+/// A write to a database opened read-only (`mode=ro`, a file or directory
+/// the process may not write, a read-only medium).
+const SQLITE_READONLY: i64 = 8;
 const SQLITE_IOERR: i64 = 10;
 const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
@@ -63,7 +66,9 @@ impl Dialect for Sqlite {
             // A plain SQLITE_BUSY comes after the busy timeout was spent
             // waiting for another writer: waiting again would only make the
             // caller wait longer.
-            (_, SQLITE_BUSY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
+            // A read-only database cannot take refunds now, like a
+            // PostgreSQL or MySQL server in read-only mode: 503, not a bug.
+            (_, SQLITE_BUSY | SQLITE_READONLY | SQLITE_IOERR | SQLITE_FULL | SQLITE_CANTOPEN) => {
                 ErrorClass::Unavailable
             }
             _ => ErrorClass::Other,

@@ -638,3 +638,46 @@ macro_rules! backend_tests {
         )*
     };
 }
+
+/// A store on a database that answers reads but refuses writes: every
+/// write, and the health ping, is `Unavailable` (HTTP 503, and
+/// `begin_refund` failing means no gateway call), never `Backend` (500),
+/// and nothing is written. `seeded` was stored before the database became
+/// read-only.
+pub async fn assert_read_only_is_unavailable<DB: Dialect>(
+    read_only: &SqlPaymentStore<DB>,
+    seeded: &refund_core::Payment,
+) {
+    let stored = read_only.payment(&seeded.merchant_uid).await.unwrap();
+    assert!(stored.is_some(), "reads still work");
+    let ping = read_only.ping().await;
+    assert!(
+        matches!(ping, Err(StoreError::Unavailable(_))),
+        "the health ping must fail on a read-only database: {ping:?}"
+    );
+    let begin = read_only
+        .begin_refund(&pending_refund(seeded, 100, Some(&unique("ro-key"))))
+        .await;
+    assert!(
+        matches!(begin, Err(StoreError::Unavailable(ref e)) if error_chain(e.as_ref()).to_lowercase().contains("read")),
+        "{begin:?}"
+    );
+    let fresh = paid_payment(&unique("read-only"), 1_000, Currency::Krw);
+    let snapshot = read_only.apply_snapshot(&fresh).await;
+    assert!(
+        matches!(snapshot, Err(StoreError::Unavailable(_))),
+        "{snapshot:?}"
+    );
+    let release = read_only.release_hold(&seeded.merchant_uid).await;
+    assert!(
+        matches!(release, Err(StoreError::Unavailable(_))),
+        "{release:?}"
+    );
+    assert!(read_only
+        .payment(&fresh.merchant_uid)
+        .await
+        .unwrap()
+        .is_none());
+    let after = read_only.payment(&seeded.merchant_uid).await.unwrap();
+    assert_eq!(after.and_then(|p| p.pending_refund), None);
+}
