@@ -303,7 +303,7 @@ impl PaymentGateway for EchoingGateway {
             .expect("the refund account is sent");
         let tel = account.tel.as_deref().unwrap_or_default();
         Err(GatewayError::Rejected {
-            code: Some(1),
+            code: Some("1".into()),
             message: format!(
                 "[PG] 환불계좌({}) 예금주 {} 불일치. 연락처 {} / acct {} / {}",
                 account.account,
@@ -362,10 +362,10 @@ async fn an_echoed_account_is_masked_in_the_answer_the_journal_and_the_logs() {
     let shown = reply.json["gateway_message"].as_str().unwrap();
     assert!(shown.starts_with("[PG] 환불계좌("), "{shown}");
 
-    let refunds = env.store.refunds_of(&payment.merchant_uid).await.unwrap();
+    let refunds = env.store.refunds_of(&payment.merchant_uid, 50).await.unwrap();
     assert_eq!(refunds.len(), 1);
-    assert_eq!(refunds[0].status, RefundStatus::Failed);
-    let stored = refunds[0].gateway_message.clone().unwrap();
+    assert_eq!(refunds[0].status(), RefundStatus::Failed);
+    let stored = refunds[0].state.failure().unwrap().message.clone();
     assert_eq!(stored, shown, "the journal keeps what the client was shown");
 
     let logged = logs.text();

@@ -8,7 +8,9 @@ mod common;
 
 use actix_web::test;
 use actix_web::App;
-use common::{cancel_request, send, view_request, CapturedLogs, Env, Failure, BACKEND_CAUSE};
+use common::{
+    cancel_request, send, view_request, CapturedLogs, Env, StoreFault, StoreOp, BACKEND_CAUSE,
+};
 use serde_json::json;
 
 #[actix_web::test]
@@ -19,7 +21,7 @@ async fn internal_errors_are_opaque_to_clients_and_logged_with_their_cause() {
     let uid = payment.merchant_uid.as_str();
     let logs = CapturedLogs::start();
 
-    env.store.fail_with(Some(Failure::Backend));
+    env.store.fail(StoreOp::All, StoreFault::Backend(BACKEND_CAUSE.into()));
     let cancel = cancel_request(json!({"merchant_uid": uid, "cancel_request_amount": 1000}));
     for request in [cancel, view_request(uid)] {
         let reply = send(&app, request.to_request()).await;

@@ -4,7 +4,7 @@ mod common;
 
 use actix_web::test;
 use actix_web::App;
-use common::{cancel_request, send, sync_request, view_request, Env, Failure};
+use common::{cancel_request, send, sync_request, view_request, Env, StoreFault, StoreOp};
 use serde_json::json;
 
 #[actix_web::test]
@@ -15,7 +15,7 @@ async fn a_database_outage_is_storage_unavailable() {
     let uid = payment.merchant_uid.as_str();
     let calls = env.gateway_calls();
 
-    env.store.fail_with(Some(Failure::Unavailable));
+    env.store.fail(StoreOp::All, StoreFault::Unavailable);
     let cancel = cancel_request(json!({"merchant_uid": uid, "cancel_request_amount": 1000}));
     send(&app, cancel.to_request())
         .await
@@ -28,7 +28,7 @@ async fn a_database_outage_is_storage_unavailable() {
         .assert_error(503, "storage_unavailable");
     assert_eq!(env.gateway_calls(), calls);
 
-    env.store.fail_with(None);
+    env.store.heal();
     let cancel = cancel_request(json!({"merchant_uid": uid, "cancel_request_amount": 1000}));
     assert_eq!(
         send(&app, cancel.to_request()).await.ok()["cancel_amount"],

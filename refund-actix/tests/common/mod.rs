@@ -6,18 +6,18 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[allow(unused_imports)] // for the binaries that make the store fail
+pub use refund_core::testkit::{StoreFault, StoreOp};
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
-use async_trait::async_trait;
 use iamport_sandbox::{Currency, NewPayment, Payment, Sandbox, SandboxConfig};
 use refund_actix::{BearerTokenAuthorizer, RefundScope};
-use refund_core::{
-    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, Payment as CorePayment,
-    PaymentStore, Refund, RefundId, RefundOutcome, RefundService, StoreError, StoredPayment,
-};
+use refund_core::testkit::FaultyStore;
+use refund_core::{IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, RefundService};
 use serde_json::Value;
 
 /// The admin token every test scope accepts.
@@ -26,7 +26,8 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 /// A sandbox, a store and a service wired to them.
 pub struct Env {
     pub sandbox: Sandbox,
-    pub store: Arc<SwitchableStore>,
+    /// An in-memory store that can be told to fail.
+    pub store: Arc<FaultyStore>,
     pub service: Arc<RefundService>,
 }
 
@@ -35,7 +36,7 @@ impl Env {
         let sandbox = Sandbox::start(SandboxConfig::default())
             .await
             .expect("the sandbox starts on 127.0.0.1");
-        let store = Arc::new(SwitchableStore::default());
+        let store = Arc::new(FaultyStore::new(Arc::new(MemoryPaymentStore::new())));
         let service = service_over(&sandbox, &store, |config| config);
         Env {
             sandbox,
@@ -109,7 +110,7 @@ pub fn scope_for(service: Arc<RefundService>) -> RefundScope {
 
 fn service_over(
     sandbox: &Sandbox,
-    store: &Arc<SwitchableStore>,
+    store: &Arc<FaultyStore>,
     tweak: impl FnOnce(IamportConfig) -> IamportConfig,
 ) -> Arc<RefundService> {
     let credentials = IamportCredentials::new(sandbox.imp_key(), sandbox.imp_secret());
@@ -211,107 +212,8 @@ where
     }
 }
 
-/// How the switchable store fails, when told to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// `StoreError::Unavailable`: the database is down.
-    Unavailable,
-    /// `StoreError::Backend` with [`BACKEND_CAUSE`]: a bug or corrupt data.
-    Backend,
-}
-
 /// The cause of the backend failure: it must reach the logs, never a body.
 pub const BACKEND_CAUSE: &str = "relation refunds_v2 is corrupt at page 4711";
-
-/// A `MemoryPaymentStore` that can be switched to fail every call.
-#[derive(Debug, Default)]
-pub struct SwitchableStore {
-    inner: MemoryPaymentStore,
-    failure: Mutex<Option<Failure>>,
-}
-
-impl SwitchableStore {
-    pub fn fail_with(&self, failure: Option<Failure>) {
-        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = failure;
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        match *self.failure.lock().unwrap_or_else(PoisonError::into_inner) {
-            None => Ok(()),
-            Some(Failure::Unavailable) => Err(StoreError::Unavailable(
-                "connection refused (database down)".into(),
-            )),
-            Some(Failure::Backend) => Err(StoreError::Backend(BACKEND_CAUSE.into())),
-        }
-    }
-}
-
-#[async_trait]
-impl PaymentStore for SwitchableStore {
-    async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
-        self.check()?;
-        self.inner.payment(merchant_uid).await
-    }
-
-    async fn apply_snapshot(&self, snapshot: &CorePayment) -> Result<StoredPayment, StoreError> {
-        self.check()?;
-        self.inner.apply_snapshot(snapshot).await
-    }
-
-    async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.begin_refund(refund).await
-    }
-
-    async fn finish_refund(
-        &self,
-        id: &RefundId,
-        outcome: &RefundOutcome,
-        snapshot: Option<&CorePayment>,
-        now_ms: i64,
-    ) -> Result<Refund, StoreError> {
-        self.check()?;
-        self.inner
-            .finish_refund(id, outcome, snapshot, now_ms)
-            .await
-    }
-
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.release_hold(merchant_uid).await
-    }
-
-    async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
-        self.check()?;
-        self.inner.refund(id).await
-    }
-
-    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
-        self.check()?;
-        self.inner.refund_by_idempotency_key(key).await
-    }
-
-    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
-        self.check()?;
-        self.inner.refunds_of(merchant_uid).await
-    }
-
-    async fn stale_pending_refunds(
-        &self,
-        created_before_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
-        self.check()?;
-        self.inner
-            .stale_pending_refunds(created_before_ms, limit)
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.ping().await
-    }
-}
 
 /// Everything logged on this thread while the guard lives, as text.
 pub struct CapturedLogs {
