@@ -74,9 +74,15 @@ async fn secrets_and_account_numbers_never_reach_the_output() {
     expect(&answer, 409);
     answers.push(answer);
 
-    // A 5xx before commit: the outcome is unknown, the refund stays pending.
+    // A 5xx before commit: answered, looked up, nothing applied (502).
     sandbox.arm(json!({"fault": "fail_before_commit"})).await;
     let answer = server.cancel(&refund(1000, &account), Some("logs-2")).await;
+    expect(&answer, 502);
+    answers.push(answer);
+
+    // No answer at all: the outcome is unknown, the refund stays pending.
+    sandbox.arm(json!({"fault": "drop_before_commit"})).await;
+    let answer = server.cancel(&refund(1000, &account), Some("logs-3")).await;
     expect(&answer, 202);
     answers.push(answer);
 
