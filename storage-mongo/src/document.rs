@@ -13,18 +13,45 @@
 //!   pending_refund_id: <refund id> | null,
 //!   on_hold: <bool>,
 //!   refunds: [{ id, imp_uid, amount, base_cancel_amount, checksum, reason,
-//!               idempotency_key, fingerprint, refund_account_masked, status,
-//!               gateway_code, gateway_message, created_at_ms, updated_at_ms }] }
+//!               idempotency_key, key_slot, fingerprint, refund_account_masked,
+//!               status, failure_kind, failure_code, gateway_message,
+//!               cancellation_id, created_at_ms, updated_at_ms }] }
 //! ```
+//!
+//! A refund's state is `status` (`pending`, `succeeded`, `failed`,
+//! `needs_review`) plus, explicitly, what that state carries; every other
+//! state field is `null`:
+//!
+//! | `status`       | fields set                                                          |
+//! |----------------|---------------------------------------------------------------------|
+//! | `pending`      | `cancellation_id` (string or `null`)                                 |
+//! | `succeeded`    | `cancellation_id` (string or `null`)                                 |
+//! | `failed`       | `failure_kind` (`rejected`, `not_sent`, `not_applied`), `failure_code` (string or `null`), `gateway_message` |
+//! | `needs_review` | `gateway_message` (what did not add up)                              |
+//!
+//! Refunds written before the state was typed have no `failure_kind` or
+//! `cancellation_id`, and an Int64 (or `null`) `gateway_code` instead of
+//! `failure_code`. They are read as: `failed` with a code → `rejected` with
+//! the code as text; `failed` without one → `not_applied`; `needs_review` →
+//! its `gateway_message`; `pending`/`succeeded` → no `cancellation_id`. The
+//! query fragments below ([`frees_its_key`], [`is_not_applied`]) decide the
+//! same way, so a legacy refund behaves exactly as it reads. New writes
+//! never set `gateway_code`; settling a legacy refund writes the typed
+//! fields, which take precedence.
+//!
+//! `key_slot` is the idempotency key, or for a refund without one (or that
+//! handed its key over) a value no key can take: the unique index on it
+//! makes a key name one refund across payments.
 //!
 //! Every amount and timestamp is a BSON `Int64` (minor units, unix
 //! seconds or milliseconds): `i64` fields always serialize as `Int64`, never
-//! as doubles, so amounts beyond 2^53 stay exact.
+//! as doubles, and journal timestamps are the server's `$$NOW` converted
+//! with `$toLong`, so amounts beyond 2^53 stay exact.
 
-use mongodb::bson::{self, Document};
+use mongodb::bson::{self, doc, Bson, Document};
 use refund_core::{
-    Amount, CancelEntry, PayMethod, Payment, PaymentStatus, Refund, RefundId, RefundStatus,
-    StoreError, StoredPayment,
+    Amount, CancelEntry, Failure, FailureKind, PayMethod, Payment, PaymentStatus, Refund, RefundId,
+    RefundState, RefundStatus, Review, StoreError, StoredPayment,
 };
 use serde::{Deserialize, Serialize};
 
@@ -51,8 +78,10 @@ struct CancelFields {
     receipt_url: Option<String>,
 }
 
-/// One element of the embedded `refunds` journal.
-#[derive(Debug, Serialize, Deserialize)]
+/// One element of the embedded `refunds` journal, as read (new refunds are
+/// written by [`RefundFields::pending_document`] and settled with
+/// [`state_document`]).
+#[derive(Debug, Deserialize)]
 pub(crate) struct RefundFields {
     pub(crate) id: String,
     imp_uid: String,
@@ -61,18 +90,90 @@ pub(crate) struct RefundFields {
     checksum: i64,
     reason: Option<String>,
     pub(crate) idempotency_key: Option<String>,
-    /// The idempotency key, or for a refund without one a value no key can
-    /// take (keys have no spaces): a unique index on it makes keys unique
-    /// across payments without colliding on "no key".
-    #[serde(default)]
-    key_slot: String,
-    fingerprint: String,
+    // `key_slot` is only written and indexed, never read.
+    pub(crate) fingerprint: String,
     refund_account_masked: Option<String>,
     status: String,
-    gateway_code: Option<i64>,
+    /// `rejected`, `not_sent` or `not_applied`, for `failed`.
+    #[serde(default)]
+    failure_kind: Option<String>,
+    /// The gateway's code as text, for `failed` (when it gave one).
+    #[serde(default)]
+    failure_code: Option<String>,
+    /// The failure's or the review's message.
+    #[serde(default)]
     gateway_message: Option<String>,
+    /// The gateway's cancellation id, for `pending` and `succeeded`.
+    #[serde(default)]
+    cancellation_id: Option<String>,
+    /// Legacy only (refunds settled before the state was typed): i'mport's
+    /// numeric code of a failure. Read, never written.
+    #[serde(default)]
+    gateway_code: Option<i64>,
     created_at_ms: i64,
     updated_at_ms: i64,
+}
+
+/// The state fields of `state` as a document: all of them, `null` where
+/// the state carries nothing, so a settled refund keeps nothing of the
+/// state it left.
+pub(crate) fn state_document(state: &RefundState) -> Document {
+    let (mut kind, mut code, mut message, mut cancellation_id) = (None, None, None, None);
+    match state {
+        RefundState::Pending {
+            cancellation_id: id,
+        }
+        | RefundState::Succeeded {
+            cancellation_id: id,
+        } => {
+            cancellation_id = id.as_deref();
+        }
+        RefundState::Failed(failure) => {
+            kind = Some(failure.kind.as_str());
+            code = failure.code.as_deref();
+            message = Some(failure.message.as_str());
+        }
+        RefundState::NeedsReview(review) => message = Some(review.message.as_str()),
+        // refund-core's states are non-exhaustive: of a state this crate
+        // does not know, only its status name is stored.
+        _ => {}
+    }
+    doc! {
+        "status": state.status().as_str(),
+        "failure_kind": kind,
+        "failure_code": code,
+        "gateway_message": message,
+        "cancellation_id": cancellation_id,
+    }
+}
+
+/// Query (inside `$elemMatch` on `refunds`) for a refund whose state
+/// [frees its key](RefundState::frees_its_key): failed `not_sent` or
+/// `not_applied`, including legacy failures without a code (read as
+/// `not_applied`).
+pub(crate) fn frees_its_key() -> Document {
+    doc! {
+        "status": RefundStatus::Failed.as_str(),
+        "$or": [
+            { "failure_kind": { "$in": [
+                FailureKind::NotSent.as_str(),
+                FailureKind::NotApplied.as_str(),
+            ] } },
+            { "failure_kind": Bson::Null, "gateway_code": Bson::Null },
+        ],
+    }
+}
+
+/// Query (inside `$elemMatch` on `refunds`) for a refund failed as
+/// `not_applied`, including legacy failures without a code.
+pub(crate) fn is_not_applied() -> Document {
+    doc! {
+        "status": RefundStatus::Failed.as_str(),
+        "$or": [
+            { "failure_kind": FailureKind::NotApplied.as_str() },
+            { "failure_kind": Bson::Null, "gateway_code": Bson::Null },
+        ],
+    }
 }
 
 /// A whole payment document (`refunds` may be projected away).
@@ -188,47 +289,76 @@ impl PaymentDocument {
 }
 
 impl RefundFields {
-    /// The journal element for a new refund; its status is always `pending`,
-    /// whatever the caller's struct says, because begin_refund records the
-    /// write-ahead entry.
-    pub(crate) fn pending(refund: &Refund) -> Self {
-        Self {
-            id: refund.id.as_str().to_owned(),
-            imp_uid: refund.imp_uid.clone(),
-            amount: refund.amount.minor(),
-            base_cancel_amount: refund.base_cancel_amount.minor(),
-            checksum: refund.checksum.minor(),
-            reason: refund.reason.clone(),
-            idempotency_key: refund.idempotency_key.clone(),
-            key_slot: refund
-                .idempotency_key
+    /// The journal element for a new refund, without its timestamps (the
+    /// update stamps the server's clock). Its state is always
+    /// [`RefundState::PENDING`], whatever the caller's struct says, because
+    /// begin_refund records the write-ahead entry.
+    pub(crate) fn pending_document(refund: &Refund) -> Document {
+        let key_slot = refund
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| no_key_slot(refund.id.as_str()));
+        let mut document = doc! {
+            "id": refund.id.as_str(),
+            "imp_uid": refund.imp_uid.as_str(),
+            "amount": refund.amount.minor(),
+            "base_cancel_amount": refund.base_cancel_amount.minor(),
+            "checksum": refund.checksum.minor(),
+            "reason": refund.reason.as_deref(),
+            "idempotency_key": refund.idempotency_key.as_deref(),
+            "key_slot": key_slot,
+            "fingerprint": refund.fingerprint.as_str(),
+            "refund_account_masked": refund.refund_account_masked.as_deref(),
+        };
+        document.extend(state_document(&RefundState::PENDING));
+        document
+    }
+
+    /// The refund's state, legacy shapes included.
+    pub(crate) fn state(&self) -> Result<RefundState, StoreError> {
+        let id = &self.id;
+        let corrupt = |what: String| StoreError::corrupt(format!("refund {id:?} {what}"));
+        let status = RefundStatus::parse(&self.status)
+            .ok_or_else(|| corrupt(format!("has unknown status {:?}", self.status)))?;
+        let message = || {
+            self.gateway_message
                 .clone()
-                .unwrap_or_else(|| format!(" {}", refund.id)),
-            fingerprint: refund.fingerprint.clone(),
-            refund_account_masked: refund.refund_account_masked.clone(),
-            status: RefundStatus::Pending.as_str().to_owned(),
-            gateway_code: refund.gateway_code,
-            gateway_message: refund.gateway_message.clone(),
-            created_at_ms: refund.created_at_ms,
-            updated_at_ms: refund.updated_at_ms,
-        }
-    }
-
-    pub(crate) fn to_document(&self) -> Document {
-        to_document(self)
-    }
-
-    pub(crate) fn status(&self) -> Result<RefundStatus, StoreError> {
-        RefundStatus::parse(&self.status).ok_or_else(|| {
-            StoreError::corrupt(format!(
-                "refund {:?} has unknown status {:?}",
-                self.id, self.status
-            ))
+                .ok_or_else(|| corrupt(format!("is {status} without a message")))
+        };
+        Ok(match status {
+            RefundStatus::Pending => RefundState::Pending {
+                cancellation_id: self.cancellation_id.clone(),
+            },
+            RefundStatus::Succeeded => RefundState::Succeeded {
+                cancellation_id: self.cancellation_id.clone(),
+            },
+            RefundStatus::Failed => {
+                let (kind, code) = match (&self.failure_kind, self.gateway_code) {
+                    (Some(kind), _) => {
+                        let kind = FailureKind::parse(kind)
+                            .ok_or_else(|| corrupt(format!("has unknown failure kind {kind:?}")))?;
+                        (kind, self.failure_code.clone())
+                    }
+                    // Legacy: i'mport answered with a code, so it refused.
+                    (None, Some(code)) => (FailureKind::Rejected, Some(code.to_string())),
+                    // Legacy: no answer was recorded; nothing was applied.
+                    (None, None) => (FailureKind::NotApplied, None),
+                };
+                RefundState::Failed(Failure {
+                    kind,
+                    code,
+                    message: message()?,
+                })
+            }
+            RefundStatus::NeedsReview => RefundState::NeedsReview(Review {
+                message: message()?,
+            }),
+            _ => return Err(corrupt(format!("has unsupported status {status}"))),
         })
     }
 
     pub(crate) fn into_refund(self, merchant_uid: String) -> Result<Refund, StoreError> {
-        let status = self.status()?;
+        let state = self.state()?;
         Ok(Refund {
             id: RefundId::from_stored(self.id),
             merchant_uid,
@@ -240,13 +370,17 @@ impl RefundFields {
             idempotency_key: self.idempotency_key,
             fingerprint: self.fingerprint,
             refund_account_masked: self.refund_account_masked,
-            status,
-            gateway_code: self.gateway_code,
-            gateway_message: self.gateway_message,
+            state,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
         })
     }
+}
+
+/// The `key_slot` of a refund that holds no key: a leading space, which no
+/// idempotency key has, then the refund's id (unique).
+pub(crate) fn no_key_slot(refund_id: &str) -> String {
+    format!(" {refund_id}")
 }
 
 impl JournalDocument {

@@ -25,17 +25,25 @@
 //! few refunds). MongoDB writes one document atomically on every deployment,
 //! so each money-deciding operation is a single conditional update:
 //!
-//! - `begin_refund` is one `findOneAndUpdate` whose filter holds every
-//!   precondition (no pending refund, not on hold, `cancel_amount` as read,
-//!   idempotency key unused in this payment) and which pushes the pending
-//!   refund and takes the slot. Of any number of racing callers on any
-//!   number of servers, exactly one matches. Across payments, a unique
-//!   index on each refund's `key_slot` (its idempotency key, or a value no
-//!   key can take) makes a key name one refund in the same atomic write.
-//! - `finish_refund` is one `findOneAndUpdate` with an update pipeline that
-//!   settles the journal element only while it is `pending`, frees the slot,
-//!   applies the snapshot unless it would lower `cancel_amount`, and sets the
-//!   hold for `needs_review`.
+//! - `begin_refund` is one `findOneAndUpdate` with an update pipeline
+//!   whose filter holds every precondition (no pending refund, not on hold,
+//!   `cancel_amount` as read, the idempotency key held by no refund of this
+//!   payment other than one that hands it over) and which appends the
+//!   pending refund, stamped with the server's `$$NOW`, and takes the slot.
+//!   Of any number of racing callers on any number of servers, exactly one
+//!   matches. The hand-over (the same request, same `fingerprint`, run
+//!   again after its refund failed `not_sent` or `not_applied`) clears the
+//!   old refund's key in that same write; the fingerprint covers the
+//!   `merchant_uid`, so that holder is always in the same document. Across
+//!   payments, a unique index on each refund's `key_slot` (its idempotency
+//!   key, or a value no key can take) makes a key name one refund in the
+//!   same atomic write.
+//! - `finish_refund` is one `findOneAndUpdate` with an update pipeline whose
+//!   filter admits only the moves `RefundState::may_become` allows (from
+//!   `pending`; to `succeeded` also from a `not_applied` failure), and which
+//!   writes the new state's fields and `updated_at_ms` (`$$NOW`), frees the
+//!   slot if it names this refund, applies the snapshot unless it would
+//!   lower `cancel_amount`, and sets the hold for `needs_review`.
 //! - `apply_snapshot` is one upsert with an update pipeline that never lowers
 //!   `cancel_amount` and never changes the refund state.
 //!
@@ -44,6 +52,27 @@
 //! Multi-document transactions are never used, so a standalone server works
 //! as well as a replica set.
 //!
+//! # Whose clock
+//! The database server's, never the calling instance's: journal timestamps
+//! are `$$NOW` (as `$toLong` milliseconds) inside the update that writes
+//! them, `stale_pending_refunds` computes its cutoff from `$$NOW` in the same
+//! aggregation that filters, and [`PaymentStore::now_ms`](refund_core::PaymentStore::now_ms)
+//! is the `localTime` of a `hello` sent to the primary (one round trip the
+//! server answers from memory). Writes and `hello` both go to the primary,
+//! so on a standalone server or a replica set they read one clock. Through
+//! `mongos`, `hello` reads that router's clock: keep the cluster's clocks
+//! synchronized (NTP), as MongoDB requires anyway.
+//!
+//! # Stored refund states
+//! Each refund stores its state explicitly: `status` plus `failure_kind`,
+//! `failure_code` and `gateway_message` for a failure, `gateway_message`
+//! for a review, `cancellation_id` for pending and succeeded refunds, and
+//! `null` in every field the state does not carry (the full document shape
+//! is documented in `src/document.rs`). Refunds written before
+//! states were typed (`status` with an Int64-or-null `gateway_code`) are
+//! still read, and behave as they read: a failure with a code is
+//! `rejected` (its key stays spent), one without is `not_applied`.
+//!
 //! Amounts (and every timestamp) are stored as BSON `Int64` in the
 //! currency's minor unit, never as doubles. Caller-supplied values are
 //! always bound as BSON values in filters, and wrapped in `$literal` inside
@@ -51,9 +80,10 @@
 //! text.
 //!
 //! # Deploying it
-//! - **MongoDB 4.2 or later** (update pipelines). No text, hashed or
-//!   wildcard indexes, `$where`, map-reduce, transactions or wire
-//!   compression are needed.
+//! - **MongoDB 4.2.10 or later** (update pipelines and `$$NOW` are 4.2;
+//!   the `hello` command arrived in 4.2.10). No text, hashed or wildcard
+//!   indexes, `$where`, map-reduce, transactions or wire compression are
+//!   needed.
 //! - Call [`MongoPaymentStore::ensure_indexes`] at startup: it creates the
 //!   lookup indexes on `refunds.id` and on
 //!   `refunds.status` + `refunds.created_at_ms` (the reconciliation sweep),

@@ -6,6 +6,11 @@
 //! multi-document transactions. When such an update matches nothing, the
 //! document is read once afterwards only to say *why* (which
 //! [`StoreError`]); that read never decides anything.
+//!
+//! Time is the server's: journal timestamps are `$$NOW` inside the update
+//! pipeline that writes them, the sweep's cutoff is `$$NOW` inside its
+//! aggregation, and [`PaymentStore::now_ms`] reads the same clock with
+//! `hello`.
 
 use std::time::Duration;
 
@@ -17,11 +22,12 @@ use mongodb::options::{
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
-    Payment, PaymentStore, Refund, RefundId, RefundOutcome, RefundStatus, StoreError, StoredPayment,
+    Payment, PaymentStore, Refund, RefundId, RefundState, StoreError, StoredPayment,
 };
 
 use crate::document::{
-    decode, JournalDocument, PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
+    decode, frees_its_key, is_not_applied, no_key_slot, state_document, JournalDocument,
+    PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
 };
 use crate::error::{store_error, MongoStoreError};
 
@@ -145,19 +151,25 @@ impl MongoPaymentStore {
             return Ok(Some(StoreError::PaymentNotFound));
         };
         let stored: PaymentDocument = decode(document)?;
-        let key_taken = |key: &String| {
-            stored
-                .refunds
-                .iter()
-                .any(|r| r.idempotency_key.as_ref() == Some(key))
-        };
+        // Held by a refund that does not hand it over to this one (the
+        // same test as the update's filter, on the decoded state).
+        let mut key_taken = false;
+        if let Some(key) = &refund.idempotency_key {
+            for holder in &stored.refunds {
+                if holder.idempotency_key.as_ref() == Some(key) {
+                    let hands_over =
+                        holder.fingerprint == refund.fingerprint && holder.state()?.frees_its_key();
+                    key_taken |= !hands_over;
+                }
+            }
+        }
         let conflict = if stored.pending_refund_id.is_some() {
             StoreError::RefundInProgress
         } else if stored.on_hold {
             StoreError::OnHold
         } else if stored.payment.cancel_amount != refund.base_cancel_amount.minor() {
             StoreError::CancelAmountChanged
-        } else if refund.idempotency_key.as_ref().is_some_and(key_taken) {
+        } else if key_taken {
             StoreError::IdempotencyKeyTaken
         } else {
             return Ok(None);
@@ -165,9 +177,13 @@ impl MongoPaymentStore {
         Ok(Some(conflict))
     }
 
-    /// Why a finish_refund update matched nothing; `None` when the refund is
-    /// (now) pending after all (it was begun concurrently: retry).
-    async fn finish_conflict(&self, id: &str) -> Result<Option<StoreError>, StoreError> {
+    /// Why a finish_refund update matched nothing; `None` when the refund
+    /// may move to `state` after all (its state changed in between: retry).
+    async fn finish_conflict(
+        &self,
+        id: &str,
+        state: &RefundState,
+    ) -> Result<Option<StoreError>, StoreError> {
         let Some(journal) = self
             .journal(doc! { "refunds.id": id }, "finish_refund")
             .await?
@@ -178,10 +194,35 @@ impl MongoPaymentStore {
             journal.refunds.iter().find(|r| r.id == id).ok_or_else(|| {
                 StoreError::corrupt(format!("refund {id:?} vanished from its array"))
             })?;
-        match fields.status()? {
-            RefundStatus::Pending => Ok(None),
-            settled => Ok(Some(StoreError::NotPending(settled))),
+        let current = fields.state()?;
+        if current.may_become(state) {
+            Ok(None)
+        } else {
+            Ok(Some(StoreError::NotPending(current.status())))
         }
+    }
+
+    /// Runs an aggregation whose documents are single journal elements
+    /// (`{_id, refunds: <element>}`, as `$unwind` leaves them).
+    async fn unwound_refunds(
+        &self,
+        pipeline: Vec<Document>,
+        operation: &'static str,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let mut cursor = self
+            .payments
+            .aggregate(pipeline)
+            .await
+            .map_err(store_error(operation))?;
+        let mut refunds = Vec::new();
+        while cursor.advance().await.map_err(store_error(operation))? {
+            let document = cursor
+                .deserialize_current()
+                .map_err(store_error(operation))?;
+            let unwound: UnwoundRefund = decode(document)?;
+            refunds.push(unwound.refunds.into_refund(unwound.merchant_uid)?);
+        }
+        Ok(refunds)
     }
 
     /// The journal of the payment document matching `filter`.
@@ -208,6 +249,13 @@ fn literal(value: impl Into<Bson>) -> Document {
     doc! { "$literal": value.into() }
 }
 
+/// The server's clock in an aggregation or update pipeline, as Int64 unix
+/// milliseconds. `$$NOW` is fixed for the whole operation, so every field
+/// it stamps in one update gets the same value.
+fn server_now_ms() -> Document {
+    doc! { "$toLong": "$$NOW" }
+}
+
 /// The pipeline expression for the `payment` field after a snapshot: the
 /// snapshot if its `cancel_amount` is at least the stored one (or nothing is
 /// stored yet), else the stored payment unchanged. Cancellations only add
@@ -228,6 +276,25 @@ fn newer_snapshot(snapshot: &Payment) -> Document {
 
 #[async_trait]
 impl PaymentStore for MongoPaymentStore {
+    /// The primary's clock, from the `localTime` of a `hello` reply: one
+    /// round trip that the server answers from memory (no collection, no
+    /// lock, no document needed), on the same server and clock whose
+    /// `$$NOW` stamps the journal. An aggregation of `$$NOW` would need a
+    /// non-empty collection to produce a row (or `$documents`, MongoDB
+    /// 5.1+), and a write to read the time would be heavier still.
+    async fn now_ms(&self) -> Result<i64, StoreError> {
+        let reply = self
+            .database
+            .run_command(doc! { "hello": 1 })
+            .selection_criteria(SelectionCriteria::ReadPreference(ReadPreference::Primary))
+            .await
+            .map_err(store_error("now_ms"))?;
+        let local_time = reply
+            .get_datetime("localTime")
+            .map_err(|e| StoreError::corrupt(format!("hello without localTime: {e}")))?;
+        Ok(local_time.timestamp_millis())
+    }
+
     async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
         self.payments
             .find_one(doc! { "_id": merchant_uid })
@@ -290,13 +357,47 @@ impl PaymentStore for MongoPaymentStore {
             "on_hold": { "$ne": true },
             "payment.cancel_amount": refund.base_cancel_amount.minor(),
         };
+        let mut refunds: Bson =
+            doc! { "$ifNull": ["$refunds", literal(Bson::Array(Vec::new()))] }.into();
         if let Some(key) = &refund.idempotency_key {
-            filter.insert("refunds.idempotency_key", doc! { "$ne": key.as_str() });
+            // No refund of this payment holds the key, except one that hands
+            // it over: the same request (fingerprint) whose failure changed
+            // nothing. The fingerprint covers the merchant_uid, so such a
+            // holder is always in this document.
+            let mut hands_over = frees_its_key();
+            hands_over.insert("fingerprint", refund.fingerprint.as_str());
+            filter.insert(
+                "refunds",
+                doc! { "$not": { "$elemMatch": {
+                    "idempotency_key": key.as_str(),
+                    "$nor": [hands_over],
+                } } },
+            );
+            // ...and that holder gives the key up in the same write (the
+            // filter left no other holder here).
+            refunds = doc! { "$map": {
+                "input": refunds,
+                "as": "refund",
+                "in": { "$cond": [
+                    { "$eq": ["$$refund.idempotency_key", literal(key.as_str())] },
+                    { "$mergeObjects": ["$$refund", {
+                        "idempotency_key": literal(Bson::Null),
+                        "key_slot": { "$concat": [literal(no_key_slot("")), "$$refund.id"] },
+                    }] },
+                    "$$refund",
+                ] },
+            } }
+            .into();
         }
-        let update = doc! {
-            "$push": { "refunds": RefundFields::pending(refund).to_document() },
-            "$set": { "pending_refund_id": refund.id.as_str() },
-        };
+        // The pending element, stamped with the server's clock.
+        let element = doc! { "$mergeObjects": [
+            literal(RefundFields::pending_document(refund)),
+            { "created_at_ms": server_now_ms(), "updated_at_ms": server_now_ms() },
+        ] };
+        let update = vec![doc! { "$set": {
+            "refunds": { "$concatArrays": [refunds, [element]] },
+            "pending_refund_id": literal(refund.id.as_str()),
+        } }];
         for _ in 0..CONFLICT_ATTEMPTS {
             let admitted = self
                 .payments
@@ -326,30 +427,43 @@ impl PaymentStore for MongoPaymentStore {
     async fn finish_refund(
         &self,
         id: &RefundId,
-        outcome: &RefundOutcome,
+        state: &RefundState,
         snapshot: Option<&Payment>,
-        now_ms: i64,
     ) -> Result<Refund, StoreError> {
         let id = id.as_str();
-        // Only a pending refund is settled: a settled one is final.
-        let filter = doc! { "refunds": { "$elemMatch": { "id": id, "status": "pending" } } };
-        let (code, message) = outcome.gateway_details();
-        let settled = doc! {
-            "status": outcome.status().as_str(),
-            "gateway_code": code,
-            "gateway_message": message,
-            "updated_at_ms": now_ms,
-        };
+        // The states this refund may move to `state` from
+        // (RefundState::may_become): pending settles into anything else;
+        // a not_applied failure may still turn out to have succeeded.
+        let mut from = Vec::new();
+        if !matches!(state, RefundState::Pending { .. }) {
+            from.push(Bson::from(doc! { "status": "pending" }));
+        }
+        if matches!(state, RefundState::Succeeded { .. }) {
+            from.push(is_not_applied().into());
+        }
+        if from.is_empty() {
+            // Nothing may become pending: no write to try, only the reason.
+            return Err(self
+                .finish_conflict(id, state)
+                .await?
+                .unwrap_or_else(|| StoreError::corrupt("a refund may not become pending")));
+        }
+        let filter = doc! { "refunds": { "$elemMatch": { "id": id, "$or": from } } };
+        let settled = doc! { "$mergeObjects": [
+            literal(state_document(state)),
+            { "updated_at_ms": server_now_ms() },
+        ] };
         // One update pipeline settles the journal element, frees the
-        // payment's slot, applies the snapshot (if not older) and sets the
-        // hold, all in the same document, so all of it happens or none.
+        // payment's slot if it names this refund, applies the snapshot (if
+        // not older) and sets the hold, all in the same document, so all of
+        // it happens or none.
         let mut changes = doc! {
             "refunds": { "$map": {
                 "input": "$refunds",
                 "as": "refund",
                 "in": { "$cond": [
                     { "$eq": ["$$refund.id", literal(id)] },
-                    { "$mergeObjects": ["$$refund", literal(settled)] },
+                    { "$mergeObjects": ["$$refund", settled] },
                     "$$refund",
                 ] },
             } },
@@ -359,7 +473,7 @@ impl PaymentStore for MongoPaymentStore {
                 "$pending_refund_id",
             ] },
         };
-        if let RefundOutcome::NeedsReview { .. } = outcome {
+        if let RefundState::NeedsReview(_) = state {
             // A constant in `$literal` is a value in any stage; a bare
             // `true` is what `$project` reads as an inclusion flag.
             changes.insert("on_hold", literal(true));
@@ -384,12 +498,13 @@ impl PaymentStore for MongoPaymentStore {
                     .find(|r| r.id.as_str() == id)
                     .ok_or_else(|| StoreError::corrupt("settled refund missing from its payment"));
             }
-            if let Some(conflict) = self.finish_conflict(id).await? {
+            if let Some(conflict) = self.finish_conflict(id, state).await? {
                 return Err(conflict);
             }
         }
         Err(StoreError::corrupt(format!(
-            "refund {id:?} is pending but could not be settled"
+            "refund {id:?} may become {} but could not be settled",
+            state.status()
         )))
     }
 
@@ -434,56 +549,50 @@ impl PaymentStore for MongoPaymentStore {
             .find(|r| r.idempotency_key.as_deref() == Some(key)))
     }
 
-    async fn refunds_of(&self, merchant_uid: &str) -> Result<Vec<Refund>, StoreError> {
-        let Some(journal) = self
-            .journal(doc! { "_id": merchant_uid }, "refunds_of")
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let mut refunds = journal.into_refunds()?;
-        refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
-        Ok(refunds)
-    }
-
-    async fn stale_pending_refunds(
-        &self,
-        created_before_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         if limit == 0 {
             // `$limit` refuses 0.
             return Ok(Vec::new());
         }
-        let stale = doc! { "status": "pending", "created_at_ms": { "$lt": created_before_ms } };
-        let pipeline = [
-            // Uses the status/created_at index to find the payments...
-            doc! { "$match": { "refunds": { "$elemMatch": stale } } },
-            // ...then keeps just their stale pending refunds.
+        // Sorted and cut on the server, so at most `limit` refunds travel.
+        let pipeline = vec![
+            doc! { "$match": { "_id": merchant_uid } },
+            doc! { "$project": { "refunds": 1 } },
+            doc! { "$unwind": "$refunds" },
+            doc! { "$sort": { "refunds.created_at_ms": -1, "refunds.id": -1 } },
+            doc! { "$limit": i64::from(limit) },
+        ];
+        self.unwound_refunds(pipeline, "refunds_of").await
+    }
+
+    async fn stale_pending_refunds(
+        &self,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<Vec<Refund>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        // The cutoff is the server's `$$NOW`, evaluated by the same
+        // aggregation that filters: one round trip, one clock.
+        let cutoff = doc! { "$subtract": [server_now_ms(), older_than_ms] };
+        let pipeline = vec![
+            // The status/created_at index finds the payments with a pending
+            // refund (at most one each, and only while a refund is in flight)...
+            doc! { "$match": { "refunds.status": "pending" } },
+            // ...then only their pending refunds older than the cutoff stay.
             doc! { "$project": { "refunds": 1 } },
             doc! { "$unwind": "$refunds" },
             doc! { "$match": {
                 "refunds.status": "pending",
-                "refunds.created_at_ms": { "$lt": created_before_ms },
+                "$expr": { "$lt": ["$refunds.created_at_ms", cutoff] },
             } },
             doc! { "$sort": { "refunds.created_at_ms": 1, "refunds.id": 1 } },
             doc! { "$limit": i64::from(limit) },
         ];
-        let operation = "stale_pending_refunds";
-        let mut cursor = self
-            .payments
-            .aggregate(pipeline)
+        self.unwound_refunds(pipeline, "stale_pending_refunds")
             .await
-            .map_err(store_error(operation))?;
-        let mut refunds = Vec::new();
-        while cursor.advance().await.map_err(store_error(operation))? {
-            let document = cursor
-                .deserialize_current()
-                .map_err(store_error(operation))?;
-            let unwound: UnwoundRefund = decode(document)?;
-            refunds.push(unwound.refunds.into_refund(unwound.merchant_uid)?);
-        }
-        Ok(refunds)
     }
 
     /// A write that matches no document (no order id is empty), so it

@@ -10,10 +10,12 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
-use refund_core::testkit::{after_cancel, paid_payment, pending_refund, unique};
+use refund_core::testkit::{
+    after_cancel, failed, paid_payment, pending_refund, review, succeeded, unique,
+};
 use refund_core::{
-    Amount, CancelEntry, Currency, PayMethod, PaymentStatus, PaymentStore, RefundOutcome,
-    RefundStatus, StoreError,
+    Amount, CancelEntry, Currency, Failure, FailureKind, PayMethod, PaymentStatus, PaymentStore,
+    RefundId, RefundState, RefundStatus, Review, StoreError,
 };
 use storage_mongo::{MongoPaymentStore, MongoStoreError, PAYMENTS_COLLECTION};
 
@@ -187,10 +189,10 @@ async fn finish_refund_never_lowers_cancel_amount() {
     // ...so the older snapshot that comes with the finish must not win.
     let older = after_cancel(&payment, 3_000, "ours");
     let done = store
-        .finish_refund(&refund.id, &RefundOutcome::Succeeded, Some(&older), 7)
+        .finish_refund(&refund.id, &succeeded(), Some(&older))
         .await
         .unwrap();
-    assert_eq!(done.status, RefundStatus::Succeeded);
+    assert_eq!(done.status(), RefundStatus::Succeeded);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.payment, newer);
     assert_eq!(stored.pending_refund, None);
@@ -210,12 +212,8 @@ async fn amounts_and_times_are_stored_as_int64() {
     store
         .finish_refund(
             &refund.id,
-            &RefundOutcome::Failed {
-                code: Some(1),
-                message: "no".into(),
-            },
+            &failed(FailureKind::Rejected, Some(1), "no"),
             Some(&after_cancel(&payment, 2, "cents")),
-            9,
         )
         .await
         .unwrap();
@@ -238,7 +236,6 @@ async fn amounts_and_times_are_stored_as_int64() {
         (element, "amount"),
         (element, "base_cancel_amount"),
         (element, "checksum"),
-        (element, "gateway_code"),
         (element, "created_at_ms"),
         (element, "updated_at_ms"),
     ];
@@ -293,14 +290,12 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         refund.fingerprint = text.to_owned();
         store.begin_refund(&refund).await.unwrap();
         let after = after_cancel(&payment, 1_000, text);
-        let review = RefundOutcome::NeedsReview {
-            message: text.to_owned(),
-        };
+        let held = review(text);
         let done = store
-            .finish_refund(&refund.id, &review, Some(&after), 3)
+            .finish_refund(&refund.id, &held, Some(&after))
             .await
             .unwrap();
-        assert_eq!(done.gateway_message.as_deref(), Some(text));
+        assert_eq!(done.state, held);
         assert_eq!(done.reason.as_deref(), Some(text));
         let stored = store.payment(&merchant_uid).await.unwrap().unwrap();
         assert_eq!(stored.payment, after);
@@ -315,13 +310,334 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         );
         // Only the literal id matches: the text alone is another id.
         assert!(store.payment(text).await.unwrap().is_none(), "{text:?}");
-        assert!(store.refunds_of(text).await.unwrap().is_empty());
+        assert!(store.refunds_of(text, 10).await.unwrap().is_empty());
         assert!(matches!(
             store.release_hold(text).await,
             Err(StoreError::PaymentNotFound)
         ));
+
+        // The key hand-over matches the key and fingerprint as data too.
+        store.release_hold(&merchant_uid).await.unwrap();
+        let key = format!("{text}-again");
+        let mut first = pending_refund(&after, 1_000, Some(&key));
+        first.fingerprint = text.to_owned();
+        store.begin_refund(&first).await.unwrap();
+        let not_sent = failed(FailureKind::NotSent, None::<String>, text);
+        store
+            .finish_refund(&first.id, &not_sent, None)
+            .await
+            .unwrap();
+        let again = refund_core::Refund {
+            id: RefundId::generate(),
+            ..first.clone()
+        };
+        store.begin_refund(&again).await.unwrap();
+        let holder = store
+            .refund_by_idempotency_key(&key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(holder.id, again.id);
+        let old = store.refund(&first.id).await.unwrap().unwrap();
+        assert_eq!((old.idempotency_key, old.state), (None, not_sent));
     }
     let count = payments(&store).count_documents(doc! {}).await.unwrap();
     assert_eq!(count, hostile.len() as u64);
+    drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn each_state_is_stored_in_explicit_fields() {
+    let Some(store) = fresh_store().await else {
+        return;
+    };
+    let cases = [
+        (
+            failed(FailureKind::Rejected, Some("-1"), "refused"),
+            doc! { "status": "failed", "failure_kind": "rejected", "failure_code": "-1",
+            "gateway_message": "refused", "cancellation_id": Bson::Null },
+        ),
+        (
+            failed(FailureKind::NotApplied, None::<String>, "5xx"),
+            doc! { "status": "failed", "failure_kind": "not_applied", "failure_code": Bson::Null,
+            "gateway_message": "5xx", "cancellation_id": Bson::Null },
+        ),
+        (
+            review("odd"),
+            doc! { "status": "needs_review", "failure_kind": Bson::Null,
+            "failure_code": Bson::Null, "gateway_message": "odd",
+            "cancellation_id": Bson::Null },
+        ),
+        (
+            RefundState::Succeeded {
+                cancellation_id: Some("cxl_1".into()),
+            },
+            doc! { "status": "succeeded", "failure_kind": Bson::Null,
+            "failure_code": Bson::Null, "gateway_message": Bson::Null,
+            "cancellation_id": "cxl_1" },
+        ),
+    ];
+    for (state, expected) in cases {
+        let payment = paid_payment(&unique("explicit"), 10_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let refund = pending_refund(&payment, 1_000, None);
+        store.begin_refund(&refund).await.unwrap();
+        let pending = element(&store, &payment.merchant_uid, 0).await;
+        assert_eq!(pending.get_str("status").unwrap(), "pending");
+        assert_eq!(pending.get("cancellation_id"), Some(&Bson::Null));
+        assert_eq!(pending.get("failure_kind"), Some(&Bson::Null));
+        store.finish_refund(&refund.id, &state, None).await.unwrap();
+        let settled = element(&store, &payment.merchant_uid, 0).await;
+        for (field, value) in &expected {
+            assert_eq!(settled.get(field), Some(value), "{state:?}: {field}");
+        }
+        assert!(settled.get("gateway_code").is_none(), "never written");
+    }
+    drop_database(&store).await;
+}
+
+/// The `refunds[index]` element of a payment's document, as stored.
+async fn element(store: &MongoPaymentStore, merchant_uid: &str, index: usize) -> Document {
+    let stored = payments(store)
+        .find_one(doc! { "_id": merchant_uid })
+        .await
+        .unwrap()
+        .unwrap();
+    stored.get_array("refunds").unwrap()[index]
+        .as_document()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_handed_over_key_frees_its_slot_for_the_unique_index() {
+    let Some(store) = fresh_store().await else {
+        return;
+    };
+    let payment = paid_payment(&unique("slot"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let key = unique("key");
+    let first = pending_refund(&payment, 1_000, Some(&key));
+    store.begin_refund(&first).await.unwrap();
+    store
+        .finish_refund(
+            &first.id,
+            &failed(FailureKind::NotApplied, None::<String>, "5xx"),
+            None,
+        )
+        .await
+        .unwrap();
+    let again = refund_core::Refund {
+        id: RefundId::generate(),
+        ..first.clone()
+    };
+    store.begin_refund(&again).await.unwrap();
+    let old = element(&store, &payment.merchant_uid, 0).await;
+    assert_eq!(old.get("idempotency_key"), Some(&Bson::Null));
+    assert_eq!(old.get_str("key_slot").unwrap(), format!(" {}", first.id));
+    let new = element(&store, &payment.merchant_uid, 1).await;
+    assert_eq!(new.get_str("key_slot").unwrap(), key);
+    // The key is this payment's new refund's: another payment cannot take it.
+    let other = paid_payment(&unique("slot-other"), 10_000, Currency::Krw);
+    store.apply_snapshot(&other).await.unwrap();
+    assert!(matches!(
+        store
+            .begin_refund(&pending_refund(&other, 1_000, Some(&key)))
+            .await,
+        Err(StoreError::IdempotencyKeyTaken)
+    ));
+    drop_database(&store).await;
+}
+
+#[tokio::test]
+async fn now_ms_is_the_server_clock_that_stamps_the_journal() {
+    let Some(store) = fresh_store().await else {
+        return;
+    };
+    let hello = store
+        .database()
+        .run_command(doc! { "hello": 1 })
+        .await
+        .unwrap();
+    let server = hello.get_datetime("localTime").unwrap().timestamp_millis();
+    let now = store.now_ms().await.unwrap();
+    assert!((server..server + 60_000).contains(&now), "{server} {now}");
+    let payment = paid_payment(&unique("stamp"), 1_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let mut refund = pending_refund(&payment, 100, None);
+    refund.created_at_ms = i64::MAX;
+    refund.updated_at_ms = i64::MIN;
+    store.begin_refund(&refund).await.unwrap();
+    let stored = element(&store, &payment.merchant_uid, 0).await;
+    let created = stored.get_i64("created_at_ms").unwrap();
+    assert!((now..=store.now_ms().await.unwrap()).contains(&created));
+    assert_eq!(stored.get_i64("updated_at_ms").unwrap(), created);
+    drop_database(&store).await;
+}
+
+/// A payment document as the version before typed refund states wrote it:
+/// `status` with an Int64-or-null `gateway_code` and a `gateway_message`,
+/// no `failure_kind`, `failure_code` or `cancellation_id`.
+fn legacy_document(merchant_uid: &str, imp_uid: &str, keys: [&str; 5]) -> Document {
+    let element = |id: &str, key: &str, status: &str, code: Bson, message: Bson, at: i64| {
+        doc! {
+            "id": id, "imp_uid": imp_uid, "amount": 1_000_i64,
+            "base_cancel_amount": 0_i64, "checksum": 10_000_i64,
+            "reason": "legacy", "idempotency_key": key, "key_slot": key,
+            "fingerprint": format!("{:064x}", 1_000), "refund_account_masked": Bson::Null,
+            "status": status, "gateway_code": code, "gateway_message": message,
+            "created_at_ms": at, "updated_at_ms": at,
+        }
+    };
+    doc! {
+        "_id": merchant_uid,
+        "payment": {
+            "imp_uid": imp_uid, "pay_method": "card", "currency": "KRW",
+            "amount": 10_000_i64, "cancel_amount": 1_000_i64, "status": "paid",
+            "paid_at": 1_700_000_000_i64,
+            "cancel_history": [{
+                "pg_tid": "pg_1", "amount": 1_000_i64, "cancelled_at": 1_700_000_100_i64,
+                "reason": "legacy", "cancellation_id": "cxl_legacy", "receipt_url": Bson::Null,
+            }],
+        },
+        "pending_refund_id": "rf_legacy_pending",
+        "on_hold": false,
+        "refunds": [
+            element("rf_legacy_succeeded", keys[0], "succeeded", Bson::Null, Bson::Null, 1_000),
+            element("rf_legacy_rejected", keys[1], "failed", Bson::Int64(-1), "거절".into(), 2_000),
+            element("rf_legacy_unanswered", keys[2], "failed", Bson::Null, "timeout".into(), 3_000),
+            element("rf_legacy_review", keys[3], "needs_review", Bson::Null, "odd".into(), 4_000),
+            element("rf_legacy_pending", keys[4], "pending", Bson::Null, Bson::Null, 5_000),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn legacy_refund_documents_are_read_and_settled() {
+    let Some(store) = fresh_store().await else {
+        return;
+    };
+    let merchant_uid = unique("legacy");
+    let imp_uid = unique("imp");
+    let keys: Vec<String> = (0..5).map(|i| unique(&format!("legacy-key-{i}"))).collect();
+    let key = |i: usize| keys[i].as_str();
+    payments(&store)
+        .insert_one(legacy_document(
+            &merchant_uid,
+            &imp_uid,
+            [key(0), key(1), key(2), key(3), key(4)],
+        ))
+        .await
+        .unwrap();
+    let id = |name: &str| RefundId::from_stored(format!("rf_legacy_{name}"));
+    let expected = [
+        ("succeeded", succeeded()),
+        (
+            "rejected",
+            RefundState::Failed(Failure {
+                kind: FailureKind::Rejected,
+                code: Some("-1".into()),
+                message: "거절".into(),
+            }),
+        ),
+        (
+            "unanswered",
+            RefundState::Failed(Failure::new(FailureKind::NotApplied, "timeout")),
+        ),
+        (
+            "review",
+            RefundState::NeedsReview(Review {
+                message: "odd".into(),
+            }),
+        ),
+        ("pending", RefundState::PENDING),
+    ];
+    for (i, (name, state)) in expected.iter().enumerate() {
+        let refund = store.refund(&id(name)).await.unwrap().unwrap();
+        assert_eq!(&refund.state, state, "{name}");
+        assert_eq!(refund.merchant_uid, merchant_uid);
+        assert_eq!(refund.amount, Amount::from_minor(1_000));
+        assert_eq!(refund.created_at_ms, 1_000 * (i as i64 + 1));
+        let by_key = store.refund_by_idempotency_key(key(i)).await.unwrap();
+        assert_eq!(by_key.map(|r| r.id), Some(id(name)));
+    }
+    let listed: Vec<RefundId> = store
+        .refunds_of(&merchant_uid, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, [id("pending"), id("review"), id("unanswered")]);
+    // The legacy pending refund is old on the server's clock: the sweep
+    // lists it (this database holds nothing else pending).
+    let stale = store
+        .stale_pending_refunds(std::time::Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.into_iter().map(|r| r.id).collect::<Vec<_>>(),
+        [id("pending")]
+    );
+    let stored = store.payment(&merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, Some(id("pending")));
+
+    // Settling the legacy pending refund writes the typed fields.
+    let cxl = RefundState::Succeeded {
+        cancellation_id: Some("cxl_legacy".into()),
+    };
+    let done = store
+        .finish_refund(&id("pending"), &cxl, None)
+        .await
+        .unwrap();
+    assert_eq!(done.state, cxl);
+    assert!(done.updated_at_ms > 5_000, "stamped by the server clock");
+    assert_eq!(
+        store
+            .payment(&merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .pending_refund,
+        None
+    );
+
+    // Legacy failures behave as they read: a rejection is final...
+    assert!(matches!(
+        store
+            .finish_refund(&id("rejected"), &succeeded(), None)
+            .await,
+        Err(StoreError::NotPending(RefundStatus::Failed))
+    ));
+    // ...and an unanswered one changed nothing, so the same request takes
+    // its key over (and it may still turn out to have succeeded).
+    let current = store.payment(&merchant_uid).await.unwrap().unwrap().payment;
+    // pending_refund's fingerprint is the legacy documents' (same amount).
+    let again = pending_refund(&current, 1_000, Some(key(2)));
+    assert_eq!(again.fingerprint, format!("{:064x}", 1_000));
+    store.begin_refund(&again).await.unwrap();
+    let holder = store
+        .refund_by_idempotency_key(key(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.id, again.id);
+    let old = store.refund(&id("unanswered")).await.unwrap().unwrap();
+    assert_eq!(old.idempotency_key, None);
+    let late = store
+        .finish_refund(&id("unanswered"), &succeeded(), None)
+        .await
+        .unwrap();
+    assert_eq!(late.state, succeeded());
+    // A legacy rejection's key stays spent.
+    let reuse = pending_refund(&current, 1_000, Some(key(1)));
+    store
+        .finish_refund(&again.id, &succeeded(), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.begin_refund(&reuse).await,
+        Err(StoreError::IdempotencyKeyTaken)
+    ));
     drop_database(&store).await;
 }
