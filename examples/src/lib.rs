@@ -6,7 +6,7 @@
 //! - [`backends`]: the store and token cache a URL names, per cargo feature.
 //! - [`demo`]: sandbox mode's seeded payments and the demo page.
 //! - [`server`]: wiring it all into a running server.
-//! - [`bench`]: the `refund-bench` benchmark (issue 9).
+//! - [`bench`](mod@bench): the `refund-bench` benchmark.
 
 pub mod backends;
 pub mod bench;

@@ -215,7 +215,10 @@ async fn a_refund_that_never_reached_the_gateway_fails_after_the_settle_age() {
         .await;
     stage.swept().await;
     stage.assert_settled(0).await;
-    let retried = stage.server.cancel(&stage.refund(FIRST), Some("crash-never")).await;
+    let retried = stage
+        .server
+        .cancel(&stage.refund(FIRST), Some("crash-never"))
+        .await;
     let refund = retried.view().refund.unwrap();
     assert_ne!(refund.id, first, "the retry is a new refund");
     assert_eq!(refund.status, "succeeded");

@@ -89,6 +89,8 @@
 //! request-id header, so it nests under `tracing-actix-web`'s
 //! `TracingLogger` root span if the host uses it.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod authorize;
 mod body;
 mod error;

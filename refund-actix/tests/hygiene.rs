@@ -362,7 +362,11 @@ async fn an_echoed_account_is_masked_in_the_answer_the_journal_and_the_logs() {
     let shown = reply.json["gateway_message"].as_str().unwrap();
     assert!(shown.starts_with("[PG] 환불계좌("), "{shown}");
 
-    let refunds = env.store.refunds_of(&payment.merchant_uid, 50).await.unwrap();
+    let refunds = env
+        .store
+        .refunds_of(&payment.merchant_uid, 50)
+        .await
+        .unwrap();
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0].status(), RefundStatus::Failed);
     let stored = refunds[0].state.failure().unwrap().message.clone();

@@ -21,7 +21,8 @@ async fn internal_errors_are_opaque_to_clients_and_logged_with_their_cause() {
     let uid = payment.merchant_uid.as_str();
     let logs = CapturedLogs::start();
 
-    env.store.fail(StoreOp::All, StoreFault::Backend(BACKEND_CAUSE.into()));
+    env.store
+        .fail(StoreOp::All, StoreFault::Backend(BACKEND_CAUSE.into()));
     let cancel = cancel_request(json!({"merchant_uid": uid, "cancel_request_amount": 1000}));
     for request in [cancel, view_request(uid)] {
         let reply = send(&app, request.to_request()).await;

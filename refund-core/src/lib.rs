@@ -44,6 +44,8 @@
 //! - A shared token cache implements [`TokenCache`].
 //! - Another gateway implements [`PaymentGateway`].
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod clock;
 mod error;
 mod gateway;
@@ -70,9 +72,8 @@ pub use memory::{MemoryPaymentStore, MemoryTokenCache};
 pub use money::{Amount, AmountError, Currency, DecimalText};
 pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment};
 pub use refund::{
-    mask_account, validate_idempotency_key, validate_payment_id, CancelRequest, Failure,
-    FailureKind, Refund, RefundAccount, RefundId, RefundState, RefundStatus, RequestError, Review,
-    ValidRequest,
+    CancelRequest, Failure, FailureKind, Refund, RefundAccount, RefundId, RefundState,
+    RefundStatus, RequestAmounts, RequestError, Review, ValidRequest,
 };
 pub use store::{BoxError, PaymentStore, StoreError};
 pub use token::{AccessToken, TokenCache, TokenSource};

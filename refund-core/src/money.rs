@@ -170,6 +170,7 @@ impl Amount {
 
 /// Why an amount could not be converted exactly.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AmountError {
     /// Not a JSON number.
     #[error("not a number")]

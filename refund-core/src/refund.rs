@@ -215,9 +215,8 @@ impl RefundState {
     /// The gateway cancellation this refund is (or will be) credited with.
     pub fn cancellation_id(&self) -> Option<&str> {
         match self {
-            RefundState::Pending { cancellation_id } | RefundState::Succeeded { cancellation_id } => {
-                cancellation_id.as_deref()
-            }
+            RefundState::Pending { cancellation_id }
+            | RefundState::Succeeded { cancellation_id } => cancellation_id.as_deref(),
             _ => None,
         }
     }
@@ -341,15 +340,15 @@ impl fmt::Debug for CancelRequest {
 }
 
 /// Longest `reason` accepted, in characters.
-pub const MAX_REASON_CHARS: usize = 256;
+pub(crate) const MAX_REASON_CHARS: usize = 256;
 /// Longest `refund_holder`, in characters.
-pub const MAX_HOLDER_CHARS: usize = 16;
+pub(crate) const MAX_HOLDER_CHARS: usize = 16;
 /// Longest `refund_account`, in characters.
-pub const MAX_ACCOUNT_CHARS: usize = 16;
+pub(crate) const MAX_ACCOUNT_CHARS: usize = 16;
 /// Longest `refund_bank` code, in characters.
-pub const MAX_BANK_CHARS: usize = 4;
+pub(crate) const MAX_BANK_CHARS: usize = 4;
 /// Longest `merchant_uid` and `Idempotency-Key`, in characters.
-pub const MAX_ID_CHARS: usize = 128;
+pub(crate) const MAX_ID_CHARS: usize = 128;
 
 /// The refund account of a virtual-account refund, already validated.
 #[derive(Clone, PartialEq, Eq)]
@@ -375,7 +374,7 @@ impl fmt::Debug for RefundAccount {
 
 /// Masks an account number, showing at most its last four characters (and
 /// none of a short one, where four would be most of it).
-pub fn mask_account(account: &str) -> String {
+pub(crate) fn mask_account(account: &str) -> String {
     let chars: Vec<char> = account.chars().collect();
     let shown = if chars.len() >= 8 { 4 } else { 0 };
     let hidden = chars.len() - shown;
@@ -402,6 +401,7 @@ pub struct ValidRequest {
 
 /// What is wrong with a request, for `invalid_request` and friends.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RequestError {
     /// A field is malformed; the message names it.
     #[error("{0}")]
@@ -607,7 +607,7 @@ impl ValidRequest {
 /// Checks a payment id from a client (`merchant_uid`, or a webhook's
 /// `imp_uid`) before it is looked up: not blank, at most 128 characters, no
 /// control characters. `field` names it in the error.
-pub fn validate_payment_id(field: &str, id: &str) -> Result<(), RequestError> {
+pub(crate) fn validate_payment_id(field: &str, id: &str) -> Result<(), RequestError> {
     if id.trim().is_empty() {
         return Err(RequestError::Invalid(format!("{field} is required")));
     }
@@ -618,7 +618,7 @@ pub fn validate_payment_id(field: &str, id: &str) -> Result<(), RequestError> {
 }
 
 /// Checks an `Idempotency-Key` header: 1 to 128 visible ASCII characters.
-pub fn validate_idempotency_key(key: &str) -> Result<(), RequestError> {
+pub(crate) fn validate_idempotency_key(key: &str) -> Result<(), RequestError> {
     if key.is_empty() || key.len() > MAX_ID_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(RequestError::Invalid(
             "Idempotency-Key must be 1 to 128 visible ASCII characters".into(),

@@ -152,8 +152,7 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// The payment's `limit` newest refunds, newest first (by `created_at_ms`,
     /// then id).
-    async fn refunds_of(&self, merchant_uid: &str, limit: u32)
-        -> Result<Vec<Refund>, StoreError>;
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError>;
 
     /// Up to `limit` pending refunds that began more than `older_than` ago
     /// on the store's clock, oldest first: the work list of the

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iamport_sandbox::{
-    AdminCancel, Currency, Fault, FaultTarget, NewPayment, Sandbox, SandboxConfig,
-    DEFAULT_IMP_KEY, DEFAULT_IMP_SECRET,
+    AdminCancel, Currency, Fault, FaultTarget, NewPayment, Sandbox, SandboxConfig, DEFAULT_IMP_KEY,
+    DEFAULT_IMP_SECRET,
 };
 use refund_core::{
     CancelOutcome, CancelRequest, IamportClient, IamportConfig, IamportCredentials,
@@ -46,7 +46,11 @@ impl Demo {
             .sandbox
             .create_payment(NewPayment::new(merchant_uid.clone(), amount, Currency::Krw))
             .unwrap();
-        self.service.refresh(&created.imp_uid).await.unwrap().unwrap();
+        self.service
+            .refresh(&created.imp_uid)
+            .await
+            .unwrap()
+            .unwrap();
         (merchant_uid, created.imp_uid)
     }
 
@@ -114,7 +118,11 @@ async fn an_equal_console_refund_is_not_credited_to_our_pending_refund() {
     };
     demo.sandbox.admin_cancel(&imp_uid, console).unwrap();
     let view = demo.service.refresh(&imp_uid).await.unwrap().unwrap();
-    assert_eq!(view.cancel_amount.get(), "2000", "the console's refund is recorded");
+    assert_eq!(
+        view.cancel_amount.get(),
+        "2000",
+        "the console's refund is recorded"
+    );
     assert_eq!(
         view.pending_refunds.len(),
         1,

@@ -11,9 +11,9 @@ use iamport_sandbox::{
 };
 use refund_core::testkit::{FaultyStore, ManualClock, StoreFault, StoreOp};
 use refund_core::{
-    Amount, CancelCommand, CancelOutcome, CancelRequest, FailureKind, GatewayError,
-    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, Payment,
-    PaymentGateway, PaymentStore, RefundError, RefundService, RefundState, RefundStatus,
+    Amount, CancelCommand, CancelOutcome, CancelRequest, FailureKind, GatewayError, IamportClient,
+    IamportConfig, IamportCredentials, MemoryPaymentStore, Payment, PaymentGateway, PaymentStore,
+    RefundError, RefundService, RefundState, RefundStatus,
 };
 
 /// Client timeouts short enough that "the refund can no longer be in
@@ -476,7 +476,10 @@ async fn a_late_success_answer_wins_over_an_early_verdict() {
     let view = refunded(cancel.await.unwrap());
     let refund = view.refund.unwrap();
     assert_eq!(refund.status, RefundStatus::Succeeded);
-    assert_eq!(h.state_of(&refund.id).await.status(), RefundStatus::Succeeded);
+    assert_eq!(
+        h.state_of(&refund.id).await.status(),
+        RefundStatus::Succeeded
+    );
     // The key replays the success: no second refund.
     let again = refunded(
         h.cancel(&body(&merchant_uid, Some("2000")), Some("late-1"))

@@ -119,6 +119,8 @@
 //! `scripts/mongo-test-server.sh` starts a MongoDB-wire-compatible test
 //! server (SecantusDB, as a separate process) when nothing answers there.
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod document;
 mod error;
 mod store;

@@ -96,6 +96,8 @@
 //! [`call_timeout`]: RedisTokenCache::call_timeout
 //! [`TokenCache::invalidate`]: refund_core::TokenCache::invalidate
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod commands;
 mod connection;
 mod token_cache;

@@ -99,6 +99,7 @@
 //! [`migrate`]: SqlPaymentStore::migrate
 //! [`PaymentStore`]: refund_core::PaymentStore
 
+#![warn(missing_docs, unreachable_pub)]
 // Without a database feature only the error types and `open` (which then
 // refuses every URL) remain; the shared machinery has nothing to serve.
 #![cfg_attr(

@@ -159,8 +159,14 @@ fn refund_state<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<RefundState, S
                 message: message()?,
             })
         }
-        RefundStatus::NeedsReview => RefundState::NeedsReview(Review { message: message()? }),
-        other => return Err(SqlStoreError::Corrupt(format!("unknown refund status {other}"))),
+        RefundStatus::NeedsReview => RefundState::NeedsReview(Review {
+            message: message()?,
+        }),
+        other => {
+            return Err(SqlStoreError::Corrupt(format!(
+                "unknown refund status {other}"
+            )))
+        }
     })
 }
 

@@ -267,7 +267,15 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let late_success = i64::from(matches!(state, RefundState::Succeeded { .. }));
         let params = if state.status() == RefundStatus::Pending {
             // Never "settles" into pending: match no row.
-            [status, kind, code, message, cancellation_id, Param::Text(""), Param::Int(0)]
+            [
+                status,
+                kind,
+                code,
+                message,
+                cancellation_id,
+                Param::Text(""),
+                Param::Int(0),
+            ]
         } else {
             [
                 status,
@@ -396,11 +404,7 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         Ok(found.into_iter().next())
     }
 
-    async fn refunds_of(
-        &self,
-        merchant_uid: &str,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         self.read(
             &DB::statements().refunds_of,
             &[Param::Text(merchant_uid), Param::Int(i64::from(limit))],

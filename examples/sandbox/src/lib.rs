@@ -32,6 +32,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, unreachable_pub)]
+
 mod auth;
 mod body;
 mod clock;

@@ -17,7 +17,9 @@ use actix_web::test::{self, TestRequest};
 use iamport_sandbox::{Currency, NewPayment, Payment, Sandbox, SandboxConfig};
 use refund_actix::{BearerTokenAuthorizer, RefundScope};
 use refund_core::testkit::FaultyStore;
-use refund_core::{IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, RefundService};
+use refund_core::{
+    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, RefundService,
+};
 use serde_json::Value;
 
 /// The admin token every test scope accepts.

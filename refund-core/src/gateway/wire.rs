@@ -73,7 +73,7 @@ struct CancelAnnotation {
 
 impl PaymentAnnotation {
     /// Converts to the domain payment, amounts exact in its currency.
-    pub fn into_payment(self) -> Result<Payment, String> {
+    pub(super) fn into_payment(self) -> Result<Payment, String> {
         let currency: Currency = self.currency.parse().map_err(|e| format!("{e}"))?;
         let amount = |text: &DecimalText, field: &str| {
             currency

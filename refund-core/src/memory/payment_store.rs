@@ -179,11 +179,7 @@ impl PaymentStore for MemoryPaymentStore {
             .cloned())
     }
 
-    async fn refunds_of(
-        &self,
-        merchant_uid: &str,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         let mut refunds: Vec<Refund> = self
             .state()
             .refunds

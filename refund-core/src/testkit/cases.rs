@@ -201,7 +201,11 @@ pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
     store.apply_snapshot(&payment).await.unwrap();
     let refund = pending_refund(&payment, 3_000, None);
     store.begin_refund(&refund).await.unwrap();
-    let outcome = failed(FailureKind::Rejected, Some(-1), "취소 가능 금액을 초과했습니다");
+    let outcome = failed(
+        FailureKind::Rejected,
+        Some(-1),
+        "취소 가능 금액을 초과했습니다",
+    );
     let done = store
         .finish_refund(&refund.id, &outcome, None)
         .await
@@ -458,7 +462,8 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
         .await
         .unwrap();
     assert!(
-        all.windows(2).all(|w| w[0].created_at_ms <= w[1].created_at_ms),
+        all.windows(2)
+            .all(|w| w[0].created_at_ms <= w[1].created_at_ms),
         "oldest first"
     );
     assert!(all.iter().all(|r| r.status() == RefundStatus::Pending));
@@ -522,7 +527,11 @@ pub async fn refunds_round_trip_newest_first(store: Store) {
         .collect();
     ids.reverse();
     assert_eq!(listed, ids);
-    assert!(store.refunds_of(&unique("none"), 100).await.unwrap().is_empty());
+    assert!(store
+        .refunds_of(&unique("none"), 100)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// Ids full of SQL, Mongo operators, wildcards and unicode are data.
@@ -773,10 +782,7 @@ pub async fn every_state_round_trips(store: Store) {
         store.apply_snapshot(&payment).await.unwrap();
         let refund = pending_refund(&payment, 1_000, None);
         store.begin_refund(&refund).await.unwrap();
-        let done = store
-            .finish_refund(&refund.id, &state, None)
-            .await
-            .unwrap();
+        let done = store.finish_refund(&refund.id, &state, None).await.unwrap();
         assert_eq!(done.state, state);
         let read = store.refund(&refund.id).await.unwrap().unwrap();
         assert_eq!(read.state, state);
@@ -845,7 +851,10 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         };
         store.release_hold(&payment.merchant_uid).await.unwrap();
         store.begin_refund(&refund).await.unwrap();
-        store.finish_refund(&refund.id, &settled, None).await.unwrap();
+        store
+            .finish_refund(&refund.id, &settled, None)
+            .await
+            .unwrap();
         assert!(
             matches!(
                 store.finish_refund(&refund.id, &succeeded(), None).await,
@@ -884,7 +893,11 @@ pub async fn failures_that_changed_nothing_hand_their_key_over(store: Store) {
         ));
         let again = pending_refund(&payment, 1_000, Some(&key));
         let begun = store.begin_refund(&again).await;
-        let holder = store.refund_by_idempotency_key(&key).await.unwrap().unwrap();
+        let holder = store
+            .refund_by_idempotency_key(&key)
+            .await
+            .unwrap()
+            .unwrap();
         if frees {
             begun.unwrap();
             assert_eq!(holder.id, again.id, "{state:?} hands its key over");
@@ -907,7 +920,10 @@ pub async fn a_freed_key_is_taken_over_once(store: Store) {
     let first = pending_refund(&payment, 1_000, Some(&key));
     store.begin_refund(&first).await.unwrap();
     let not_sent = failed(FailureKind::NotSent, None::<String>, "down");
-    store.finish_refund(&first.id, &not_sent, None).await.unwrap();
+    store
+        .finish_refund(&first.id, &not_sent, None)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let store = store.clone();
@@ -924,7 +940,11 @@ pub async fn a_freed_key_is_taken_over_once(store: Store) {
         }
     }
     assert_eq!(winners.len(), 1, "one retry takes the key");
-    let holder = store.refund_by_idempotency_key(&key).await.unwrap().unwrap();
+    let holder = store
+        .refund_by_idempotency_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(holder.id, winners[0]);
     let journal = store.refunds_of(&payment.merchant_uid, 100).await.unwrap();
     assert_eq!(journal.len(), 2, "losers must write nothing");

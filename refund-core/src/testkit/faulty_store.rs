@@ -153,11 +153,7 @@ impl PaymentStore for FaultyStore {
         self.inner.refund_by_idempotency_key(key).await
     }
 
-    async fn refunds_of(
-        &self,
-        merchant_uid: &str,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
+    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         self.check(StoreOp::ReadRefunds)?;
         self.inner.refunds_of(merchant_uid, limit).await
     }

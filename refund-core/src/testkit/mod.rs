@@ -1,4 +1,5 @@
-//! The [`PaymentStore`] conformance suite (feature `testkit`).
+//! The [`PaymentStore`](crate::PaymentStore) conformance suite and the
+//! shared test helpers (feature `testkit`).
 //!
 //! Every storage backend runs the same cases against a real server:
 //!
@@ -150,7 +151,11 @@ pub fn succeeded() -> RefundState {
 }
 
 /// A failed state.
-pub fn failed(kind: FailureKind, code: Option<impl ToString>, message: impl Into<String>) -> RefundState {
+pub fn failed(
+    kind: FailureKind,
+    code: Option<impl ToString>,
+    message: impl Into<String>,
+) -> RefundState {
     RefundState::Failed(Failure {
         kind,
         code: code.map(|c| c.to_string()),

@@ -303,7 +303,9 @@ impl RefundService {
             message,
             after: lookup.as_ref(),
         };
-        let settled = self.settle_answer(refund, evidence, lookup.as_ref()).await?;
+        let settled = self
+            .settle_answer(refund, evidence, lookup.as_ref())
+            .await?;
         let stale = lookup
             .as_ref()
             .is_some_and(|after| after.cancel_amount != refund.base_cancel_amount);
@@ -314,7 +316,10 @@ impl RefundService {
                 ..
             })
         );
-        Ok((settled, (rejected && stale).then_some(RefundError::PaymentOutOfSync)))
+        Ok((
+            settled,
+            (rejected && stale).then_some(RefundError::PaymentOutOfSync),
+        ))
     }
 
     /// Judges the cancel call's own answer and records the verdict. The

@@ -26,7 +26,10 @@ impl RefundService {
             .payment(&refund.imp_uid)
             .await
             .map_err(RefundError::Gateway)?;
-        if snapshot.as_ref().is_some_and(|s| s.imp_uid != refund.imp_uid) {
+        if snapshot
+            .as_ref()
+            .is_some_and(|s| s.imp_uid != refund.imp_uid)
+        {
             return Err(RefundError::Gateway(GatewayError::InvalidResponse(
                 "the gateway answered with another payment".into(),
             )));
@@ -40,7 +43,11 @@ impl RefundService {
         match refunds.into_iter().find(|r| r.id == refund.id) {
             Some(after) => Ok(after),
             // Older than the refunds reconciliation reads: as it was.
-            None => Ok(self.store.refund(&refund.id).await?.unwrap_or_else(|| refund.clone())),
+            None => Ok(self
+                .store
+                .refund(&refund.id)
+                .await?
+                .unwrap_or_else(|| refund.clone())),
         }
     }
 

@@ -87,7 +87,10 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
     let pending = matches!(refund.state, RefundState::Pending { .. });
     let not_applied = matches!(
         &refund.state,
-        RefundState::Failed(Failure { kind: FailureKind::NotApplied, .. })
+        RefundState::Failed(Failure {
+            kind: FailureKind::NotApplied,
+            ..
+        })
     );
     if !pending && !not_applied {
         return Verdict::Unchanged;
@@ -105,7 +108,10 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             after,
         } if pending => {
             let applied = after.is_some_and(|after| {
-                matches!(attribute(refund, after, context.claimed), Attribution::Ours(_))
+                matches!(
+                    attribute(refund, after, context.claimed),
+                    Attribution::Ours(_)
+                )
             });
             if applied {
                 review("the gateway refused the refund but shows it applied".to_owned())
@@ -181,10 +187,7 @@ enum Attribution {
 
 /// The id a cancel entry is credited by.
 pub(crate) fn entry_id(entry: &CancelEntry) -> Option<&str> {
-    entry
-        .cancellation_id
-        .as_deref()
-        .or(entry.pg_tid.as_deref())
+    entry.cancellation_id.as_deref().or(entry.pg_tid.as_deref())
 }
 
 /// The gateway's entries that came after the refund's base, not credited
@@ -265,10 +268,11 @@ fn credit_own_answer(
     if after.cancel_history.is_empty() && Some(after.cancel_amount) == expected {
         return Ok(None);
     }
-    let later = entries_after_base(refund, after, claimed).map_err(|attribution| match attribution {
-        Attribution::Unexplained(why) => why,
-        _ => "its cancelled total is below the refund's base".to_owned(),
-    })?;
+    let later =
+        entries_after_base(refund, after, claimed).map_err(|attribution| match attribution {
+            Attribution::Unexplained(why) => why,
+            _ => "its cancelled total is below the refund's base".to_owned(),
+        })?;
     let of_amount = || later.iter().filter(|e| e.amount == refund.amount);
     of_amount()
         .find(|e| same_reason(e.reason.as_deref(), refund.reason.as_deref()))

@@ -157,7 +157,7 @@ impl TokenSource for CountingSource {
         tokio::time::sleep(self.delay).await;
         if self.failing {
             return Err(GatewayError::Rejected {
-                code: Some(-1),
+                code: Some("-1".into()),
                 message: "wrong imp_key".to_owned(),
             });
         }

@@ -25,7 +25,8 @@ impl Dialect for Postgres {
     // PostgreSQL re-checks against the latest row after waiting on its lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BINARY_TEXT: bool = false;
-    const NOW_MS: &'static str = "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
+    const NOW_MS: &'static str =
+        "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
     // A session-level advisory lock, per database; the key is the first
     // eight bytes of SHA-256("refund_schema_migrations"), big-endian, signed.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
@@ -38,8 +39,9 @@ impl Dialect for Postgres {
     }
 
     fn statements() -> &'static Statements {
-        static STATEMENTS: LazyLock<Statements> =
-            LazyLock::new(|| Statements::new(Postgres::PLACEHOLDER, Postgres::UPSERT, Postgres::NOW_MS));
+        static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| {
+            Statements::new(Postgres::PLACEHOLDER, Postgres::UPSERT, Postgres::NOW_MS)
+        });
         &STATEMENTS
     }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use refund_core::testkit::{paid_payment, pending_refund, unique};
 use refund_core::testkit::failed;
+use refund_core::testkit::{paid_payment, pending_refund, unique};
 use refund_core::{Currency, FailureKind, PaymentStore, RefundState, StoreError};
 use sqlx::pool::PoolOptions;
 use sqlx::{Database, Executor, FromRow, IntoArguments, Pool};
@@ -491,7 +491,9 @@ pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend
         "PostgreSQL" => "postgres",
         _ => "mysql",
     };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(dialect);
     let init = std::fs::read_to_string(dir.join("0001_init.sql")).unwrap();
     backend.exec(&init).await.unwrap();
     let payment = unique("legacy");
@@ -505,9 +507,19 @@ pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend
         .unwrap();
     let rows = [
         ("rf_rejected", "'failed'", "-1", "'refused'"),
-        ("rf_unknown", "'failed'", "NULL", "'the gateway never applied this refund'"),
+        (
+            "rf_unknown",
+            "'failed'",
+            "NULL",
+            "'the gateway never applied this refund'",
+        ),
         ("rf_done", "'succeeded'", "NULL", "NULL"),
-        ("rf_review", "'needs_review'", "NULL", "'numbers do not add up'"),
+        (
+            "rf_review",
+            "'needs_review'",
+            "NULL",
+            "'numbers do not add up'",
+        ),
         ("rf_open", "'pending'", "NULL", "NULL"),
     ];
     for (id, status, code, message) in rows {

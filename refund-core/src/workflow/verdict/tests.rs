@@ -227,16 +227,28 @@ fn an_answered_5xx_is_settled_at_once_by_one_lookup() {
 fn a_lookup_while_it_may_be_on_the_wire_only_credits() {
     let refund = pending(1_000, 2_000);
     let nothing = after_base(&[]);
-    assert_eq!(decide(&refund, lookup(&nothing), young()), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&nothing), young()),
+        Verdict::Unchanged
+    );
     let just_before = at(IN_FLIGHT - Duration::from_millis(1));
-    assert_eq!(decide(&refund, lookup(&nothing), just_before), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&nothing), just_before),
+        Verdict::Unchanged
+    );
     let no_clock = Context {
         now_ms: None,
         ..old()
     };
-    assert_eq!(decide(&refund, lookup(&nothing), no_clock), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&nothing), no_clock),
+        Verdict::Unchanged
+    );
     let applied = after_base(&[(2_000, REASON)]);
-    assert_eq!(decide(&refund, lookup(&applied), young()), succeeded_with("cxl-1"));
+    assert_eq!(
+        decide(&refund, lookup(&applied), young()),
+        succeeded_with("cxl-1")
+    );
 }
 
 #[test]
@@ -252,12 +264,18 @@ fn an_equal_console_refund_is_never_credited_to_ours() {
     // Ours timed out; the console refunded the same amount for another item.
     let refund = pending(1_000, 2_000);
     let console = after_base(&[(2_000, "damaged item, refunded by phone")]);
-    assert_eq!(decide(&refund, lookup(&console), young()), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&console), young()),
+        Verdict::Unchanged
+    );
     let verdict = decide(&refund, lookup(&console), old());
     assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
     // Both applied: ours is credited, the console's stays outside.
     let both = after_base(&[(2_000, "damaged item"), (2_000, REASON)]);
-    assert_eq!(decide(&refund, lookup(&both), young()), succeeded_with("cxl-2"));
+    assert_eq!(
+        decide(&refund, lookup(&both), young()),
+        succeeded_with("cxl-2")
+    );
 }
 
 #[test]
@@ -273,7 +291,11 @@ fn entries_its_base_counted_or_dated_long_before_it_are_not_its_own() {
     // A new entry dated far before the refund began is someone else's...
     let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap();
     let backdated = [(2_000, REASON, BEGAN - tolerance - 1_000)];
-    let verdict = decide(&pending(0, 2_000), lookup(&payment(10_000, &backdated)), old());
+    let verdict = decide(
+        &pending(0, 2_000),
+        lookup(&payment(10_000, &backdated)),
+        old(),
+    );
     assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
     // ...but a gateway clock a little behind the store's is tolerated.
     let skewed = [(2_000, REASON, BEGAN - 30_000)];
@@ -305,7 +327,10 @@ fn late_evidence_turns_not_applied_into_succeeded_never_the_reverse() {
     let r = refund(1_000, 2_000, not_applied);
     let applied = after_base(&[(2_000, REASON)]);
     assert_eq!(decide(&r, lookup(&applied), old()), succeeded_with("cxl-1"));
-    assert_eq!(decide(&r, Evidence::Applied(&applied), old()), succeeded_with("cxl-1"));
+    assert_eq!(
+        decide(&r, Evidence::Applied(&applied), old()),
+        succeeded_with("cxl-1")
+    );
     let nothing = after_base(&[]);
     assert_eq!(decide(&r, lookup(&nothing), old()), Verdict::Unchanged);
     let gone = Evidence::Lookup {
@@ -351,11 +376,17 @@ fn what_cannot_be_explained_goes_to_review_once_it_cannot_be_on_the_wire() {
         answered: false,
     };
     assert_eq!(decide(&refund, gone, young()), Verdict::Unchanged);
-    assert_eq!(status(&decide(&refund, gone, old())), Some(RefundStatus::NeedsReview));
+    assert_eq!(
+        status(&decide(&refund, gone, old())),
+        Some(RefundStatus::NeedsReview)
+    );
     // A history that does not add up to the cancelled total.
     let mut broken = after_base(&[(500, "x")]);
     broken.cancel_amount = Amount::from_minor(9_000);
-    assert_eq!(decide(&refund, lookup(&broken), young()), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&broken), young()),
+        Verdict::Unchanged
+    );
     assert_eq!(
         status(&decide(&refund, lookup(&broken), old())),
         Some(RefundStatus::NeedsReview)
@@ -375,7 +406,10 @@ fn a_snapshot_older_than_its_base_says_nothing() {
     assert_eq!(decide(&refund, lookup(&older), old()), Verdict::Unchanged);
     let mut other_attempt = after_base(&[(2_000, REASON)]);
     other_attempt.imp_uid = "imp_other".into();
-    assert_eq!(decide(&refund, lookup(&other_attempt), old()), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&other_attempt), old()),
+        Verdict::Unchanged
+    );
 }
 
 #[test]
@@ -465,8 +499,13 @@ impl Story {
 
     /// An answered call ended before the lookup: it applied before it.
     fn applied_at_for_lookup(&self) -> Option<i64> {
-        self.applied_at
-            .map(|at| if self.answered { at.min(self.looked_at) } else { at })
+        self.applied_at.map(|at| {
+            if self.answered {
+                at.min(self.looked_at)
+            } else {
+                at
+            }
+        })
     }
 
     fn applied_by_lookup(&self) -> bool {
