@@ -80,6 +80,59 @@ fn skip_or_fail<T>(why: &str) -> Option<T> {
     None
 }
 
+/// Where Debian's `faketime` package installs libfaketime (scripts/services
+/// installs the package), for other layouts too.
+const LIBFAKETIME: [&str; 2] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+/// Variables that run a child process with its wall clock `offset_secs`
+/// ahead of the real one (libfaketime, preloaded) while its monotonic clock
+/// (tokio's timers, the HTTP client's timeouts) is left alone; for
+/// [`MerchantServer::start`]'s `extra`. `None` (skip) when libfaketime is
+/// missing or does not shift a child's clock, outside CI; a failure under
+/// `CI=true`. Checked by running `date +%s` under the same variables.
+pub fn wall_clock_shifted(offset_secs: i64) -> Option<Vec<(&'static str, String)>> {
+    let Some(library) = LIBFAKETIME
+        .iter()
+        .find(|path| std::path::Path::new(path).is_file())
+    else {
+        return skip_or_fail(&format!(
+            "libfaketime is not installed (none of {LIBFAKETIME:?}; \
+             `apt-get install faketime`, as scripts/services does)"
+        ));
+    };
+    let env = vec![
+        ("LD_PRELOAD", (*library).to_owned()),
+        ("FAKETIME", format!("{offset_secs:+}s")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ];
+    let before = unix_secs();
+    let shown = Command::new("date")
+        .arg("+%s")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output();
+    let after = unix_secs();
+    let shown = match shown {
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse::<i64>()
+            .ok(),
+        _ => None,
+    };
+    let expected = (before as i64 + offset_secs - 1)..=(after as i64 + offset_secs + 1);
+    match shown {
+        Some(shown) if expected.contains(&shown) => Some(env),
+        shown => skip_or_fail(&format!(
+            "{library} does not shift a child's clock by {offset_secs} s \
+             (`date +%s` under it said {shown:?}, expected {expected:?})"
+        )),
+    }
+}
+
 /// A random lowercase hex string of `bytes` random bytes.
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
