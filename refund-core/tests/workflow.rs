@@ -467,7 +467,9 @@ async fn a_late_success_answer_wins_over_an_early_verdict() {
     // While the answer is held: the lookup lags, and the store's clock says
     // the refund is past its bound (as a wrong bound or a paused process
     // would make it).
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    while h.sandbox.stats().cancel.committed == 0 {
+        tokio::task::yield_now().await;
+    }
     h.gateway.set(Some(Tamper::Stale(stale)));
     h.wait_until_settleable();
     let report = h.service.sweep().await.unwrap();
