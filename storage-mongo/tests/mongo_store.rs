@@ -21,7 +21,7 @@ use storage_mongo::{MongoPaymentStore, MongoStoreError, PAYMENTS_COLLECTION};
 
 /// A store in a database of its own; `None` skips the test (outside CI).
 async fn fresh_store() -> Option<MongoPaymentStore> {
-    common::store(&common::database_name()).await
+    common::store(&common::SCRATCH.name()).await
 }
 
 /// Drops the test's database once it passed.

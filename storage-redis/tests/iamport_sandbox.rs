@@ -20,7 +20,7 @@ const INSTANCES: usize = 8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_redis_fetch_one_token() {
-    let Some(redis) = TestRedis::start("instances_sharing_redis_fetch_one_token").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cluster = Cluster::start(redis_caches(&redis).await).await;
@@ -60,7 +60,7 @@ async fn instances_with_memory_caches_fetch_one_token_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_replaced_once_for_all_instances() {
-    let Some(redis) = TestRedis::start("a_revoked_token_is_replaced_once").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cluster = Cluster::start(redis_caches(&redis).await).await;

@@ -63,7 +63,7 @@ async fn a_malformed_url_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_that_stalls_mid_way_is_bypassed_then_used_again() {
-    let Some(redis) = TestRedis::start("a_redis_that_stalls_mid_way").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let proxy = FaultyProxy::start(&redis.url).await;
@@ -97,7 +97,7 @@ async fn a_redis_that_stalls_mid_way_is_bypassed_then_used_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lazily_opened_connection_comes_back_after_a_cut() {
-    let Some(redis) = TestRedis::start("a_lazily_opened_connection_comes_back").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let proxy = FaultyProxy::start(&redis.url).await;

@@ -14,7 +14,7 @@ use common::{call_concurrently, CountingSource, TestRedis, KEY, TOKEN_LIFETIME_M
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_the_token_until_its_use_until_with_a_matching_ttl() {
-    let Some(redis) = TestRedis::start("stores_the_token_until_its_use_until").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cache = redis.instance().await;
@@ -52,7 +52,7 @@ async fn stores_the_token_until_its_use_until_with_a_matching_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_callers_on_five_instances_fetch_one_token() {
-    let Some(redis) = TestRedis::start("fifty_callers_on_five_instances").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let mut instances = Vec::new();
@@ -73,7 +73,7 @@ async fn fifty_callers_on_five_instances_fetch_one_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refreshes_stay_single_when_the_gateway_answers_at_once() {
-    let Some(redis) = TestRedis::start("refreshes_stay_single_when_the_gateway").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let mut instances = Vec::new();
@@ -95,7 +95,7 @@ async fn refreshes_stay_single_when_the_gateway_answers_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalidating_a_stale_token_spares_the_fresh_one() {
-    let Some(redis) = TestRedis::start("invalidating_a_stale_token").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let (a, b) = (redis.instance().await, redis.instance().await);
@@ -117,7 +117,7 @@ async fn invalidating_a_stale_token_spares_the_fresh_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_past_their_use_until_are_refreshed() {
-    let Some(redis) = TestRedis::start("tokens_past_their_use_until").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cache = redis.instance().await;
@@ -141,7 +141,7 @@ async fn tokens_past_their_use_until_are_refreshed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_lock_holder_is_replaced_once_its_lock_expires() {
-    let Some(redis) = TestRedis::start("a_dead_lock_holder_is_replaced").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     // An instance took the lock and died before storing a token.
@@ -160,7 +160,7 @@ async fn a_dead_lock_holder_is_replaced_once_its_lock_expires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_refresh_elsewhere_is_bypassed_after_the_wait_budget() {
-    let Some(redis) = TestRedis::start("a_stuck_refresh_elsewhere").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     lock_as_someone_else(&redis, Duration::from_secs(60)).await;
@@ -181,7 +181,7 @@ async fn a_stuck_refresh_elsewhere_is_bypassed_after_the_wait_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_whose_lock_expired_leaves_the_new_owners_lock_alone() {
-    let Some(redis) = TestRedis::start("a_holder_whose_lock_expired").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cache = redis.instance().await;
@@ -215,7 +215,7 @@ impl refund_core::TokenSource for LockStealingSource<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_releases_the_lock_and_reports_the_error() {
-    let Some(redis) = TestRedis::start("a_failed_fetch_releases_the_lock").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cache = redis.instance().await;
@@ -234,7 +234,7 @@ async fn a_failed_fetch_releases_the_lock_and_reports_the_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefixes_keep_applications_apart() {
-    let Some(redis) = TestRedis::start("prefixes_keep_applications_apart").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let other_prefix = format!("{}:other-app", redis.prefix);
@@ -252,7 +252,7 @@ async fn prefixes_keep_applications_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_already_past_use_until_are_not_stored() {
-    let Some(redis) = TestRedis::start("tokens_already_past_use_until").await else {
+    let Some(redis) = TestRedis::start().await else {
         return;
     };
     let cache = redis.instance().await;

@@ -1,10 +1,12 @@
-//! The [`PaymentStore`](crate::PaymentStore) conformance suite and the
+//! The [`PaymentStore`] conformance suite and the
 //! shared test helpers (feature `testkit`).
 //!
 //! Every storage backend runs the same cases against a real server:
 //!
 //! ```ignore
-//! async fn store() -> Arc<dyn PaymentStore> { /* connect, migrate */ }
+//! /// `None` when the server is missing: a skip outside CI (under
+//! /// `CI=true`, `testkit::services::MONGODB.connect` fails the test).
+//! async fn store() -> Option<Arc<dyn PaymentStore>> { /* connect, migrate */ }
 //! refund_core::store_conformance_tests!(store());
 //! ```
 //!
@@ -12,23 +14,36 @@
 //! needs `tokio` with `macros` and `rt-multi-thread` as a dev-dependency).
 //! Each case works on fresh random ids, so cases may share one database and
 //! run in parallel.
+//!
+//! Besides the cases: [`services`] (where the local servers run, skip or
+//! fail under `CI=true`, scratch database names and leftovers),
+//! [`FaultyStore`] (a store that fails on demand), [`ManualClock`] and the
+//! builders below.
 
 mod cases;
 mod faulty_store;
+pub mod services;
 
 pub use cases::*;
 pub use faulty_store::{FaultyStore, StoreFault, StoreOp};
 
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
 use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, Review};
+use crate::store::PaymentStore;
 
-/// Generates one `#[tokio::test]` per conformance case; `$make_store` is an
-/// expression whose `.await` gives an `Arc<dyn PaymentStore>`.
+/// Generates one `#[tokio::test]` per conformance case. `$make_store` is an
+/// expression (a factory's call, an `async` block) awaited at the start of
+/// each case; it gives a store, `Arc<S>` or `Arc<dyn PaymentStore>`, or an
+/// `Option` of one, where `None` skips the case (see [`ConformanceStore`]).
+/// A factory that gives `None` has already said why: through
+/// [`services::Service::connect`] or [`services::skip_or_fail`], which fail
+/// the test instead under `CI=true`.
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make_store:expr) => {
@@ -59,18 +74,53 @@ macro_rules! store_conformance_tests {
             every_state_round_trips,
             only_not_applied_failures_may_still_succeed,
             failures_that_changed_nothing_hand_their_key_over,
-            a_freed_key_is_taken_over_once,
+            a_refused_begin_leaves_the_key_with_its_holder,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                let store: ::std::sync::Arc<dyn $crate::PaymentStore> = $make_store.await;
+                let Some(store) =
+                    $crate::testkit::ConformanceStore::into_store($make_store.await)
+                else {
+                    return; // Skipped: the factory said why.
+                };
                 $crate::testkit::$case(store).await;
             }
         )*
     };
+}
+
+/// What a [`store_conformance_tests!`] factory may give: a store, or
+/// `None` to skip the case.
+pub trait ConformanceStore {
+    /// The store to run the case on; `None` skips it.
+    fn into_store(self) -> Option<Arc<dyn PaymentStore>>;
+}
+
+impl ConformanceStore for Arc<dyn PaymentStore> {
+    fn into_store(self) -> Option<Arc<dyn PaymentStore>> {
+        Some(self)
+    }
+}
+
+impl ConformanceStore for Option<Arc<dyn PaymentStore>> {
+    fn into_store(self) -> Option<Arc<dyn PaymentStore>> {
+        self
+    }
+}
+
+impl<S: PaymentStore> ConformanceStore for Arc<S> {
+    fn into_store(self) -> Option<Arc<dyn PaymentStore>> {
+        Some(self)
+    }
+}
+
+impl<S: PaymentStore> ConformanceStore for Option<Arc<S>> {
+    fn into_store(self) -> Option<Arc<dyn PaymentStore>> {
+        self.map(|store| store as Arc<dyn PaymentStore>)
+    }
 }
 
 /// A unique id with a readable prefix, so parallel cases never collide.

@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
+use refund_core::testkit::services::{Scratch, REDIS};
 use refund_core::{now_ms, AccessToken, GatewayError, Secret, TokenCache, TokenSource};
 use storage_redis::RedisTokenCache;
 use tokio::sync::Barrier;
@@ -18,10 +18,10 @@ use tokio::sync::Barrier;
 /// The cache key the i'mport client uses, for an imp_key of this test.
 pub const KEY: &str = "iamport:token:imp_test";
 
-/// Where the tests find Redis: `REDIS_URL`, or the local default.
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
+/// Every test's keys start with a scratch name of its own:
+/// `storage_redis_<unix seconds>_<random>:`. The cache writes every key with
+/// an expiry, so a crashed run's keys go away by themselves.
+const SCRATCH: Scratch = Scratch::new("storage_redis_");
 
 /// One test's corner of a real Redis: every key it writes starts with a
 /// random prefix, and [`TestRedis::cleanup`] removes them.
@@ -33,29 +33,18 @@ pub struct TestRedis {
 }
 
 impl TestRedis {
-    /// Connects to the test Redis. Without one, fails under `CI=true` and
-    /// otherwise returns `None` after saying loudly that the test is skipped.
-    pub async fn start(test: &str) -> Option<Self> {
-        let url = redis_url();
-        match connect(&url).await {
-            Ok(admin) => Some(TestRedis {
-                url,
-                prefix: format!("test:{}", uuid::Uuid::new_v4()),
-                admin,
-            }),
-            Err(error) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-                panic!("{test}: Redis at {url} is required under CI: {error}")
-            }
-            Err(error) => {
-                // Straight to stderr: the test harness captures `eprintln!`
-                // of passing tests, and a skip must be seen.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n!!! SKIPPED {test}: no Redis at {url} ({error}); start one or set REDIS_URL !!!\n"
-                );
-                None
-            }
-        }
+    /// Connects to the test Redis ([`REDIS`]). Without one, fails under
+    /// `CI=true` and otherwise returns `None` after saying loudly that the
+    /// test is skipped.
+    pub async fn start() -> Option<Self> {
+        let admin = REDIS
+            .connect(|url| async move { connect(&url).await })
+            .await?;
+        Some(TestRedis {
+            url: REDIS.url(),
+            prefix: SCRATCH.name(),
+            admin,
+        })
     }
 
     /// A cache on its own connection, as a separate server instance would
@@ -109,10 +98,7 @@ async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
     let client = redis::Client::open(url)?;
     // One attempt: a missing Redis should be reported at once.
     let config = ConnectionManagerConfig::new().set_number_of_retries(0);
-    let connecting = client.get_connection_manager_with_config(config);
-    let mut manager = tokio::time::timeout(Duration::from_secs(5), connecting)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let mut manager = client.get_connection_manager_with_config(config).await?;
     redis::cmd("PING").query_async::<()>(&mut manager).await?;
     Ok(manager)
 }

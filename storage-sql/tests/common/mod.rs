@@ -1,19 +1,16 @@
-//! Test support shared by the per-database test binaries: fresh databases,
-//! skipping when a server is missing, and the cases every backend runs on
-//! top of refund-core's conformance suite.
+//! Test support shared by the per-database test binaries: fresh databases
+//! (named, found and skipped by `refund_core::testkit::services`), and the
+//! cases every backend runs on top of refund-core's conformance suite.
 //!
 //! Each binary (`sqlite.rs`, `postgres.rs`, `mysql.rs`) implements
 //! [`Backend`] and expands [`backend_tests!`].
 
 #![allow(dead_code)] // Each binary uses the part that fits its backend.
 
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use std::sync::Arc;
 
 use refund_core::testkit::failed;
+use refund_core::testkit::services::{with_database, Scratch, Service};
 use refund_core::testkit::{paid_payment, pending_refund, unique};
 use refund_core::{Currency, FailureKind, PaymentStore, RefundState, StoreError};
 use sqlx::pool::PoolOptions;
@@ -21,89 +18,10 @@ use sqlx::{Database, Executor, FromRow, IntoArguments, Pool};
 use storage_sql::{Dialect, MigrationError, SqlPaymentStore, SqlStoreError, MIGRATIONS_TABLE};
 use tokio::sync::OnceCell;
 
-/// Test databases are named `storage_sql_<unix seconds>_<random>`, so a
-/// later run can tell leftovers of crashed runs by their age.
-pub const DATABASE_PREFIX: &str = "storage_sql_";
-
-/// Leftover test databases older than this are dropped by the next run.
-const LEFTOVER_AGE_SECS: u64 = 3600;
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-/// A new, unique database name.
-pub fn database_name() -> String {
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{DATABASE_PREFIX}{}_{}", unix_secs(), &random[..12])
-}
-
-/// True for a test database of an earlier run that is old enough to be
-/// abandoned (its run crashed or was killed before dropping it).
-pub fn is_leftover(name: &str) -> bool {
-    name.strip_prefix(DATABASE_PREFIX)
-        .and_then(|rest| rest.split('_').next())
-        .and_then(|secs| secs.parse::<u64>().ok())
-        .is_some_and(|created| created + LEFTOVER_AGE_SECS < unix_secs())
-}
-
-/// `url` with its database (the path) replaced by `database`.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority_end = base.find("://").map_or(0, |at| at + 3);
-    let root = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{root}/{database}?{query}"),
-        None => format!("{root}/{database}"),
-    }
-}
-
-/// Set once a server was found missing, so that the other tests of the
-/// process skip (or fail, in CI) at once instead of each waiting for a
-/// timeout.
-static SERVER_MISSING: AtomicBool = AtomicBool::new(false);
-
-/// How long a test waits for its database server before calling it missing.
-const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Called when the server of `what` cannot be reached: under `CI=true` the
-/// test fails; elsewhere it is skipped with a loud message.
-pub fn server_missing<T>(what: &str, error: impl std::fmt::Display) -> Option<T> {
-    SERVER_MISSING.store(true, Ordering::Relaxed);
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!("{what} is required under CI=true but unreachable: {error}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing
-    // tests, and a skip must be seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!!!! SKIPPED: {what} is unreachable ({error}); set CI=true to make this fail !!!!!\n"
-    );
-    None
-}
-
-/// Evaluates to the value of an `Option`-returning future, or returns from
-/// the enclosing test (skipping it) when it is `None`. Works inside
-/// `store_conformance_tests!`, whose store expression is awaited in the
-/// test's own body.
-#[macro_export]
-macro_rules! or_skip {
-    ($fresh:expr) => {
-        match $fresh.await {
-            Some(value) => ::std::future::ready(value),
-            None => return,
-        }
-    };
-}
+/// This crate's scratch databases (and SQLite directories):
+/// `storage_sql_<unix seconds>_<random>`, leftovers of crashed runs told by
+/// their age.
+pub const SCRATCH: Scratch = Scratch::new("storage_sql_");
 
 /// A database server the tests run against.
 pub trait Backend: Sized {
@@ -163,19 +81,15 @@ pub async fn conformance_store<B: Backend>(
     Some(Arc::new(store))
 }
 
-/// A database server reached through `$ENV` (or a default URL): which
-/// SQL creates, lists and drops its test databases.
+/// A database server (one of testkit's services): which SQL lists and
+/// drops its test databases.
 pub trait Server {
     /// The sqlx database.
     type Db: Dialect;
-    /// What the skip message calls it.
-    const NAME: &'static str;
-    /// The variable that overrides [`DEFAULT_URL`](Self::DEFAULT_URL).
-    const ENV: &'static str;
-    /// Where the server runs on a developer machine and in CI.
-    const DEFAULT_URL: &'static str;
-    /// Lists databases whose name starts with [`DATABASE_PREFIX`].
-    const LIST_TEST_DATABASES: &'static str;
+    /// Where it runs, and what to say when it does not.
+    fn service() -> &'static Service;
+    /// Lists the databases whose name is `LIKE '{like}'`.
+    fn list_databases(like: &str) -> String;
     /// Drops database `name` even while connections are open.
     fn drop_statement(name: &str) -> String;
 }
@@ -199,36 +113,30 @@ where
     type Db = S::Db;
 
     async fn fresh() -> Option<Self> {
-        let what = format!("{} (${}, default {})", S::NAME, S::ENV, S::DEFAULT_URL);
-        if SERVER_MISSING.load(Ordering::Relaxed) {
-            return server_missing(&what, "found missing by an earlier test");
-        }
-        let server = std::env::var(S::ENV).unwrap_or_else(|_| S::DEFAULT_URL.to_owned());
-        let admin = match PoolOptions::<S::Db>::new()
-            .max_connections(2)
-            .acquire_timeout(SERVER_TIMEOUT)
-            .connect(&server)
-            .await
-        {
-            Ok(admin) => admin,
-            Err(error) => return server_missing(&what, error),
-        };
-        let existing: Vec<String> = sqlx::query_scalar(S::LIST_TEST_DATABASES)
+        let admin = S::service()
+            .connect(|server| async move {
+                PoolOptions::<S::Db>::new()
+                    .max_connections(2)
+                    .connect(&server)
+                    .await
+            })
+            .await?;
+        let existing: Vec<String> = sqlx::query_scalar(&S::list_databases(&SCRATCH.like_pattern()))
             .fetch_all(&admin)
             .await
             .expect("list test databases");
-        for leftover in existing.iter().filter(|name| is_leftover(name)) {
+        for leftover in existing.iter().filter(|name| SCRATCH.is_leftover(name)) {
             admin
                 .execute(sqlx::raw_sql(&S::drop_statement(leftover)))
                 .await
                 .expect("drop a leftover test database");
         }
-        let name = database_name();
+        let name = SCRATCH.name();
         admin
             .execute(sqlx::raw_sql(&format!("CREATE DATABASE {name}")))
             .await
             .expect("create a test database");
-        let url = with_database(&server, &name);
+        let url = with_database(&S::service().url(), &name);
         let pool = Pool::<S::Db>::connect(&url)
             .await
             .expect("connect to the test database");
@@ -643,7 +551,9 @@ macro_rules! backend_tests {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 use $crate::common::Backend as _;
-                let backend = $crate::or_skip!(<$backend>::fresh()).await;
+                let Some(backend) = <$backend>::fresh().await else {
+                    return; // Skipped: the server is missing.
+                };
                 $crate::common::$case(&backend).await;
                 backend.drop_database().await;
             }
