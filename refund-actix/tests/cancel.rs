@@ -50,7 +50,10 @@ async fn partial_then_full_refund_answer_the_payment_view() {
     let history = view["cancel_history"].as_array().unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0]["amount"], 3000);
-    assert_eq!(history[0]["reason"], "size exchange");
+    // The reason sent names the refund, so i'mport's entry is evidence for it.
+    let id = refund_id(&first);
+    assert_eq!(history[0]["reason"], format!("size exchange ({id})"));
+    assert_eq!(history[0]["refund_id"], id.as_str());
     assert!(history[0]["pg_tid"].is_string() && history[0]["receipt_url"].is_string());
     assert!(history[0]["cancelled_at"].is_i64());
     assert_eq!(view["refund"]["amount"], 3000);

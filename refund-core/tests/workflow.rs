@@ -156,6 +156,9 @@ enum Tamper {
     Stale(Payment),
     /// Drops the cancel history, so the numbers no longer add up.
     StripHistory,
+    /// Answers lookups with this payment until the next cancel call, then
+    /// tells the truth again.
+    StaleUntilCancel(Payment),
 }
 
 /// The real i'mport client, whose payment lookups a test can tamper with
@@ -186,6 +189,7 @@ impl Tampering {
                 p.cancel_history.clear();
                 p
             }),
+            Some(Tamper::StaleUntilCancel(stale)) => Some(stale),
         }
     }
 }
@@ -193,6 +197,12 @@ impl Tampering {
 #[async_trait::async_trait]
 impl PaymentGateway for Tampering {
     async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+        {
+            let mut tamper = self.tamper.lock().unwrap();
+            if matches!(*tamper, Some(Tamper::StaleUntilCancel(_))) {
+                *tamper = None;
+            }
+        }
         self.inner.cancel(command).await
     }
 
@@ -494,32 +504,111 @@ async fn a_late_success_answer_wins_over_an_early_verdict() {
 
 /// Our refund is pending (no answer, never applied); the console refunds
 /// the same amount: neither the webhook nor, later, the sweep credits the
-/// console's entry to ours, and the payment shows it as made outside.
+/// console's entry to ours. Past its bound the entry is ambiguous (ours
+/// with a rewritten reason, or someone else's): the refund goes to review,
+/// and the payment shows the entry as made outside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_console_refund_of_the_same_amount_stays_outside() {
+async fn a_console_refund_of_the_same_amount_is_never_credited_to_ours() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     h.sandbox
         .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 1);
     let ours = pending(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
-    h.console_refund(&imp_uid, Some(2_000), Some("damaged item"));
+    h.console_refund(&imp_uid, Some(2_000), Some("test"));
     h.service.refresh(&imp_uid).await.unwrap();
     assert_eq!(h.state_of(&ours.id).await.status(), RefundStatus::Pending);
     h.wait_until_settleable();
     h.service.sweep().await.unwrap();
-    match h.state_of(&ours.id).await {
-        RefundState::Failed(failure) => assert_eq!(failure.kind, FailureKind::NotApplied),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(
+        h.state_of(&ours.id).await.status(),
+        RefundStatus::NeedsReview
+    );
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 2_000);
     let view = h.service.view(&merchant_uid).await.unwrap();
     assert_eq!(view.cancel_history.len(), 1);
     assert_eq!(view.cancel_history[0].refund_id, None, "made outside");
-    // Our refund, tried again, is credited with its own entry.
+    // The operator looks and syncs; our refund, asked again, is credited
+    // with its own entry.
+    h.service.sync(&merchant_uid).await.unwrap();
     let view = refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
     let id = view.refund.as_ref().unwrap().id.clone();
     assert_eq!(view.cancel_history[1].refund_id.as_ref(), Some(&id));
     assert_eq!(view.cancel_history[0].refund_id, None);
+}
+
+/// A refund settled `not_applied` on an answered 5xx whose cancel i'mport
+/// applied anyway (a lagging lookup): the same key and body, asked again,
+/// first give that late evidence its chance, so the retry replays the
+/// success instead of refunding twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_not_applied_credits_a_late_refund_instead_of_repeating_it() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    // The lookup after the 5xx lags: it does not show the applied cancel.
+    h.gateway.set(Some(Tamper::Stale(stale)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    h.gateway.set(None);
+    let view = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-1"))
+            .await,
+    );
+    assert_eq!(json(&view.cancel_amount), "1000");
+    assert_eq!(h.sandbox.stats().cancel.committed, 1, "no second cancel");
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    assert_eq!(journal.len(), 1, "the retry replayed the first refund");
+    assert_eq!(journal[0].status(), RefundStatus::Succeeded);
+    assert_eq!(
+        view.cancel_history[0].refund_id.as_ref(),
+        Some(&journal[0].id)
+    );
+}
+
+/// The reviewer's interleaving: a `not_applied` refund applied late, found
+/// only when the same request's retry is refused by the checksum. The
+/// refusal's lookup credits the older refund (its own entry) and the retry
+/// fails as rejected: one refund, attributed to the right journal row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_retry_credits_the_late_refund_it_retried() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    // The lookup after the 5xx lags: the first refund is settled not applied.
+    h.gateway.set(Some(Tamper::Stale(stale.clone())));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    let first = h.store.refunds_of(&merchant_uid, 50).await.unwrap()[0].clone();
+    // The retry's pre-check lookup still lags, so the retry runs; the
+    // gateway refuses its checksum, and the refusal's lookup is current.
+    h.gateway.set(Some(Tamper::StaleUntilCancel(stale)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "payment_out_of_sync", "{err:?}");
+    assert_eq!(
+        h.state_of(&first.id).await.status(),
+        RefundStatus::Succeeded
+    );
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    let retry = journal.iter().find(|r| r.id != first.id).unwrap();
+    assert_eq!(
+        retry.state.failure().map(|f| f.kind),
+        Some(FailureKind::Rejected)
+    );
+    assert_eq!(h.sandbox.stats().cancel.committed, 1);
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,8 +343,13 @@ async fn read_envelope<T: DeserializeOwned>(
     garbled: fn(crate::store::BoxError) -> GatewayError,
 ) -> Result<T, GatewayError> {
     let status = response.status();
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        // A proxy in front of i'mport gave up waiting: i'mport itself may
+        // still be working on the request. No answer, in effect.
+        return Err(GatewayError::Unknown(format!("HTTP {status}").into()));
+    }
     if status.is_server_error() {
-        // The gateway answered: it is no longer working on the request.
+        // i'mport answered: it is no longer working on the request.
         return Err(GatewayError::Garbled(format!("HTTP {status}").into()));
     }
     let body = response.bytes().await.map_err(|e| garbled(e.into()))?;

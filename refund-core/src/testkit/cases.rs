@@ -911,10 +911,12 @@ pub async fn failures_that_changed_nothing_hand_their_key_over(store: Store) {
     }
 }
 
-/// Twin retries of a request whose refund changed nothing race for its
-/// key: exactly one takes it over.
-pub async fn a_freed_key_is_taken_over_once(store: Store) {
-    let payment = paid_payment(&unique("key-race"), 100_000, Currency::Krw);
+/// The key hand-over is part of the begin's atomic step: a begin refused
+/// for another reason (another refund pending, a stale `cancel_amount`)
+/// leaves the key where it was, so it never ends up held by nobody (where
+/// a different request could take it).
+pub async fn a_refused_begin_leaves_the_key_with_its_holder(store: Store) {
+    let payment = paid_payment(&unique("key-atomic"), 100_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
     let key = unique("key");
     let first = pending_refund(&payment, 1_000, Some(&key));
@@ -924,28 +926,47 @@ pub async fn a_freed_key_is_taken_over_once(store: Store) {
         .finish_refund(&first.id, &not_sent, None)
         .await
         .unwrap();
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let store = store.clone();
-            let refund = pending_refund(&payment, 1_000, Some(&key));
-            tokio::spawn(async move { store.begin_refund(&refund).await.map(|()| refund.id) })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(id) => winners.push(id),
-            Err(StoreError::IdempotencyKeyTaken | StoreError::RefundInProgress) => {}
-            Err(other) => panic!("a losing begin must be a conflict, got {other:?}"),
-        }
-    }
-    assert_eq!(winners.len(), 1, "one retry takes the key");
+    // Another refund of the payment is pending: the retry is refused...
+    let busy = pending_refund(&payment, 500, None);
+    store.begin_refund(&busy).await.unwrap();
+    let retry = pending_refund(&payment, 1_000, Some(&key));
+    assert!(matches!(
+        store.begin_refund(&retry).await,
+        Err(StoreError::RefundInProgress)
+    ));
+    // ...and the key stays with the refund that had it.
     let holder = store
         .refund_by_idempotency_key(&key)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(holder.id, winners[0]);
-    let journal = store.refunds_of(&payment.merchant_uid, 100).await.unwrap();
-    assert_eq!(journal.len(), 2, "losers must write nothing");
+    assert_eq!(holder.id, first.id);
+    store
+        .finish_refund(&busy.id, &succeeded(), None)
+        .await
+        .unwrap();
+    // A stale cancel_amount: refused, key kept.
+    let stale = crate::refund::Refund {
+        base_cancel_amount: Amount::from_minor(1),
+        ..pending_refund(&payment, 1_000, Some(&key))
+    };
+    assert!(matches!(
+        store.begin_refund(&stale).await,
+        Err(StoreError::CancelAmountChanged)
+    ));
+    let holder = store
+        .refund_by_idempotency_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.id, first.id);
+    // The retry on the current payment takes it.
+    let retry = pending_refund(&payment, 1_000, Some(&key));
+    store.begin_refund(&retry).await.unwrap();
+    let holder = store
+        .refund_by_idempotency_key(&key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.id, retry.id);
 }

@@ -93,13 +93,14 @@ impl RefundService {
         };
         let amount = check_refundable(&payment, request, &amounts, now_ms)?;
         let id = RefundId::generate();
-        // The reason travels to the gateway's cancel history; when the
-        // client gave none, one that names the refund makes its entry
-        // evidence for it alone.
-        let reason = request
-            .reason
-            .clone()
-            .unwrap_or_else(|| format!("refund {id}"));
+        // The reason travels to the gateway's cancel history: naming the
+        // refund in it makes its entry evidence for this refund alone (an
+        // operator's console refund of the same amount, even with the same
+        // canned reason, cannot pass for it).
+        let reason = match &request.reason {
+            Some(reason) => format!("{reason} ({id})"),
+            None => format!("refund {id}"),
+        };
         let refund = Refund {
             id,
             merchant_uid: payment.merchant_uid.clone(),
@@ -156,6 +157,10 @@ impl RefundService {
     /// a different request). A refund that provably changed nothing
     /// (`not_sent`, `not_applied`) does not spend its key: the same request
     /// finds nothing to replay and runs again, taking the key over.
+    ///
+    /// Before a `not_applied` refund hands its key over, one lookup gives
+    /// late evidence its chance: if the gateway shows it applied after all,
+    /// it is credited and replayed instead of running the refund twice.
     async fn by_key(
         &self,
         key: Option<&str>,
@@ -166,7 +171,16 @@ impl RefundService {
             Some(existing) if existing.fingerprint != fingerprint => {
                 Err(RefundError::IdempotencyKeyReused)
             }
-            Some(existing) if existing.state.frees_its_key() => Ok(None),
+            Some(existing) if existing.state.frees_its_key() => {
+                if !matches!(existing.state.failure(), Some(f) if f.kind == FailureKind::NotApplied)
+                {
+                    return Ok(None);
+                }
+                let after = self
+                    .reconcile_with_gateway(&existing, Via::NextRefund)
+                    .await?;
+                Ok((!after.state.frees_its_key()).then_some(after))
+            }
             existing => Ok(existing),
         }
     }
@@ -250,7 +264,7 @@ impl RefundService {
                     payment: lookup.as_ref(),
                     answered: true,
                 };
-                self.settle_answer(&refund, evidence, lookup.as_ref())
+                self.settle_with_lookup(&refund, evidence, lookup.as_ref())
                     .await
                     .map(|settled| (settled, Some(RefundError::Gateway(error))))
             }
@@ -304,7 +318,7 @@ impl RefundService {
             after: lookup.as_ref(),
         };
         let settled = self
-            .settle_answer(refund, evidence, lookup.as_ref())
+            .settle_with_lookup(refund, evidence, lookup.as_ref())
             .await?;
         let stale = lookup
             .as_ref()
@@ -322,21 +336,60 @@ impl RefundService {
         ))
     }
 
-    /// Judges the cancel call's own answer and records the verdict. The
-    /// answer is about a refund that was pending a moment ago, whose cancel
-    /// entry can only come after its base: no other refund's claim can be
-    /// among those entries, so no claims are needed, and no clock either
-    /// (an answered call is not on the wire).
+    /// Judges the cancel call's own answer and records the verdict, with
+    /// no clock (an answered call is not on the wire) and no claims: the
+    /// success answer's entry is the first of its amount after its base,
+    /// and the checksum guarantees no other refund's entry can sit there
+    /// (a refund applied after our base would have failed our checksum).
     async fn settle_answer(
         &self,
         refund: &Refund,
         evidence: Evidence<'_>,
         snapshot: Option<&Payment>,
     ) -> Result<Refund, RefundError> {
+        self.settle_claimed(refund, evidence, snapshot, &[]).await
+    }
+
+    /// Judges an answer that came with a lookup of the payment (a refusal,
+    /// an answered 5xx). The lookup may show older refunds of the same
+    /// request applied late (a `not_applied` one whose key this refund took
+    /// over): those are judged first, so their entries are theirs, and
+    /// this refund is judged against what they do not claim.
+    async fn settle_with_lookup(
+        &self,
+        refund: &Refund,
+        evidence: Evidence<'_>,
+        lookup: Option<&Payment>,
+    ) -> Result<Refund, RefundError> {
+        let others = self
+            .judge(
+                &refund.merchant_uid,
+                lookup,
+                None,
+                Via::Answer,
+                Some(&refund.id),
+            )
+            .await?;
+        let claimed: Vec<&str> = others
+            .iter()
+            .filter(|r| r.id != refund.id)
+            .filter_map(|r| r.state.cancellation_id())
+            .collect();
+        self.settle_claimed(refund, evidence, lookup, &claimed)
+            .await
+    }
+
+    async fn settle_claimed(
+        &self,
+        refund: &Refund,
+        evidence: Evidence<'_>,
+        snapshot: Option<&Payment>,
+        claimed: &[&str],
+    ) -> Result<Refund, RefundError> {
         let context = Context {
             now_ms: None,
             in_flight: self.settle_after,
-            claimed: &[],
+            claimed,
         };
         let verdict = decide(refund, evidence, context);
         self.apply_verdict(refund, verdict, snapshot, Via::Answer)

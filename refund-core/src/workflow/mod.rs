@@ -156,7 +156,7 @@ impl RefundService {
             // The gateway forgot a payment we hold: a pending refund of it
             // that can no longer be on the wire cannot be explained.
             if stored.pending_refund.is_some() {
-                self.judge(merchant_uid, None, Some(now_ms), Via::Sync)
+                self.judge(merchant_uid, None, Some(now_ms), Via::Sync, None)
                     .await?;
             }
             return Err(RefundError::PaymentNotFound);
@@ -262,13 +262,15 @@ impl RefundService {
             }
         }
         let stored = self.store.apply_snapshot(snapshot).await?;
-        // New cancel entries may be evidence for a refund we settled as
-        // not applied; a pending refund always wants the verdict.
-        let new_entries = before.is_some_and(|b| snapshot.cancel_amount > b.payment.cancel_amount);
-        if stored.pending_refund.is_none() && !new_entries {
+        if before.is_none() {
+            // Imported just now: no refund of it exists yet.
             return Ok(stored);
         }
-        self.judge(&snapshot.merchant_uid, Some(snapshot), now_ms, via)
+        // The pending refund wants a verdict, and the entries may be late
+        // evidence for a refund settled as not applied (even when our copy
+        // of the totals already had them: another path may have stored
+        // them without crediting anyone).
+        self.judge(&snapshot.merchant_uid, Some(snapshot), now_ms, via, None)
             .await?;
         self.store
             .payment(&snapshot.merchant_uid)

@@ -38,7 +38,13 @@ impl RefundService {
             self.store.apply_snapshot(snapshot).await?;
         }
         let refunds = self
-            .judge(&refund.merchant_uid, snapshot.as_ref(), Some(now_ms), via)
+            .judge(
+                &refund.merchant_uid,
+                snapshot.as_ref(),
+                Some(now_ms),
+                via,
+                None,
+            )
             .await?;
         match refunds.into_iter().find(|r| r.id == refund.id) {
             Some(after) => Ok(after),
@@ -60,13 +66,15 @@ impl RefundService {
     /// `now_ms` is the store's clock read *before* the lookup was sent, so
     /// "no longer on the wire" holds for the lookup too; `None` (a webhook,
     /// which pays for no clock read) lets the lookup credit refunds but not
-    /// fail them.
+    /// fail them. `skip` leaves one refund out (the one whose own answer
+    /// is being judged).
     pub(super) async fn judge(
         &self,
         merchant_uid: &str,
         lookup: Option<&Payment>,
         now_ms: Option<i64>,
         via: Via,
+        skip: Option<&crate::refund::RefundId>,
     ) -> Result<Vec<Refund>, RefundError> {
         let mut refunds = self.store.refunds_of(merchant_uid, RECENT_REFUNDS).await?;
         if !refunds.iter().any(open_to_evidence) {
@@ -77,7 +85,7 @@ impl RefundService {
             .filter_map(|r| r.state.cancellation_id().map(str::to_owned))
             .collect();
         for refund in refunds.iter_mut().rev() {
-            if !open_to_evidence(refund) {
+            if !open_to_evidence(refund) || Some(&refund.id) == skip {
                 continue;
             }
             let own = refund.state.cancellation_id();

@@ -8,16 +8,19 @@
 //!
 //! The rules (DESIGN.md, "Reconciliation decides from evidence"):
 //! - a refund is credited only by evidence that names it: its own success
-//!   answer, or a gateway cancel entry with its amount and reason, after the
-//!   entries its base already counted, not dated before it, and not
-//!   credited to another refund. Totals alone never credit it;
+//!   answer, or a gateway cancel entry with its amount and reason (the
+//!   reason sent names the refund's id), after the entries its base already
+//!   counted, not dated before it, and not credited to another refund.
+//!   Totals alone never credit it;
 //! - while the refund may still be on the wire (no answer yet, younger than
 //!   the in-flight bound on the store's clock) only a crediting entry
 //!   settles it;
-//! - once it cannot be on the wire, no crediting entry means it never
-//!   applied (`failed`, kind `not_applied`), and what cannot be explained
-//!   (history that does not add up, a payment the gateway forgot) goes to
-//!   review;
+//! - once it cannot be on the wire, no entry of its amount means it never
+//!   applied (`failed`, kind `not_applied`: its key may run it again). What
+//!   cannot be explained goes to review: history that does not add up, a
+//!   payment the gateway forgot, or an unclaimed entry of exactly its amount
+//!   that does not name it (it could be ours with a reason the PG changed,
+//!   or someone else's: neither "applied" nor "changed nothing" is proven);
 //! - late evidence wins: a `not_applied` refund that a crediting entry or
 //!   its own answer later proves applied becomes `succeeded`. Nothing else
 //!   that is settled ever changes.
@@ -240,16 +243,26 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
     };
     let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
     let not_before = refund.created_at_ms.saturating_sub(tolerance);
-    later
+    let mut of_amount = later
         .into_iter()
-        .find(|entry| {
-            entry.amount == refund.amount
-                && same_reason(entry.reason.as_deref(), refund.reason.as_deref())
-                && entry.cancelled_at.saturating_mul(1000) >= not_before
-        })
-        .map_or(Attribution::Absent, |entry| {
-            Attribution::Ours(entry_id(entry).map(str::to_owned))
-        })
+        .filter(|e| e.amount == refund.amount)
+        .peekable();
+    if of_amount.peek().is_none() {
+        return Attribution::Absent;
+    }
+    let mut lookalikes = 0;
+    for entry in of_amount {
+        if same_reason(entry.reason.as_deref(), refund.reason.as_deref())
+            && entry.cancelled_at.saturating_mul(1000) >= not_before
+        {
+            return Attribution::Ours(entry_id(entry).map(str::to_owned));
+        }
+        lookalikes += 1;
+    }
+    Attribution::Unexplained(format!(
+        "the gateway shows {lookalikes} unclaimed cancel(s) of this refund's amount that do not \
+         name it (another reason or date): applied with a changed reason, or made outside"
+    ))
 }
 
 /// The entry the refund's own success answer created. The answer names

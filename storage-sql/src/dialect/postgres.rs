@@ -25,8 +25,11 @@ impl Dialect for Postgres {
     // PostgreSQL re-checks against the latest row after waiting on its lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
     const BINARY_TEXT: bool = false;
+    // The statement's start on the server's clock: one value per statement
+    // (stable, so the sweep's cutoff can use the `(status, created_at_ms)`
+    // index).
     const NOW_MS: &'static str =
-        "CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)";
+        "CAST(FLOOR(EXTRACT(EPOCH FROM statement_timestamp()) * 1000) AS BIGINT)";
     // A session-level advisory lock, per database; the key is the first
     // eight bytes of SHA-256("refund_schema_migrations"), big-endian, signed.
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = Some((
