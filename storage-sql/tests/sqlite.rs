@@ -206,14 +206,32 @@ async fn a_database_opened_read_only_is_unavailable() {
 async fn a_read_only_database_file_is_unavailable() {
     let (backend, payment) = seeded_file().await;
     let file = backend.dir.join("refunds.db");
+    // Out of WAL mode first: a WAL database opened from a read-only file
+    // still finds its `-wal` and `-shm` files writable, which makes what
+    // the test observes depend on their state; a rollback-journal file is
+    // read-only, and only that, once its own file is.
+    {
+        let writable = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(writable.pool())
+            .await
+            .unwrap();
+        writable.pool().close().await;
+    }
     let Some(guard) = ReadOnlyFile::make(&file) else {
         skip_or_fail::<()>("cannot make a file read-only for this user (root without chattr)");
         backend.drop_database().await;
         return;
     };
-    let read_only = SqlitePaymentStore::connect(&backend.url()).await.unwrap();
-    common::assert_read_only_is_unavailable(&read_only, &payment).await;
-    read_only.pool().close().await;
+    // Opening it may already refuse (the pool sets WAL mode, a write):
+    // unavailable, never a backend error. If it opens, every write must be.
+    match SqlitePaymentStore::connect(&backend.url()).await {
+        Err(error) => assert!(matches!(error, SqlStoreError::Unavailable(_)), "{error:?}"),
+        Ok(read_only) => {
+            common::assert_read_only_is_unavailable(&read_only, &payment).await;
+            read_only.pool().close().await;
+        }
+    }
     drop(guard);
     backend.drop_database().await;
 }
