@@ -558,3 +558,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Several instances judge the same refund in any order (each reads
+    /// the store's clock, then looks the payment up), then its own answer
+    /// may arrive late. Verdicts move only as `may_become` allows. At the
+    /// end: credited exactly when it applied; if it applied, no instance
+    /// ever declared it not applied; and its own success answer always
+    /// wins.
+    #[test]
+    fn instances_judging_in_any_order_agree(
+        story in story(),
+        looks in prop::collection::vec((0..300_000i64, 0..100_000i64), 1..6),
+        answer_arrives in prop::bool::ANY,
+    ) {
+        let mut refund = pending(story.base.iter().sum(), story.ours);
+        let mut ever_not_applied = false;
+        for (looked_at, lead) in looks {
+            let story = Story { looked_at, answered: false, ..story.clone() };
+            let snapshot = story.snapshot();
+            let now = BEGAN + (looked_at - lead).max(0);
+            let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[] };
+            let evidence = Evidence::Lookup { payment: Some(&snapshot), answered: false };
+            if let Verdict::Settle(state) = decide(&refund, evidence, context) {
+                prop_assert!(refund.state.may_become(&state));
+                ever_not_applied |= matches!(&state, RefundState::Failed(f) if f.kind == FailureKind::NotApplied);
+                refund.state = state;
+            }
+        }
+        let applied = story.applied_at.is_some();
+        prop_assert!(!(applied && ever_not_applied), "an instance declared an applied refund not applied");
+        if answer_arrives && applied {
+            let after = Story { looked_at: i64::MAX / 4, answered: false, ..story.clone() }.snapshot();
+            let context = Context { now_ms: None, in_flight: IN_FLIGHT, claimed: &[] };
+            if let Verdict::Settle(state) = decide(&refund, Evidence::Applied(&after), context) {
+                prop_assert!(refund.state.may_become(&state));
+                refund.state = state;
+            }
+        }
+        let credited = matches!(refund.state, RefundState::Succeeded { .. });
+        if credited {
+            prop_assert!(applied, "credited without applying");
+        }
+        if answer_arrives && applied {
+            // Unless an operator already holds it for review.
+            prop_assert!(credited || refund.status() == RefundStatus::NeedsReview, "{:?}", refund.state);
+        }
+    }
+}
