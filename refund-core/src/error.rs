@@ -54,8 +54,9 @@ pub enum RefundError {
         /// i'mport's message.
         message: String,
     },
-    /// i'mport was unreachable or answered garbage; nothing happened.
-    #[error("i'mport could not be reached; nothing was refunded")]
+    /// The gateway was unreachable, or answered without applying the refund
+    /// (one lookup proved it); nothing happened.
+    #[error("the gateway was unreachable or did not apply the refund; nothing was refunded")]
     Gateway(#[source] GatewayError),
     /// The database is down; no gateway call was made.
     #[error("storage is unavailable; nothing was refunded")]
