@@ -224,21 +224,25 @@ impl RefundState {
     /// True for a state a refund in `self` may move to: a pending refund
     /// settles into anything but pending; a refund failed as
     /// [`FailureKind::NotApplied`] may still be proven to have succeeded
-    /// (late evidence wins). Nothing else ever changes.
+    /// (late evidence wins), or be put up for review when a retry finds
+    /// evidence that neither proves it applied nor that it did not. Nothing
+    /// else ever changes (a retry re-opens a refund through
+    /// [`PaymentStore::retry_refund`](crate::PaymentStore::retry_refund)).
     pub fn may_become(&self, next: &RefundState) -> bool {
         match (self, next) {
             (RefundState::Pending { .. }, RefundState::Pending { .. }) => false,
             (RefundState::Pending { .. }, _) => true,
-            (RefundState::Failed(failure), RefundState::Succeeded { .. }) => {
-                failure.kind == FailureKind::NotApplied
-            }
+            (
+                RefundState::Failed(failure),
+                RefundState::Succeeded { .. } | RefundState::NeedsReview(_),
+            ) => failure.kind == FailureKind::NotApplied,
             _ => false,
         }
     }
 
     /// True when the refund provably changed nothing, so its idempotency
-    /// key is not spent: the same request (same key and body) runs again
-    /// as a new refund, which takes the key over.
+    /// key is not spent: the same request (same key and body) runs it again
+    /// ([`PaymentStore::retry_refund`](crate::PaymentStore::retry_refund)).
     pub fn frees_its_key(&self) -> bool {
         matches!(self, RefundState::Failed(f) if f.kind.frees_the_key())
     }

@@ -107,11 +107,9 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// - its stored `cancel_amount` still equals `refund.base_cancel_amount`,
     ///   else [`StoreError::CancelAmountChanged`];
     /// - no refund (of any payment) holds `refund.idempotency_key`, else
-    ///   [`StoreError::IdempotencyKeyTaken`]: a key names one refund. The
-    ///   one exception is the same request run again: a refund with the
-    ///   same `fingerprint` whose state [frees its key](RefundState::frees_its_key)
-    ///   hands the key over to `refund` (its own key becomes `None`) in the
-    ///   same atomic step.
+    ///   [`StoreError::IdempotencyKeyTaken`]: a key names one refund, for
+    ///   good (a refund that changed nothing runs again as the same row,
+    ///   see [`retry_refund`](Self::retry_refund)).
     ///
     /// The stored refund's state is [`RefundState::PENDING`] whatever
     /// `refund.state` says, and both its timestamps are the store's clock
@@ -138,6 +136,27 @@ pub trait PaymentStore: Send + Sync + 'static {
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
+    ) -> Result<Refund, StoreError>;
+
+    /// Runs a refund that provably changed nothing (its state
+    /// [frees its key](RefundState::frees_its_key): failed `not_sent` or
+    /// `not_applied`) again, as the same journal row: atomically, only if
+    /// - it exists, else [`StoreError::RefundNotFound`], and its state frees
+    ///   its key, else [`StoreError::NotPending`] with its status;
+    /// - its payment has no pending refund ([`StoreError::RefundInProgress`]),
+    ///   is not held ([`StoreError::OnHold`]) and its stored `cancel_amount`
+    ///   still equals `base_cancel_amount` ([`StoreError::CancelAmountChanged`]),
+    ///
+    /// it becomes [`RefundState::PENDING`] again with the new
+    /// `base_cancel_amount` and `checksum`, both timestamps on the store's
+    /// clock, and the payment's pending refund. Its id, amount, reason and
+    /// key stay: evidence of any attempt names the same refund. On error
+    /// nothing is written. Returns the refund as stored.
+    async fn retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: crate::money::Amount,
+        checksum: crate::money::Amount,
     ) -> Result<Refund, StoreError>;
 
     /// Lifts a review hold (an operator resolved it). Unknown payments give

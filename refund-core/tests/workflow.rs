@@ -159,6 +159,8 @@ enum Tamper {
     /// Answers lookups with this payment until the next cancel call, then
     /// tells the truth again.
     StaleUntilCancel(Payment),
+    /// Rewrites every cancel reason, as a PG that keeps its own would.
+    RewriteReasons,
 }
 
 /// The real i'mport client, whose payment lookups a test can tamper with
@@ -190,6 +192,12 @@ impl Tampering {
                 p
             }),
             Some(Tamper::StaleUntilCancel(stale)) => Some(stale),
+            Some(Tamper::RewriteReasons) => payment.map(|mut p| {
+                for entry in &mut p.cancel_history {
+                    entry.reason = Some("환불".to_owned());
+                }
+                p
+            }),
         }
     }
 }
@@ -570,18 +578,18 @@ async fn a_retry_after_not_applied_credits_a_late_refund_instead_of_repeating_it
     );
 }
 
-/// The reviewer's interleaving: a `not_applied` refund applied late, found
-/// only when the same request's retry is refused by the checksum. The
-/// refusal's lookup credits the older refund (its own entry) and the retry
-/// fails as rejected: one refund, attributed to the right journal row.
+/// A `not_applied` refund applied late, found only when the same request's
+/// retry (the same journal row, run again) is refused by the checksum: the
+/// refusal's lookup shows the entry that names the refund, so it is
+/// credited and the answer is its success. One refund, one row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_retry_credits_the_late_refund_it_retried() {
+async fn a_refused_rerun_credits_the_attempt_that_applied() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
     h.sandbox
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    // The lookup after the 5xx lags: the first refund is settled not applied.
+    // The lookup after the 5xx lags: the refund is settled not applied.
     h.gateway.set(Some(Tamper::Stale(stale.clone())));
     let err = h
         .cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
@@ -589,26 +597,99 @@ async fn a_refused_retry_credits_the_late_refund_it_retried() {
         .unwrap_err();
     assert_eq!(err.code(), "gateway_error");
     let first = h.store.refunds_of(&merchant_uid, 50).await.unwrap()[0].clone();
-    // The retry's pre-check lookup still lags, so the retry runs; the
+    // The retry's pre-check lookup still lags, so it runs again; the
     // gateway refuses its checksum, and the refusal's lookup is current.
     h.gateway.set(Some(Tamper::StaleUntilCancel(stale)));
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "payment_out_of_sync", "{err:?}");
-    assert_eq!(
-        h.state_of(&first.id).await.status(),
-        RefundStatus::Succeeded
+    let view = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
+            .await,
     );
+    assert_eq!(view.refund.as_ref().unwrap().id, first.id);
     let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
-    let retry = journal.iter().find(|r| r.id != first.id).unwrap();
-    assert_eq!(
-        retry.state.failure().map(|f| f.kind),
-        Some(FailureKind::Rejected)
+    assert_eq!(journal.len(), 1, "one request, one journal row");
+    assert_eq!(journal[0].status(), RefundStatus::Succeeded);
+    // The key replays the success.
+    let again = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
+            .await,
     );
+    assert_eq!(again.refund.unwrap().id, first.id);
     assert_eq!(h.sandbox.stats().cancel.committed, 1);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
+}
+
+/// A second review's interleaving: the first attempt applied (lookup
+/// lagging: `not_applied`), the rerun's connection drops (pending), the
+/// sweep's current lookup shows the entry naming the refund: credited. A
+/// third try with the key replays it. One cancel committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_that_got_no_answer_is_credited_by_the_first_attempt() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    h.gateway.set(Some(Tamper::Stale(stale)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-3"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    h.sandbox
+        .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 1);
+    pending(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-3"))
+            .await,
+    );
+    h.gateway.set(None);
+    h.wait_until_settleable();
+    h.service.sweep().await.unwrap();
+    let view = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-3"))
+            .await,
+    );
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(view.refund.unwrap().id, journal[0].id);
+    assert_eq!(
+        h.sandbox.stats().cancel.committed,
+        1,
+        "never refunded twice"
+    );
+    assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_000);
+}
+
+/// A second review's interleaving: the first attempt applied but the PG
+/// rewrote its reason, so the entry does not name the refund. The retry's
+/// lookup cannot prove it never applied: an operator must look (review,
+/// 409), never a second refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_without_proof_that_nothing_moved_goes_to_review() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    h.gateway.set(Some(Tamper::Stale(stale)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-4"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    h.gateway.set(Some(Tamper::RewriteReasons));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-4"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "refund_in_progress", "{err:?}");
+    let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].status(), RefundStatus::NeedsReview);
+    assert_eq!(
+        h.sandbox.stats().cancel.committed,
+        1,
+        "never refunded twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

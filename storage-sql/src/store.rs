@@ -208,40 +208,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         .await?;
         if DB::rows_affected(&claimed) == 0 {
             // Nothing was written; find out which condition failed.
-            let row = DB::fetch_optional(
-                &mut tx,
-                &sql.select_payment,
-                &[Param::Text(&refund.merchant_uid)],
-            )
-            .await?;
+            let refused =
+                Self::why_unclaimed(&mut tx, &refund.merchant_uid, refund.base_cancel_amount)
+                    .await?;
             tx.rollback().await?;
-            let Some(row) = row else {
-                return Err(StoreError::PaymentNotFound.into());
-            };
-            let stored = rows::stored_payment::<DB>(&row)?;
-            return Err(if stored.pending_refund.is_some() {
-                StoreError::RefundInProgress
-            } else if stored.on_hold {
-                StoreError::OnHold
-            } else if stored.payment.cancel_amount != refund.base_cancel_amount {
-                StoreError::CancelAmountChanged
-            } else {
-                // A refund was pending when we tried and settled since:
-                // the caller retries like any other conflict.
-                StoreError::RefundInProgress
-            }
-            .into());
-        }
-        if let Some(key) = &refund.idempotency_key {
-            // The same request run again takes the key over from a refund
-            // that changed nothing; any other holder makes the insert below
-            // violate the key's uniqueness.
-            DB::execute(
-                &mut tx,
-                &sql.take_over_key,
-                &[Param::Text(key), Param::Text(&refund.fingerprint)],
-            )
-            .await?;
+            return Err(refused.into());
         }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
@@ -254,6 +225,85 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         Ok(())
     }
 
+    /// Why `claim_payment` matched no row, read inside the transaction.
+    async fn why_unclaimed(
+        conn: &mut DB::Connection,
+        merchant_uid: &str,
+        base_cancel_amount: refund_core::Amount,
+    ) -> Result<StoreError, Abort> {
+        let row = DB::fetch_optional(
+            conn,
+            &DB::statements().select_payment,
+            &[Param::Text(merchant_uid)],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(StoreError::PaymentNotFound);
+        };
+        let stored = rows::stored_payment::<DB>(&row)?;
+        Ok(if stored.pending_refund.is_some() {
+            StoreError::RefundInProgress
+        } else if stored.on_hold {
+            StoreError::OnHold
+        } else if stored.payment.cancel_amount != base_cancel_amount {
+            StoreError::CancelAmountChanged
+        } else {
+            // A refund was pending when we tried and settled since: the
+            // caller retries like any other conflict.
+            StoreError::RefundInProgress
+        })
+    }
+
+    async fn try_retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: refund_core::Amount,
+        checksum: refund_core::Amount,
+    ) -> Result<Refund, Abort> {
+        let sql = DB::statements();
+        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let reopened = DB::execute(
+            &mut tx,
+            &sql.reopen_refund,
+            &[
+                Param::Int(base_cancel_amount.minor()),
+                Param::Int(checksum.minor()),
+                Param::Text(id.as_str()),
+            ],
+        )
+        .await?;
+        let row =
+            DB::fetch_optional(&mut tx, &sql.select_refund, &[Param::Text(id.as_str())]).await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Err(StoreError::RefundNotFound.into());
+        };
+        let refund = rows::refund::<DB>(&row)?;
+        if DB::rows_affected(&reopened) == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NotPending(refund.status()).into());
+        }
+        let claimed = DB::execute(
+            &mut tx,
+            &sql.claim_payment,
+            &[
+                Param::Text(id.as_str()),
+                Param::Int(refund_core::now_ms()),
+                Param::Text(&refund.merchant_uid),
+                Param::Int(base_cancel_amount.minor()),
+            ],
+        )
+        .await?;
+        if DB::rows_affected(&claimed) == 0 {
+            let refused =
+                Self::why_unclaimed(&mut tx, &refund.merchant_uid, base_cancel_amount).await?;
+            tx.rollback().await?;
+            return Err(refused.into());
+        }
+        tx.commit().await?;
+        Ok(refund)
+    }
+
     async fn try_finish_refund(
         &self,
         id: &RefundId,
@@ -264,7 +314,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let now_ms = refund_core::now_ms();
         let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
         let [status, kind, code, message, cancellation_id] = rows::state_params(state);
-        let late_success = i64::from(matches!(state, RefundState::Succeeded { .. }));
+        // Late evidence: a not_applied failure may still become succeeded,
+        // or go to review (`RefundState::may_become`).
+        let from_not_applied = i64::from(matches!(
+            state,
+            RefundState::Succeeded { .. } | RefundState::NeedsReview(_)
+        ));
         let params = if state.status() == RefundStatus::Pending {
             // Never "settles" into pending: match no row.
             [
@@ -284,7 +339,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 message,
                 cancellation_id,
                 Param::Text(id.as_str()),
-                Param::Int(late_success),
+                Param::Int(from_not_applied),
             ]
         };
         let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
@@ -375,6 +430,16 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         snapshot: Option<&Payment>,
     ) -> Result<Refund, StoreError> {
         self.write(|| self.try_finish_refund(id, state, snapshot))
+            .await
+    }
+
+    async fn retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: refund_core::Amount,
+        checksum: refund_core::Amount,
+    ) -> Result<Refund, StoreError> {
+        self.write(|| self.try_retry_refund(id, base_cancel_amount, checksum))
             .await
     }
 

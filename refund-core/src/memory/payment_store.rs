@@ -101,16 +101,11 @@ impl PaymentStore for MemoryPaymentStore {
             return Err(StoreError::CancelAmountChanged);
         }
         if let Some(key) = &refund.idempotency_key {
-            let holder = refunds
-                .values_mut()
-                .find(|r| r.idempotency_key.as_ref() == Some(key));
-            if let Some(holder) = holder {
-                // The same request run again takes the key over from a
-                // refund that provably changed nothing.
-                if holder.fingerprint != refund.fingerprint || !holder.state.frees_its_key() {
-                    return Err(StoreError::IdempotencyKeyTaken);
-                }
-                holder.idempotency_key = None;
+            if refunds
+                .values()
+                .any(|r| r.idempotency_key.as_ref() == Some(key))
+            {
+                return Err(StoreError::IdempotencyKeyTaken);
             }
         }
         stored.pending_refund = Some(refund.id.clone());
@@ -153,6 +148,40 @@ impl PaymentStore for MemoryPaymentStore {
                 merge_snapshot(stored, snapshot);
             }
         }
+        Ok(refund.clone())
+    }
+
+    async fn retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: crate::money::Amount,
+        checksum: crate::money::Amount,
+    ) -> Result<Refund, StoreError> {
+        let now = self.clock.now_ms();
+        let mut guard = self.state();
+        let State { payments, refunds } = &mut *guard;
+        let refund = refunds.get_mut(id).ok_or(StoreError::RefundNotFound)?;
+        if !refund.state.frees_its_key() {
+            return Err(StoreError::NotPending(refund.status()));
+        }
+        let stored = payments
+            .get_mut(&refund.merchant_uid)
+            .ok_or(StoreError::PaymentNotFound)?;
+        if stored.pending_refund.is_some() {
+            return Err(StoreError::RefundInProgress);
+        }
+        if stored.on_hold {
+            return Err(StoreError::OnHold);
+        }
+        if stored.payment.cancel_amount != base_cancel_amount {
+            return Err(StoreError::CancelAmountChanged);
+        }
+        stored.pending_refund = Some(id.clone());
+        refund.state = RefundState::PENDING;
+        refund.base_cancel_amount = base_cancel_amount;
+        refund.checksum = checksum;
+        refund.created_at_ms = now;
+        refund.updated_at_ms = now;
         Ok(refund.clone())
     }
 

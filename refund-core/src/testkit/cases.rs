@@ -792,7 +792,8 @@ pub async fn every_state_round_trips(store: Store) {
 }
 
 /// Late evidence wins: a `not_applied` failure may still become
-/// `succeeded`, and nothing else settled ever moves.
+/// `succeeded` (or go to review, when a retry finds ambiguous evidence),
+/// and nothing else settled ever moves.
 pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
     let payment = paid_payment(&unique("late"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
@@ -808,7 +809,6 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
     assert_eq!(stored.pending_refund, None);
     for never in [
         failed(FailureKind::Rejected, Some("1"), "no"),
-        review("odd"),
         RefundState::PENDING,
     ] {
         assert!(matches!(
@@ -816,6 +816,27 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
             Err(StoreError::NotPending(RefundStatus::Failed))
         ));
     }
+    let other = paid_payment(&unique("late-review"), 10_000, Currency::Krw);
+    store.apply_snapshot(&other).await.unwrap();
+    let doubtful = pending_refund(&other, 1_000, None);
+    store.begin_refund(&doubtful).await.unwrap();
+    store
+        .finish_refund(&doubtful.id, &not_applied, None)
+        .await
+        .unwrap();
+    let held = store
+        .finish_refund(&doubtful.id, &review("ambiguous"), None)
+        .await
+        .unwrap();
+    assert_eq!(held.state, review("ambiguous"));
+    assert!(
+        store
+            .payment(&other.merchant_uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .on_hold
+    );
     let after = after_cancel(&payment, 1_000, "ours");
     let late = RefundState::Succeeded {
         cancellation_id: Some(unique("cxl")),
@@ -866,107 +887,140 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
 }
 
 /// A failure that provably changed nothing does not spend its idempotency
-/// key: the same request (same fingerprint) run again takes it over, in
-/// the same atomic step as its begin. A rejection spends it, and another
-/// request never takes it.
-pub async fn failures_that_changed_nothing_hand_their_key_over(store: Store) {
-    for (state, frees) in [
+/// key: the refund runs again as the same row (`retry_refund`), pending
+/// with a new base and checksum and fresh timestamps; a rejection, a
+/// success or a review cannot be re-opened, and a key is never taken by
+/// another refund.
+pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Store) {
+    for (state, reopens) in [
         (failed(FailureKind::NotSent, None::<String>, "down"), true),
         (failed(FailureKind::NotApplied, None::<String>, "5xx"), true),
         (failed(FailureKind::Rejected, Some("-1"), "no"), false),
+        (succeeded(), false),
+        (review("odd"), false),
     ] {
-        let payment = paid_payment(&unique("key-back"), 10_000, Currency::Krw);
+        let payment = paid_payment(&unique("rerun"), 10_000, Currency::Krw);
         store.apply_snapshot(&payment).await.unwrap();
         let key = unique("key");
         let first = pending_refund(&payment, 1_000, Some(&key));
         store.begin_refund(&first).await.unwrap();
         let done = store.finish_refund(&first.id, &state, None).await.unwrap();
-        assert_eq!(done.idempotency_key.as_deref(), Some(key.as_str()));
-        let holder = store.refund_by_idempotency_key(&key).await.unwrap();
-        assert_eq!(holder.map(|r| r.id), Some(first.id.clone()));
-        // Another request under the same key never takes it.
-        let mut other = pending_refund(&payment, 1_000, Some(&key));
-        other.fingerprint = format!("{:064x}", 7);
+        store.release_hold(&payment.merchant_uid).await.unwrap();
+        // No other refund ever takes the key, whatever its state.
         assert!(matches!(
-            store.begin_refund(&other).await,
+            store
+                .begin_refund(&pending_refund(&payment, 1_000, Some(&key)))
+                .await,
             Err(StoreError::IdempotencyKeyTaken)
         ));
-        let again = pending_refund(&payment, 1_000, Some(&key));
-        let begun = store.begin_refund(&again).await;
-        let holder = store
-            .refund_by_idempotency_key(&key)
+        // Another refund moved the payment meanwhile (of another amount).
+        let other = pending_refund(&payment, 500, None);
+        store.begin_refund(&other).await.unwrap();
+        let moved = after_cancel(&payment, 500, "other");
+        store
+            .finish_refund(&other.id, &succeeded(), Some(&moved))
             .await
-            .unwrap()
             .unwrap();
-        if frees {
-            begun.unwrap();
-            assert_eq!(holder.id, again.id, "{state:?} hands its key over");
-            let old = store.refund(&first.id).await.unwrap().unwrap();
-            assert_eq!(old.idempotency_key, None);
-            assert_eq!(old.state, state);
+        let retried = store
+            .retry_refund(&first.id, moved.cancel_amount, moved.cancelable())
+            .await;
+        if reopens {
+            let retried = retried.unwrap();
+            assert_eq!(retried.id, first.id);
+            assert_eq!(retried.state, RefundState::PENDING, "{state:?}");
+            assert_eq!(retried.base_cancel_amount, moved.cancel_amount);
+            assert_eq!(retried.checksum, moved.cancelable());
+            assert_eq!(retried.amount, first.amount);
+            assert_eq!(retried.reason, first.reason);
+            assert_eq!(retried.idempotency_key.as_deref(), Some(key.as_str()));
+            assert!(retried.created_at_ms >= done.updated_at_ms);
+            let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+            assert_eq!(stored.pending_refund.as_ref(), Some(&first.id));
+            let holder = store
+                .refund_by_idempotency_key(&key)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(holder.id, first.id);
+            // Pending again: it settles like any pending refund.
+            store
+                .finish_refund(&first.id, &succeeded(), None)
+                .await
+                .unwrap();
         } else {
-            assert!(matches!(begun, Err(StoreError::IdempotencyKeyTaken)));
-            assert_eq!(holder.id, first.id, "{state:?} keeps its key");
+            assert!(
+                matches!(retried, Err(StoreError::NotPending(s)) if s == state.status()),
+                "{state:?}: {retried:?}"
+            );
+            let read = store.refund(&first.id).await.unwrap().unwrap();
+            assert_eq!(read.state, state);
         }
     }
 }
 
-/// The key hand-over is part of the begin's atomic step: a begin refused
-/// for another reason (another refund pending, a stale `cancel_amount`)
-/// leaves the key where it was, so it never ends up held by nobody (where
-/// a different request could take it).
-pub async fn a_refused_begin_leaves_the_key_with_its_holder(store: Store) {
-    let payment = paid_payment(&unique("key-atomic"), 100_000, Currency::Krw);
+/// `retry_refund` checks what `begin_refund` checks, atomically: another
+/// pending refund, a hold, a stale `cancel_amount`, an unknown id; a
+/// refused retry writes nothing.
+pub async fn a_retry_is_refused_like_a_begin(store: Store) {
+    let payment = paid_payment(&unique("rerun-checks"), 100_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
-    let key = unique("key");
-    let first = pending_refund(&payment, 1_000, Some(&key));
+    let first = pending_refund(&payment, 1_000, Some(&unique("key")));
     store.begin_refund(&first).await.unwrap();
     let not_sent = failed(FailureKind::NotSent, None::<String>, "down");
     store
         .finish_refund(&first.id, &not_sent, None)
         .await
         .unwrap();
-    // Another refund of the payment is pending: the retry is refused...
+    let (base, checksum) = (payment.cancel_amount, payment.cancelable());
+    // Another refund of the payment is pending.
     let busy = pending_refund(&payment, 500, None);
     store.begin_refund(&busy).await.unwrap();
-    let retry = pending_refund(&payment, 1_000, Some(&key));
     assert!(matches!(
-        store.begin_refund(&retry).await,
+        store.retry_refund(&first.id, base, checksum).await,
         Err(StoreError::RefundInProgress)
     ));
-    // ...and the key stays with the refund that had it.
-    let holder = store
-        .refund_by_idempotency_key(&key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(holder.id, first.id);
     store
-        .finish_refund(&busy.id, &succeeded(), None)
+        .finish_refund(&busy.id, &review("odd"), None)
         .await
         .unwrap();
-    // A stale cancel_amount: refused, key kept.
-    let stale = crate::refund::Refund {
-        base_cancel_amount: Amount::from_minor(1),
-        ..pending_refund(&payment, 1_000, Some(&key))
-    };
+    // Held for review.
     assert!(matches!(
-        store.begin_refund(&stale).await,
+        store.retry_refund(&first.id, base, checksum).await,
+        Err(StoreError::OnHold)
+    ));
+    store.release_hold(&payment.merchant_uid).await.unwrap();
+    // A stale base.
+    assert!(matches!(
+        store
+            .retry_refund(&first.id, Amount::from_minor(1), checksum)
+            .await,
         Err(StoreError::CancelAmountChanged)
     ));
-    let holder = store
-        .refund_by_idempotency_key(&key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(holder.id, first.id);
-    // The retry on the current payment takes it.
-    let retry = pending_refund(&payment, 1_000, Some(&key));
-    store.begin_refund(&retry).await.unwrap();
-    let holder = store
-        .refund_by_idempotency_key(&key)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(holder.id, retry.id);
+    assert!(matches!(
+        store
+            .retry_refund(&RefundId::generate(), base, checksum)
+            .await,
+        Err(StoreError::RefundNotFound)
+    ));
+    // Nothing of the refused retries was written.
+    let read = store.refund(&first.id).await.unwrap().unwrap();
+    assert_eq!(read.state, not_sent);
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(stored.pending_refund, None);
+    // Twins race to run it again: one re-opens it, the others are refused.
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, id) = (store.clone(), first.id.clone());
+            tokio::spawn(async move { store.retry_refund(&id, base, checksum).await })
+        })
+        .collect();
+    let mut reopened = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => reopened += 1,
+            Err(StoreError::RefundInProgress | StoreError::NotPending(_)) => {}
+            Err(other) => panic!("a losing retry must be a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(reopened, 1);
 }

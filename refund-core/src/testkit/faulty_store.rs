@@ -24,7 +24,7 @@ pub enum StoreOp {
     Payment,
     /// [`PaymentStore::apply_snapshot`].
     ApplySnapshot,
-    /// [`PaymentStore::begin_refund`].
+    /// [`PaymentStore::begin_refund`] and [`PaymentStore::retry_refund`].
     BeginRefund,
     /// [`PaymentStore::finish_refund`].
     FinishRefund,
@@ -136,6 +136,18 @@ impl PaymentStore for FaultyStore {
     ) -> Result<Refund, StoreError> {
         self.check(StoreOp::FinishRefund)?;
         self.inner.finish_refund(id, state, snapshot).await
+    }
+
+    async fn retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: crate::money::Amount,
+        checksum: crate::money::Amount,
+    ) -> Result<Refund, StoreError> {
+        self.check(StoreOp::BeginRefund)?;
+        self.inner
+            .retry_refund(id, base_cancel_amount, checksum)
+            .await
     }
 
     async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {

@@ -73,8 +73,8 @@ macro_rules! store_conformance_tests {
             the_journal_is_stamped_by_the_store_clock,
             every_state_round_trips,
             only_not_applied_failures_may_still_succeed,
-            failures_that_changed_nothing_hand_their_key_over,
-            a_refused_begin_leaves_the_key_with_its_holder,
+            a_refund_that_changed_nothing_runs_again_as_the_same_row,
+            a_retry_is_refused_like_a_begin,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {

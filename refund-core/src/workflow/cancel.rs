@@ -2,7 +2,7 @@
 
 use time::{OffsetDateTime, UtcOffset};
 
-use super::verdict::{decide, Context, Evidence};
+use super::verdict::{decide, proves_not_applied, Context, Evidence, Verdict};
 use super::{RefundService, Via};
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
@@ -10,7 +10,7 @@ use crate::masking::mask_gateway_message;
 use crate::payment::{PayMethod, Payment, PaymentStatus, StoredPayment};
 use crate::refund::{
     validate_idempotency_key, CancelRequest, Failure, FailureKind, Refund, RefundId, RefundState,
-    RefundStatus, RequestAmounts, ValidRequest,
+    RefundStatus, RequestAmounts, Review, ValidRequest,
 };
 use crate::store::StoreError;
 use crate::view::{PaymentView, RefundView};
@@ -69,8 +69,10 @@ impl RefundService {
             .ok_or(RefundError::PaymentNotFound)?;
         let amounts = request.amounts(stored.payment.currency)?;
         let fingerprint = request.fingerprint(&amounts);
-        if let Some(existing) = self.by_key(key, &fingerprint).await? {
-            return Ok(Begun::existing(existing, stored.payment));
+        match self.by_key(key, &fingerprint).await? {
+            Keyed::Replay(existing) => return Ok(Begun::existing(existing, stored.payment)),
+            Keyed::Rerun(existing) => return self.rerun(existing, request, &amounts).await,
+            Keyed::New => {}
         }
         let current = stored.payment.clone();
         let stored = match self.settle_pending_before_refund(stored).await {
@@ -78,8 +80,8 @@ impl RefundService {
             // that began after our lookup: replay it rather than refuse.
             Err(Retry::No(RefundError::RefundInProgress)) => {
                 match self.by_key(key, &fingerprint).await? {
-                    Some(existing) => return Ok(Begun::existing(existing, current)),
-                    None => return Err(RefundError::RefundInProgress.into()),
+                    Keyed::Replay(existing) => return Ok(Begun::existing(existing, current)),
+                    _ => return Err(RefundError::RefundInProgress.into()),
                 }
             }
             other => other?,
@@ -144,45 +146,174 @@ impl RefundService {
             Err(StoreError::RefundInProgress | StoreError::IdempotencyKeyTaken) => {
                 // A twin request with the same key may have won the race.
                 match self.by_key(key, &fingerprint).await? {
-                    Some(existing) => Ok(Begun::existing(existing, payment)),
-                    None => Err(RefundError::RefundInProgress.into()),
+                    Keyed::Replay(existing) => Ok(Begun::existing(existing, payment)),
+                    _ => Err(RefundError::RefundInProgress.into()),
                 }
             }
             Err(error) => Err(RefundError::from(error).into()),
         }
     }
 
-    /// The refund already made under `key`, if the request matches it (the
-    /// fingerprint covers the order id: a key reused for another payment is
-    /// a different request). A refund that provably changed nothing
-    /// (`not_sent`, `not_applied`) does not spend its key: the same request
-    /// finds nothing to replay and runs again, taking the key over.
+    /// Step 7 for a refund that provably changed nothing: the same request
+    /// runs it again, as the same journal row (same id, so the same reason:
+    /// evidence of either attempt names this one refund).
     ///
-    /// Before a `not_applied` refund hands its key over, one lookup gives
-    /// late evidence its chance: if the gateway shows it applied after all,
-    /// it is credited and replayed instead of running the refund twice.
-    async fn by_key(
+    /// A `not_applied` refund may have applied after all (a lagging lookup,
+    /// a gateway that kept working): one lookup first. If it shows the
+    /// refund, it is credited and replayed; if it shows an entry of its
+    /// amount that does not name it, nothing is proven either way and an
+    /// operator must look (review); only when the gateway shows no entry of
+    /// its amount since it began does it run again. (`not_sent` never left.)
+    async fn rerun(
         &self,
-        key: Option<&str>,
-        fingerprint: &str,
-    ) -> Result<Option<Refund>, RefundError> {
-        let Some(key) = key else { return Ok(None) };
-        match self.store.refund_by_idempotency_key(key).await? {
-            Some(existing) if existing.fingerprint != fingerprint => {
-                Err(RefundError::IdempotencyKeyReused)
+        existing: Refund,
+        request: &ValidRequest,
+        amounts: &RequestAmounts,
+    ) -> Result<Begun, Retry> {
+        let not_applied =
+            matches!(existing.state.failure(), Some(f) if f.kind == FailureKind::NotApplied);
+        if not_applied {
+            let lookup = self
+                .gateway
+                .payment(&existing.imp_uid)
+                .await
+                .map_err(RefundError::Gateway)?
+                .filter(|p| p.imp_uid == existing.imp_uid);
+            if let Some(lookup) = &lookup {
+                self.store.apply_snapshot(lookup).await?;
             }
-            Some(existing) if existing.state.frees_its_key() => {
-                if !matches!(existing.state.failure(), Some(f) if f.kind == FailureKind::NotApplied)
-                {
-                    return Ok(None);
-                }
-                let after = self
-                    .reconcile_with_gateway(&existing, Via::NextRefund)
+            let refunds = self
+                .judge(
+                    &existing.merchant_uid,
+                    lookup.as_ref(),
+                    None,
+                    Via::NextRefund,
+                    None,
+                )
+                .await?;
+            let current = refunds
+                .iter()
+                .find(|r| r.id == existing.id)
+                .cloned()
+                .unwrap_or(existing);
+            if !current.state.frees_its_key() {
+                let payment = self.current_payment(&current.merchant_uid).await?;
+                return Ok(Begun::existing(current, payment));
+            }
+            let claimed: Vec<&str> = refunds
+                .iter()
+                .filter(|r| r.id != current.id)
+                .filter_map(|r| r.state.cancellation_id())
+                .collect();
+            if !lookup
+                .as_ref()
+                .is_some_and(|p| proves_not_applied(&current, p, &claimed))
+            {
+                let review = RefundState::NeedsReview(Review {
+                    message: "a retry found the gateway showing a cancel of this refund's amount \
+                              that does not name it: applied with a changed reason, or made \
+                              outside"
+                        .to_owned(),
+                });
+                let held = self
+                    .apply_verdict(
+                        &current,
+                        Verdict::Settle(review),
+                        lookup.as_ref(),
+                        Via::NextRefund,
+                    )
                     .await?;
-                Ok((!after.state.frees_its_key()).then_some(after))
+                let payment = self.current_payment(&held.merchant_uid).await?;
+                return Ok(Begun::existing(held, payment));
             }
-            existing => Ok(existing),
+            return self.reopen(current, request, amounts).await;
         }
+        self.reopen(existing, request, amounts).await
+    }
+
+    /// Re-opens `refund` as pending against the payment as stored now.
+    async fn reopen(
+        &self,
+        refund: Refund,
+        request: &ValidRequest,
+        amounts: &RequestAmounts,
+    ) -> Result<Begun, Retry> {
+        let payment = self.current_payment(&refund.merchant_uid).await?;
+        let now_ms = match payment.pay_method {
+            PayMethod::Phone => Some(self.store.now_ms().await?),
+            _ => None,
+        };
+        // The amount the refund was for, whatever "no amount" means now.
+        let same = RequestAmounts {
+            amount: Some(refund.amount),
+            ..*amounts
+        };
+        check_refundable(&payment, request, &same, now_ms)?;
+        match self
+            .store
+            .retry_refund(&refund.id, payment.cancel_amount, payment.cancelable())
+            .await
+        {
+            Ok(refund) => {
+                tracing::Span::current().record("refund_id", tracing::field::display(&refund.id));
+                tracing::info!(refund_id = %refund.id, "running a refund that changed nothing again");
+                let command = CancelCommand {
+                    imp_uid: refund.imp_uid.clone(),
+                    merchant_uid: refund.merchant_uid.clone(),
+                    amount: refund.amount,
+                    checksum: refund.checksum,
+                    tax_free: amounts.tax_free,
+                    vat_amount: amounts.vat_amount,
+                    reason: refund.reason.clone(),
+                    account: request.account.clone(),
+                    currency: payment.currency,
+                };
+                Ok(Begun {
+                    refund,
+                    payment,
+                    send: Some(command),
+                })
+            }
+            Err(StoreError::CancelAmountChanged) => Err(Retry::Stale),
+            // A twin retry re-opened it first: replay that one.
+            Err(StoreError::RefundInProgress | StoreError::NotPending(_)) => {
+                match self.store.refund(&refund.id).await? {
+                    Some(current) if !current.state.frees_its_key() => {
+                        Ok(Begun::existing(current, payment))
+                    }
+                    _ => Err(RefundError::RefundInProgress.into()),
+                }
+            }
+            Err(error) => Err(RefundError::from(error).into()),
+        }
+    }
+
+    async fn current_payment(&self, merchant_uid: &str) -> Result<Payment, RefundError> {
+        Ok(self
+            .store
+            .payment(merchant_uid)
+            .await?
+            .ok_or(RefundError::PaymentNotFound)?
+            .payment)
+    }
+
+    /// What `key` says about this request (the fingerprint covers the
+    /// order id: a key reused for another payment is a different request):
+    /// nothing yet, a refund to replay, or a refund that provably changed
+    /// nothing (`not_sent`, `not_applied`) and so did not spend the key: the
+    /// same request runs it again.
+    async fn by_key(&self, key: Option<&str>, fingerprint: &str) -> Result<Keyed, RefundError> {
+        let Some(key) = key else {
+            return Ok(Keyed::New);
+        };
+        Ok(match self.store.refund_by_idempotency_key(key).await? {
+            None => Keyed::New,
+            Some(existing) if existing.fingerprint != fingerprint => {
+                return Err(RefundError::IdempotencyKeyReused)
+            }
+            Some(existing) if existing.state.frees_its_key() => Keyed::Rerun(existing),
+            Some(existing) => Keyed::Replay(existing),
+        })
     }
 
     /// Reconciliation before a new refund: a pending refund that may still
@@ -460,6 +591,16 @@ impl RefundService {
             _ => Err(RefundError::OnHold),
         }
     }
+}
+
+/// What an idempotency key says about a request.
+enum Keyed {
+    /// No refund holds it.
+    New,
+    /// The refund it names: its outcome is the answer.
+    Replay(Refund),
+    /// The refund it names changed nothing: run it again.
+    Rerun(Refund),
 }
 
 /// A journaled refund and the payment it was checked against.

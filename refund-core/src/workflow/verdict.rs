@@ -110,14 +110,16 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             message,
             after,
         } if pending => {
-            let applied = after.is_some_and(|after| {
-                matches!(
-                    attribute(refund, after, context.claimed),
-                    Attribution::Ours(_)
-                )
-            });
-            if applied {
-                review("the gateway refused the refund but shows it applied".to_owned())
+            let credited =
+                after.and_then(|after| match attribute(refund, after, context.claimed) {
+                    Attribution::Ours(cancellation_id) => Some(cancellation_id),
+                    _ => None,
+                });
+            if let Some(cancellation_id) = credited {
+                // An entry names this refund: an earlier attempt of it (run
+                // again after it was judged not applied) did apply, and this
+                // attempt's checksum was refused because of it.
+                succeeded(cancellation_id)
             } else {
                 Verdict::Settle(RefundState::Failed(Failure {
                     kind: FailureKind::Rejected,
@@ -233,6 +235,14 @@ fn entries_after_base<'p>(
         .iter()
         .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
         .collect())
+}
+
+/// True when `payment` proves that `refund` never applied: its history adds
+/// up, and no unclaimed entry of the refund's amount came after its base.
+/// The one condition under which a refund judged `not_applied` may run
+/// again.
+pub(crate) fn proves_not_applied(refund: &Refund, payment: &Payment, claimed: &[&str]) -> bool {
+    attribute(refund, payment, claimed) == Attribution::Absent
 }
 
 /// Whether `payment` shows `refund` applied, by an entry that names it.

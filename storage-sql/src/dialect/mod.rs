@@ -201,7 +201,7 @@ pub struct Statements {
     pub(crate) refunds_of: String,
     pub(crate) stale_pending: String,
     pub(crate) now: String,
-    pub(crate) take_over_key: String,
+    pub(crate) reopen_refund: String,
     pub(crate) ping: String,
     pub(crate) applied_migrations: String,
     pub(crate) migration_checksum: String,
@@ -249,16 +249,18 @@ impl Statements {
                 "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
                  VALUES ({refund_values}, {now_ms}, {now_ms})"
             )),
-            // The same request run again takes the key over from a refund
-            // that provably changed nothing (failed, not sent or not applied).
-            take_over_key: render(
-                "UPDATE refund_journal SET idempotency_key = NULL \
-                 WHERE idempotency_key = ? AND fingerprint = ? AND status = 'failed' \
+            // Runs a refund that provably changed nothing again, as the
+            // same row: only while it is failed, not sent or not applied.
+            reopen_refund: render(format!(
+                "UPDATE refund_journal SET status = 'pending', failure_kind = NULL, \
+                 failure_code = NULL, gateway_message = NULL, cancellation_id = NULL, \
+                 base_cancel_amount = ?, checksum = ?, created_at_ms = {now_ms}, \
+                 updated_at_ms = {now_ms} \
+                 WHERE id = ? AND status = 'failed' \
                  AND failure_kind IN ('not_sent', 'not_applied')"
-                    .to_owned(),
-            ),
+            )),
             // Settles a refund only while it is pending, or (late evidence)
-            // turns a not-applied failure into a success: a second
+            // moves a not-applied failure to success or review: a second
             // settlement matches no row.
             settle_refund: render(format!(
                 "UPDATE refund_journal \

@@ -167,6 +167,8 @@ fn a_refusal_fails_it_unless_the_gateway_shows_it_applied() {
             }))
         );
     }
+    // An entry names it: an earlier attempt of this refund applied (the
+    // refusal is this attempt's checksum meeting it). Credited, once.
     let applied = after_base(&[(2_000, REASON)]);
     let verdict = decide(
         &pending(1_000, 2_000),
@@ -177,7 +179,57 @@ fn a_refusal_fails_it_unless_the_gateway_shows_it_applied() {
         },
         young(),
     );
-    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+    assert_eq!(verdict, succeeded_with("cxl-1"));
+    // An entry of its amount that does not name it proves nothing: refused.
+    let lookalike = after_base(&[(2_000, "console")]);
+    let verdict = decide(
+        &pending(1_000, 2_000),
+        Evidence::Rejected {
+            code: Some("-1"),
+            message: "checksum",
+            after: Some(&lookalike),
+        },
+        young(),
+    );
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::Rejected));
+}
+
+#[test]
+fn a_rerun_needs_proof_that_nothing_of_it_moved() {
+    use super::proves_not_applied;
+    let not_applied = refund(
+        1_000,
+        2_000,
+        RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
+    );
+    assert!(proves_not_applied(&not_applied, &after_base(&[]), &[]));
+    // Other amounts moved: still proof for ours.
+    assert!(proves_not_applied(
+        &not_applied,
+        &after_base(&[(700, "console")]),
+        &[]
+    ));
+    // Ours, or a lookalike of ours (a rewritten reason?), or a history that
+    // does not add up: no proof.
+    assert!(!proves_not_applied(
+        &not_applied,
+        &after_base(&[(2_000, REASON)]),
+        &[]
+    ));
+    assert!(!proves_not_applied(
+        &not_applied,
+        &after_base(&[(2_000, "rewritten")]),
+        &[]
+    ));
+    let mut broken = after_base(&[]);
+    broken.cancel_amount = Amount::from_minor(5_000);
+    assert!(!proves_not_applied(&not_applied, &broken, &[]));
+    // A lookalike another refund is credited with is not ours to fear.
+    assert!(proves_not_applied(
+        &not_applied,
+        &after_base(&[(2_000, "other")]),
+        &["cxl-1"]
+    ));
 }
 
 #[test]
