@@ -267,9 +267,8 @@ pub struct Refund {
     /// The reason sent to the gateway (the client's, or one naming this
     /// refund when the client gave none, so its cancel entry names it).
     pub reason: Option<String>,
-    /// The client's `Idempotency-Key`, while it names this refund (a
-    /// refund that provably changed nothing hands it over to the same
-    /// request run again).
+    /// The client's `Idempotency-Key`: it names this refund for good (a
+    /// refund that provably changed nothing runs again as the same row).
     pub idempotency_key: Option<String>,
     /// Hash of the normalized request, to refuse a reused key with another body.
     pub fingerprint: String,

@@ -28,16 +28,16 @@
 //! - `begin_refund` is one `findOneAndUpdate` with an update pipeline
 //!   whose filter holds every precondition (no pending refund, not on hold,
 //!   `cancel_amount` as read, the idempotency key held by no refund of this
-//!   payment other than one that hands it over) and which appends the
-//!   pending refund, stamped with the server's `$$NOW`, and takes the slot.
-//!   Of any number of racing callers on any number of servers, exactly one
-//!   matches. The hand-over (the same request, same `fingerprint`, run
-//!   again after its refund failed `not_sent` or `not_applied`) clears the
-//!   old refund's key in that same write; the fingerprint covers the
-//!   `merchant_uid`, so that holder is always in the same document. Across
-//!   payments, a unique index on each refund's `key_slot` (its idempotency
-//!   key, or a value no key can take) makes a key name one refund in the
-//!   same atomic write.
+//!   payment) and which appends the pending refund, stamped with the
+//!   server's `$$NOW`, and takes the slot. Of any number of racing callers
+//!   on any number of servers, exactly one matches. Across payments, a
+//!   unique index on each refund's `key_slot` (its idempotency key, or a
+//!   value no key can take) makes a key name one refund in the same atomic
+//!   write.
+//! - `retry_refund` (the same request run again after its refund failed
+//!   `not_sent` or `not_applied`) is one `findOneAndUpdate` whose filter
+//!   holds the element's state and the payment's preconditions and whose
+//!   pipeline re-opens that element as pending and takes the slot.
 //! - `finish_refund` is one `findOneAndUpdate` with an update pipeline whose
 //!   filter admits only the moves `RefundState::may_become` allows (from
 //!   `pending`; to `succeeded` also from a `not_applied` failure), and which

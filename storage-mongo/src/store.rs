@@ -22,12 +22,12 @@ use mongodb::options::{
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
-    Payment, PaymentStore, Refund, RefundId, RefundState, StoreError, StoredPayment,
+    Amount, Payment, PaymentStore, Refund, RefundId, RefundState, StoreError, StoredPayment,
 };
 
 use crate::document::{
-    decode, frees_its_key, is_not_applied, no_key_slot, state_document, JournalDocument,
-    PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
+    decode, frees_its_key, is_not_applied, state_document, JournalDocument, PaymentDocument,
+    PaymentFields, RefundFields, UnwoundRefund,
 };
 use crate::error::{store_error, MongoStoreError};
 
@@ -151,18 +151,13 @@ impl MongoPaymentStore {
             return Ok(Some(StoreError::PaymentNotFound));
         };
         let stored: PaymentDocument = decode(document)?;
-        // Held by a refund that does not hand it over to this one (the
-        // same test as the update's filter, on the decoded state).
-        let mut key_taken = false;
-        if let Some(key) = &refund.idempotency_key {
-            for holder in &stored.refunds {
-                if holder.idempotency_key.as_ref() == Some(key) {
-                    let hands_over =
-                        holder.fingerprint == refund.fingerprint && holder.state()?.frees_its_key();
-                    key_taken |= !hands_over;
-                }
-            }
-        }
+        // Held by any refund of this payment (the update's filter).
+        let key_taken = refund.idempotency_key.as_ref().is_some_and(|key| {
+            stored
+                .refunds
+                .iter()
+                .any(|holder| holder.idempotency_key.as_ref() == Some(key))
+        });
         let conflict = if stored.pending_refund_id.is_some() {
             StoreError::RefundInProgress
         } else if stored.on_hold {
@@ -357,37 +352,15 @@ impl PaymentStore for MongoPaymentStore {
             "on_hold": { "$ne": true },
             "payment.cancel_amount": refund.base_cancel_amount.minor(),
         };
-        let mut refunds: Bson =
+        let refunds: Bson =
             doc! { "$ifNull": ["$refunds", literal(Bson::Array(Vec::new()))] }.into();
         if let Some(key) = &refund.idempotency_key {
-            // No refund of this payment holds the key, except one that hands
-            // it over: the same request (fingerprint) whose failure changed
-            // nothing. The fingerprint covers the merchant_uid, so such a
-            // holder is always in this document.
-            let mut hands_over = frees_its_key();
-            hands_over.insert("fingerprint", refund.fingerprint.as_str());
+            // No refund of this payment holds the key (another payment's
+            // holder hits the unique key_slot index).
             filter.insert(
                 "refunds",
-                doc! { "$not": { "$elemMatch": {
-                    "idempotency_key": key.as_str(),
-                    "$nor": [hands_over],
-                } } },
+                doc! { "$not": { "$elemMatch": { "idempotency_key": key.as_str() } } },
             );
-            // ...and that holder gives the key up in the same write (the
-            // filter left no other holder here).
-            refunds = doc! { "$map": {
-                "input": refunds,
-                "as": "refund",
-                "in": { "$cond": [
-                    { "$eq": ["$$refund.idempotency_key", literal(key.as_str())] },
-                    { "$mergeObjects": ["$$refund", {
-                        "idempotency_key": literal(Bson::Null),
-                        "key_slot": { "$concat": [literal(no_key_slot("")), "$$refund.id"] },
-                    }] },
-                    "$$refund",
-                ] },
-            } }
-            .into();
         }
         // The pending element, stamped with the server's clock.
         let element = doc! { "$mergeObjects": [
@@ -424,6 +397,89 @@ impl PaymentStore for MongoPaymentStore {
         Err(StoreError::RefundInProgress)
     }
 
+    async fn retry_refund(
+        &self,
+        id: &RefundId,
+        base_cancel_amount: Amount,
+        checksum: Amount,
+    ) -> Result<Refund, StoreError> {
+        let id = id.as_str();
+        // Every precondition is in the filter (the element may run again,
+        // the payment's slot is free, no hold, the total unchanged), so the
+        // check and the write are one atomic single-document step.
+        let mut element = frees_its_key();
+        element.insert("id", id);
+        let filter = doc! {
+            "refunds": { "$elemMatch": element },
+            "pending_refund_id": Bson::Null,
+            "on_hold": { "$ne": true },
+            "payment.cancel_amount": base_cancel_amount.minor(),
+        };
+        let reopened = doc! { "$mergeObjects": [
+            literal(state_document(&RefundState::PENDING)),
+            {
+                "base_cancel_amount": literal(base_cancel_amount.minor()),
+                "checksum": literal(checksum.minor()),
+                "created_at_ms": server_now_ms(),
+                "updated_at_ms": server_now_ms(),
+            },
+        ] };
+        let update = vec![doc! { "$set": {
+            "refunds": { "$map": {
+                "input": "$refunds",
+                "as": "refund",
+                "in": { "$cond": [
+                    { "$eq": ["$$refund.id", literal(id)] },
+                    { "$mergeObjects": ["$$refund", reopened] },
+                    "$$refund",
+                ] },
+            } },
+            "pending_refund_id": literal(id),
+        } }];
+        let updated = self
+            .payments
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "refunds": 1 })
+            .await
+            .map_err(store_error("retry_refund"))?;
+        if let Some(document) = updated {
+            let journal: JournalDocument = decode(document)?;
+            return journal
+                .into_refunds()?
+                .into_iter()
+                .find(|r| r.id.as_str() == id)
+                .ok_or_else(|| StoreError::corrupt("re-opened refund missing from its payment"));
+        }
+        // Nothing was written: say which condition failed.
+        let Some(document) = self
+            .payments
+            .find_one(doc! { "refunds.id": id })
+            .await
+            .map_err(store_error("retry_refund"))?
+        else {
+            return Err(StoreError::RefundNotFound);
+        };
+        let stored: PaymentDocument = decode(document)?;
+        let fields =
+            stored.refunds.iter().find(|r| r.id == id).ok_or_else(|| {
+                StoreError::corrupt(format!("refund {id:?} vanished from its array"))
+            })?;
+        let current = fields.state()?;
+        Err(if !current.frees_its_key() {
+            StoreError::NotPending(current.status())
+        } else if stored.pending_refund_id.is_some() {
+            StoreError::RefundInProgress
+        } else if stored.on_hold {
+            StoreError::OnHold
+        } else if stored.payment.cancel_amount != base_cancel_amount.minor() {
+            StoreError::CancelAmountChanged
+        } else {
+            // Changed between our write and this read: a conflict like any.
+            StoreError::RefundInProgress
+        })
+    }
+
     async fn finish_refund(
         &self,
         id: &RefundId,
@@ -438,7 +494,10 @@ impl PaymentStore for MongoPaymentStore {
         if !matches!(state, RefundState::Pending { .. }) {
             from.push(Bson::from(doc! { "status": "pending" }));
         }
-        if matches!(state, RefundState::Succeeded { .. }) {
+        if matches!(
+            state,
+            RefundState::Succeeded { .. } | RefundState::NeedsReview(_)
+        ) {
             from.push(is_not_applied().into());
         }
         if from.is_empty() {

@@ -316,7 +316,7 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
             Err(StoreError::PaymentNotFound)
         ));
 
-        // The key hand-over matches the key and fingerprint as data too.
+        // A refund re-opened by its id keeps its key, matched as data.
         store.release_hold(&merchant_uid).await.unwrap();
         let key = format!("{text}-again");
         let mut first = pending_refund(&after, 1_000, Some(&key));
@@ -327,19 +327,17 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
             .finish_refund(&first.id, &not_sent, None)
             .await
             .unwrap();
-        let again = refund_core::Refund {
-            id: RefundId::generate(),
-            ..first.clone()
-        };
-        store.begin_refund(&again).await.unwrap();
+        let reopened = store
+            .retry_refund(&first.id, after.cancel_amount, after.cancelable())
+            .await
+            .unwrap();
+        assert_eq!(reopened.state, RefundState::PENDING);
         let holder = store
             .refund_by_idempotency_key(&key)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(holder.id, again.id);
-        let old = store.refund(&first.id).await.unwrap().unwrap();
-        assert_eq!((old.idempotency_key, old.state), (None, not_sent));
+        assert_eq!(holder.id, first.id);
     }
     let count = payments(&store).count_documents(doc! {}).await.unwrap();
     assert_eq!(count, hostile.len() as u64);
@@ -410,7 +408,7 @@ async fn element(store: &MongoPaymentStore, merchant_uid: &str, index: usize) ->
 }
 
 #[tokio::test]
-async fn a_handed_over_key_frees_its_slot_for_the_unique_index() {
+async fn a_re_opened_refund_keeps_its_key_slot() {
     let Some(store) = fresh_store().await else {
         return;
     };
@@ -427,17 +425,15 @@ async fn a_handed_over_key_frees_its_slot_for_the_unique_index() {
         )
         .await
         .unwrap();
-    let again = refund_core::Refund {
-        id: RefundId::generate(),
-        ..first.clone()
-    };
-    store.begin_refund(&again).await.unwrap();
-    let old = element(&store, &payment.merchant_uid, 0).await;
-    assert_eq!(old.get("idempotency_key"), Some(&Bson::Null));
-    assert_eq!(old.get_str("key_slot").unwrap(), format!(" {}", first.id));
-    let new = element(&store, &payment.merchant_uid, 1).await;
-    assert_eq!(new.get_str("key_slot").unwrap(), key);
-    // The key is this payment's new refund's: another payment cannot take it.
+    store
+        .retry_refund(&first.id, payment.cancel_amount, payment.cancelable())
+        .await
+        .unwrap();
+    let element = element(&store, &payment.merchant_uid, 0).await;
+    assert_eq!(element.get_str("key_slot").unwrap(), key);
+    assert_eq!(element.get_str("status").unwrap(), "pending");
+    assert_eq!(element.get("failure_kind"), Some(&Bson::Null));
+    // The key stays this refund's: another payment cannot take it.
     let other = paid_payment(&unique("slot-other"), 10_000, Currency::Krw);
     store.apply_snapshot(&other).await.unwrap();
     assert!(matches!(
@@ -609,32 +605,37 @@ async fn legacy_refund_documents_are_read_and_settled() {
             .await,
         Err(StoreError::NotPending(RefundStatus::Failed))
     ));
-    // ...and an unanswered one changed nothing, so the same request takes
-    // its key over (and it may still turn out to have succeeded).
+    // ...and an unanswered one changed nothing, so it may run again as
+    // the same row, keeping its key (and it may still succeed).
     let current = store.payment(&merchant_uid).await.unwrap().unwrap().payment;
-    // pending_refund's fingerprint is the legacy documents' (same amount).
-    let again = pending_refund(&current, 1_000, Some(key(2)));
-    assert_eq!(again.fingerprint, format!("{:064x}", 1_000));
-    store.begin_refund(&again).await.unwrap();
+    let reopened = store
+        .retry_refund(
+            &id("unanswered"),
+            current.cancel_amount,
+            current.cancelable(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reopened.state, RefundState::PENDING);
     let holder = store
         .refund_by_idempotency_key(key(2))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(holder.id, again.id);
-    let old = store.refund(&id("unanswered")).await.unwrap().unwrap();
-    assert_eq!(old.idempotency_key, None);
+    assert_eq!(holder.id, id("unanswered"));
     let late = store
         .finish_refund(&id("unanswered"), &succeeded(), None)
         .await
         .unwrap();
     assert_eq!(late.state, succeeded());
-    // A legacy rejection's key stays spent.
+    // A legacy rejection cannot run again, and its key stays spent.
+    assert!(matches!(
+        store
+            .retry_refund(&id("rejected"), current.cancel_amount, current.cancelable())
+            .await,
+        Err(StoreError::NotPending(RefundStatus::Failed))
+    ));
     let reuse = pending_refund(&current, 1_000, Some(key(1)));
-    store
-        .finish_refund(&again.id, &succeeded(), None)
-        .await
-        .unwrap();
     assert!(matches!(
         store.begin_refund(&reuse).await,
         Err(StoreError::IdempotencyKeyTaken)
