@@ -205,7 +205,10 @@ fn entries_after_base<'p>(
     if payment.imp_uid != refund.imp_uid || payment.cancel_amount < refund.base_cancel_amount {
         return Err(Attribution::Stale);
     }
-    let history = &payment.cancel_history;
+    // Oldest first, whatever order the gateway listed them in (a stable
+    // sort: entries of the same second keep the gateway's order).
+    let mut history: Vec<&CancelEntry> = payment.cancel_history.iter().collect();
+    history.sort_by_key(|entry| entry.cancelled_at);
     let total = history
         .iter()
         .try_fold(Amount::ZERO, |sum, entry| sum.checked_add(entry.amount));
@@ -233,6 +236,7 @@ fn entries_after_base<'p>(
     }
     Ok(history[first_new..]
         .iter()
+        .copied()
         .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
         .collect())
 }

@@ -498,6 +498,8 @@ struct Story {
     clock_lead: i64,
     /// Whether the lookup followed an answered 5xx of ours.
     answered: bool,
+    /// Whether the PG rewrote our entry's reason (it no longer names us).
+    rewritten: bool,
 }
 
 fn story() -> impl Strategy<Value = Story> {
@@ -510,21 +512,25 @@ fn story() -> impl Strategy<Value = Story> {
         0..3 * bound,
         0..bound,
         prop::bool::ANY,
+        prop::bool::weighted(0.2),
     )
         .prop_map(
-            move |(base, ours, console, applied_at, looked_at, clock_lead, answered)| Story {
-                base,
-                ours,
-                console: console
-                    .into_iter()
-                    .map(|(at, equal, amount)| (at, if equal { ours } else { amount }))
-                    .collect(),
-                applied_at,
-                looked_at,
-                clock_lead,
-                // An answered call is over before the lookup, so it applied
-                // (if at all) before the lookup too.
-                answered,
+            move |(base, ours, console, applied_at, looked_at, clock_lead, answered, rewritten)| {
+                Story {
+                    base,
+                    ours,
+                    console: console
+                        .into_iter()
+                        .map(|(at, equal, amount)| (at, if equal { ours } else { amount }))
+                        .collect(),
+                    applied_at,
+                    looked_at,
+                    clock_lead,
+                    // An answered call is over before the lookup, so it applied
+                    // (if at all) before the lookup too.
+                    answered,
+                    rewritten,
+                }
             },
         )
 }
@@ -544,7 +550,8 @@ impl Story {
             .map(|(at, amount)| (*amount, "console".to_owned(), BEGAN + at))
             .collect();
         if let Some(at) = self.applied_at_for_lookup() {
-            later.push((self.ours, REASON.to_owned(), BEGAN + at));
+            let reason = if self.rewritten { "환불" } else { REASON };
+            later.push((self.ours, reason.to_owned(), BEGAN + at));
         }
         later.retain(|(_, _, at)| *at <= BEGAN + self.looked_at);
         later.sort_by_key(|(_, _, at)| *at);
@@ -589,6 +596,7 @@ proptest! {
         match &verdict {
             Verdict::Settle(RefundState::Succeeded { .. }) => {
                 prop_assert!(story.applied_by_lookup(), "credited without applying: {verdict:?}");
+                prop_assert!(!story.rewritten, "credited by an entry that does not name it");
             }
             Verdict::Settle(RefundState::Failed(f)) => {
                 prop_assert_eq!(f.kind, FailureKind::NotApplied);
@@ -596,16 +604,23 @@ proptest! {
             }
             Verdict::Settle(RefundState::NeedsReview(_)) => {
                 // Only an entry of our amount that does not name us (a
-                // console refund of the same amount) makes it ambiguous.
+                // console refund of the same amount, or ours with its
+                // reason rewritten) makes it ambiguous.
                 let lookalike = story.console.iter().any(|(at, amount)| {
                     *amount == story.ours && *at <= story.looked_at
-                });
+                }) || (story.rewritten && story.applied_by_lookup());
                 prop_assert!(lookalike, "review without a lookalike entry: {verdict:?}");
-                prop_assert!(!story.applied_by_lookup(), "ours was there to credit");
+                prop_assert!(
+                    story.rewritten || !story.applied_by_lookup(),
+                    "ours was there to credit"
+                );
             }
             Verdict::Settle(other) => prop_assert!(false, "unexpected {other:?}"),
             Verdict::Unchanged => {
-                prop_assert!(!story.applied_by_lookup(), "a lookup that shows it must credit it");
+                prop_assert!(
+                    story.rewritten || !story.applied_by_lookup(),
+                    "a lookup that shows it must credit it"
+                );
             }
         }
     }
