@@ -60,6 +60,7 @@ macro_rules! store_conformance_tests {
             only_not_applied_failures_may_still_succeed,
             failures_that_changed_nothing_hand_their_key_over,
             a_freed_key_is_taken_over_once,
+            finish_returns_what_it_stored,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
