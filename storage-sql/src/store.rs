@@ -151,6 +151,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map_err(SqlStoreError::from_sqlx::<DB>)
     }
 
+    /// Starts a write transaction (one statement).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+        crate::driver::count_statement();
+        self.pool.begin_with(DB::BEGIN_WRITE).await
+    }
+
     /// Runs `attempt` (one write transaction) until it ends without losing
     /// a race, at most [`MAX_ATTEMPTS`] times.
     async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
@@ -220,9 +226,9 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     }
 
     async fn try_apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, Abort> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let stored = Self::upsert(&mut tx, snapshot, refund_core::now_ms()).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(stored)
     }
 
@@ -290,7 +296,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             return self.try_begin_refund_cte(refund).await;
         }
         let sql = DB::statements();
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let claimed = DB::execute(
             &mut tx,
             &sql.claim_payment,
@@ -305,7 +311,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         if DB::rows_affected(&claimed) == 0 {
             // Nothing was written; find out which condition failed.
             let refusal = Self::claim_refusal(&mut tx, refund).await?;
-            tx.rollback().await?;
+            rollback(tx).await?;
             return Err(refusal.into());
         }
         if let Some(key) = &refund.idempotency_key {
@@ -321,12 +327,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
-                tx.rollback().await?;
+                rollback(tx).await?;
                 return Err(StoreError::IdempotencyKeyTaken.into());
             }
             result => result?,
         };
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -433,12 +439,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 }
             }
             Writes::Transaction => {
-                let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+                let mut tx = self.begin_write().await?;
                 let mut params = rows::state_params(state).to_vec();
                 params.extend([id_param, late_success]);
                 let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
-                    tx.rollback().await?;
+                    rollback(tx).await?;
                     None
                 } else {
                     let mut params =
@@ -451,7 +457,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                     let settlement = Self::settlement_of(&rows, id)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?;
-                    tx.commit().await?;
+                    commit(tx).await?;
                     Some(settlement)
                 }
             }
@@ -463,9 +469,9 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             if snapshot.merchant_uid != settlement.refund.merchant_uid {
                 // A snapshot of another order than the refund's (the
                 // workflow never passes one): applied on its own.
-                let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+                let mut tx = self.begin_write().await?;
                 Self::upsert(&mut tx, snapshot, now_ms).await?;
-                tx.commit().await?;
+                commit(tx).await?;
             }
         }
         Ok(settlement)
@@ -586,4 +592,16 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
         Ok(())
     }
+}
+
+/// Commits (one statement).
+async fn commit<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+    crate::driver::count_statement();
+    tx.commit().await
+}
+
+/// Rolls back (one statement).
+async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+    crate::driver::count_statement();
+    tx.rollback().await
 }

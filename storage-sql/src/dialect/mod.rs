@@ -123,6 +123,7 @@ fn ping_if_idle<DB: Database>(
 ) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
     Box::pin(async move {
         if meta.idle_for >= PING_IF_IDLE_FOR {
+            crate::driver::count_statement();
             connection.ping().await?;
         }
         Ok(true)
