@@ -930,7 +930,7 @@ async fn the_answer_is_the_view_a_read_gives() {
             Some(&id)
         );
     }
-    let answer = serde_json::to_value(&refunded(
+    let answer = serde_json::to_value(refunded(
         h.cancel(&body(&merchant_uid, Some("6000")), None).await,
     ))
     .unwrap();
