@@ -57,6 +57,38 @@ impl StoreError {
     }
 }
 
+/// How many of a payment's newest refunds [`PaymentStore::finish_refund`]
+/// returns in [`Settlement::recent_refunds`]: as many as the payment view
+/// lists.
+pub const SETTLEMENT_RECENT_REFUNDS: u32 = 50;
+
+/// What [`PaymentStore::finish_refund`] stored: everything the answer to a
+/// refund needs, so that it reads nothing again.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Settlement {
+    /// The refund as stored afterwards.
+    pub refund: Refund,
+    /// Its payment as stored afterwards (slot freed, snapshot applied if it
+    /// was not older, hold set for a review).
+    pub payment: StoredPayment,
+    /// The payment's [`SETTLEMENT_RECENT_REFUNDS`] newest refunds
+    /// afterwards, newest first, as [`PaymentStore::refunds_of`] lists them
+    /// (the settled one in its new state, if it is among them).
+    pub recent_refunds: Vec<Refund>,
+}
+
+impl Settlement {
+    /// A settlement from its parts (for store implementations).
+    pub fn new(refund: Refund, payment: StoredPayment, recent_refunds: Vec<Refund>) -> Self {
+        Settlement {
+            refund,
+            payment,
+            recent_refunds,
+        }
+    }
+}
+
 /// Where the merchant's payments and the refund journal live.
 ///
 /// # Contract
@@ -128,15 +160,18 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///   [`apply_snapshot`](Self::apply_snapshot));
     /// - for [`RefundState::NeedsReview`], puts the payment on hold.
     ///
-    /// Returns the refund as stored afterwards. If the move is not allowed,
-    /// nothing changes and the error is [`StoreError::NotPending`] with its
-    /// current status; unknown ids give [`StoreError::RefundNotFound`].
+    /// Returns the refund, its payment and the payment's newest refunds as
+    /// stored afterwards ([`Settlement`]), so the caller can answer without
+    /// reading them again. If the move is not allowed, nothing changes and
+    /// the error is [`StoreError::NotPending`] with its current status;
+    /// unknown ids give [`StoreError::RefundNotFound`] (finding out which
+    /// may cost a read, on that failure path only).
     async fn finish_refund(
         &self,
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, StoreError>;
+    ) -> Result<Settlement, StoreError>;
 
     /// Runs a refund that provably changed nothing (its state
     /// [frees its key](RefundState::frees_its_key): failed `not_sent` or

@@ -1067,3 +1067,51 @@ async fn token_is_fetched_once_for_many_calls() {
         Amount::from_minor(5_000)
     );
 }
+
+/// The answer to a refund is built from what `finish_refund` returned, with
+/// no read: it must be exactly the view a read afterwards gives (credited
+/// cancel entries, refunds made outside, pending refunds), plus the refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_is_the_view_a_read_gives() {
+    fn without_refund(view: &refund_core::PaymentView) -> serde_json::Value {
+        let mut value = serde_json::to_value(view).unwrap();
+        value.as_object_mut().unwrap().remove("refund");
+        value
+    }
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(100_000).await;
+    let first = refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
+    let read = h.service.view(&merchant_uid).await.unwrap();
+    assert_eq!(without_refund(&first), without_refund(&read));
+    // A refund made outside, one left not applied, then ours again.
+    h.console_refund(&imp_uid, Some(2_000), Some("console"));
+    h.service.refresh(&imp_uid).await.unwrap();
+    h.sandbox
+        .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 1);
+    let lost = pending(h.cancel(&body(&merchant_uid, Some("3000")), None).await);
+    h.wait_until_settleable();
+    h.service.sweep().await.unwrap();
+    assert_eq!(h.state_of(&lost.id).await.status(), RefundStatus::Failed);
+    for amount in ["4000", "5000"] {
+        let answer = refunded(h.cancel(&body(&merchant_uid, Some(amount)), None).await);
+        let read = h.service.view(&merchant_uid).await.unwrap();
+        assert_eq!(without_refund(&answer), without_refund(&read));
+        let id = answer.refund.as_ref().unwrap().id.clone();
+        assert_eq!(
+            answer.cancel_history.last().unwrap().refund_id.as_ref(),
+            Some(&id)
+        );
+    }
+    let answer = serde_json::to_value(refunded(
+        h.cancel(&body(&merchant_uid, Some("6000")), None).await,
+    ))
+    .unwrap();
+    let history = answer["cancel_history"].as_array().unwrap();
+    assert_eq!(history.len(), 5, "{answer}");
+    assert!(history[1]["refund_id"].is_null(), "the console's refund");
+    assert!(history
+        .iter()
+        .enumerate()
+        .all(|(i, entry)| (i == 1) == entry["refund_id"].is_null()));
+    assert_eq!(answer["pending_refunds"], serde_json::json!([]));
+}

@@ -22,7 +22,8 @@ use mongodb::options::{
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
-    Amount, Payment, PaymentStore, Refund, RefundId, RefundState, StoreError, StoredPayment,
+    Amount, Payment, PaymentStore, Refund, RefundId, RefundState, Settlement, StoreError,
+    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 
 use crate::document::{
@@ -485,7 +486,7 @@ impl PaymentStore for MongoPaymentStore {
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, StoreError> {
+    ) -> Result<Settlement, StoreError> {
         let id = id.as_str();
         // The states this refund may move to `state` from
         // (RefundState::may_become): pending settles into anything else;
@@ -542,20 +543,16 @@ impl PaymentStore for MongoPaymentStore {
         }
         let update = vec![doc! { "$set": changes }];
         for _ in 0..CONFLICT_ATTEMPTS {
+            // The whole document after the update: the refund, its payment
+            // and the journal the answer lists, with no second read.
             let updated = self
                 .payments
                 .find_one_and_update(filter.clone(), update.clone())
                 .return_document(ReturnDocument::After)
-                .projection(doc! { "refunds": 1 })
                 .await
                 .map_err(store_error("finish_refund"))?;
             if let Some(document) = updated {
-                let journal: JournalDocument = decode(document)?;
-                return journal
-                    .into_refunds()?
-                    .into_iter()
-                    .find(|r| r.id.as_str() == id)
-                    .ok_or_else(|| StoreError::corrupt("settled refund missing from its payment"));
+                return settlement_of(decode(document)?, id);
             }
             if let Some(conflict) = self.finish_conflict(id, state).await? {
                 return Err(conflict);
@@ -665,4 +662,37 @@ impl PaymentStore for MongoPaymentStore {
             .map_err(store_error("ping"))?;
         Ok(())
     }
+}
+
+/// The settled refund `id`, its payment and the payment's newest refunds
+/// (sorted as `refunds_of` sorts them), out of the payment's whole document.
+fn settlement_of(document: PaymentDocument, id: &str) -> Result<Settlement, StoreError> {
+    let journal = JournalDocument {
+        merchant_uid: document.merchant_uid.clone(),
+        refunds: Vec::new(),
+    };
+    let PaymentDocument {
+        merchant_uid,
+        payment,
+        pending_refund_id,
+        on_hold,
+        refunds,
+    } = document;
+    let mut refunds = JournalDocument { refunds, ..journal }.into_refunds()?;
+    let refund = refunds
+        .iter()
+        .find(|r| r.id.as_str() == id)
+        .cloned()
+        .ok_or_else(|| StoreError::corrupt("settled refund missing from its payment"))?;
+    let payment = PaymentDocument {
+        merchant_uid,
+        payment,
+        pending_refund_id,
+        on_hold,
+        refunds: Vec::new(),
+    }
+    .into_stored()?;
+    refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+    refunds.truncate(usize::try_from(SETTLEMENT_RECENT_REFUNDS).unwrap_or(usize::MAX));
+    Ok(Settlement::new(refund, payment, refunds))
 }

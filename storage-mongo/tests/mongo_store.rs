@@ -191,7 +191,8 @@ async fn finish_refund_never_lowers_cancel_amount() {
     let done = store
         .finish_refund(&refund.id, &succeeded(), Some(&older))
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.status(), RefundStatus::Succeeded);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
     assert_eq!(stored.payment, newer);
@@ -294,7 +295,8 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         let done = store
             .finish_refund(&refund.id, &held, Some(&after))
             .await
-            .unwrap();
+            .unwrap()
+            .refund;
         assert_eq!(done.state, held);
         assert_eq!(done.reason.as_deref(), Some(text));
         let stored = store.payment(&merchant_uid).await.unwrap().unwrap();
@@ -585,7 +587,8 @@ async fn legacy_refund_documents_are_read_and_settled() {
     let done = store
         .finish_refund(&id("pending"), &cxl, None)
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.state, cxl);
     assert!(done.updated_at_ms > 5_000, "stamped by the server clock");
     assert_eq!(
@@ -627,7 +630,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
         .finish_refund(&id("unanswered"), &succeeded(), None)
         .await
         .unwrap();
-    assert_eq!(late.state, succeeded());
+    assert_eq!(late.refund.state, succeeded());
     // A legacy rejection cannot run again, and its key stays spent.
     assert!(matches!(
         store

@@ -8,8 +8,27 @@
 //! plain `DB: Dialect` bound.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+/// Statements this process has sent through this crate's stores.
+static STATEMENTS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// How many statements this process's stores have sent to their databases
+/// (every statement, `BEGIN`, `COMMIT`, `ROLLBACK` and liveness ping),
+/// since the process started, across all stores. For SQLite each is one
+/// call into the engine on its connection's thread; on a network database
+/// a statement is at least one round trip (sqlx prepares a statement once
+/// per connection, which costs one more the first time). For benchmarks.
+pub fn statements_sent() -> u64 {
+    STATEMENTS_SENT.load(Ordering::Relaxed)
+}
+
+/// Counts one statement sent.
+pub(crate) fn count_statement() {
+    STATEMENTS_SENT.fetch_add(1, Ordering::Relaxed);
+}
 
 /// One statement parameter: only the types the schema uses.
 #[derive(Debug, Clone, Copy)]
@@ -114,6 +133,7 @@ where
         sql: &'c str,
         params: &'c [Param<'c>],
     ) -> impl Future<Output = Result<Self::QueryResult, sqlx::Error>> + Send + 'c {
+        count_statement();
         bound(sql, params).execute(conn)
     }
 
@@ -122,6 +142,7 @@ where
         sql: &'c str,
         params: &'c [Param<'c>],
     ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'c {
+        count_statement();
         bound(sql, params).fetch_optional(conn)
     }
 
@@ -130,6 +151,7 @@ where
         sql: &'c str,
         params: &'c [Param<'c>],
     ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c {
+        count_statement();
         bound(sql, params).fetch_all(conn)
     }
 

@@ -119,6 +119,7 @@ use std::sync::Arc;
 use refund_core::PaymentStore;
 
 pub use dialect::Dialect;
+pub use driver::statements_sent;
 pub use error::{MigrationError, SqlStoreError};
 pub use migrate::{AppliedMigration, MIGRATIONS_TABLE};
 pub use store::SqlPaymentStore;

@@ -60,12 +60,29 @@ fn parse_cancel_history(json: &str) -> Result<Vec<CancelEntry>, SqlStoreError> {
         .collect())
 }
 
-/// Reads columns of one row of `DB`, turning driver errors into ours.
-struct Columns<'r, DB: Dialect>(&'r DB::Row);
+/// Reads columns of one row of `DB`, turning driver errors into ours. With
+/// a prefix, column `c` is read from `<prefix>c` (a payment's columns
+/// beside a refund's in one row).
+struct Columns<'r, DB: Dialect> {
+    row: &'r DB::Row,
+    prefix: &'static str,
+}
 
-impl<DB: Dialect> Columns<'_, DB> {
+impl<'r, DB: Dialect> Columns<'r, DB> {
+    fn new(row: &'r DB::Row) -> Self {
+        Columns { row, prefix: "" }
+    }
+
+    fn name<'c>(&self, column: &'c str) -> std::borrow::Cow<'c, str> {
+        if self.prefix.is_empty() {
+            column.into()
+        } else {
+            format!("{}{column}", self.prefix).into()
+        }
+    }
+
     fn int(&self, column: &str) -> Result<i64, SqlStoreError> {
-        DB::int(self.0, column).map_err(SqlStoreError::Database)
+        DB::int(self.row, &self.name(column)).map_err(SqlStoreError::Database)
     }
 
     fn amount(&self, column: &str) -> Result<Amount, SqlStoreError> {
@@ -73,21 +90,40 @@ impl<DB: Dialect> Columns<'_, DB> {
     }
 
     fn flag(&self, column: &str) -> Result<bool, SqlStoreError> {
-        DB::flag(self.0, column).map_err(SqlStoreError::Database)
+        DB::flag(self.row, &self.name(column)).map_err(SqlStoreError::Database)
     }
 
     fn text(&self, column: &str) -> Result<String, SqlStoreError> {
-        DB::text(self.0, column, DB::BINARY_TEXT).map_err(SqlStoreError::Database)
+        DB::text(self.row, &self.name(column), DB::BINARY_TEXT).map_err(SqlStoreError::Database)
     }
 
     fn opt_text(&self, column: &str) -> Result<Option<String>, SqlStoreError> {
-        DB::opt_text(self.0, column, DB::BINARY_TEXT).map_err(SqlStoreError::Database)
+        DB::opt_text(self.row, &self.name(column), DB::BINARY_TEXT).map_err(SqlStoreError::Database)
     }
 }
 
 /// A `refund_payments` row.
 pub(crate) fn stored_payment<DB: Dialect>(row: &DB::Row) -> Result<StoredPayment, SqlStoreError> {
-    let columns = Columns::<DB>(row);
+    payment_columns(Columns::<DB>::new(row))
+}
+
+/// The payment in a settlement row: its columns carry the
+/// [`SETTLED_PAYMENT_PREFIX`](crate::dialect::SETTLED_PAYMENT_PREFIX);
+/// `None` on the rows that list the payment's other refunds.
+pub(crate) fn settled_payment<DB: Dialect>(
+    row: &DB::Row,
+) -> Result<Option<StoredPayment>, SqlStoreError> {
+    let columns = Columns::<DB> {
+        row,
+        prefix: crate::dialect::SETTLED_PAYMENT_PREFIX,
+    };
+    if columns.opt_text("merchant_uid")?.is_none() {
+        return Ok(None);
+    }
+    payment_columns(columns).map(Some)
+}
+
+fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPayment, SqlStoreError> {
     let currency = columns.text("currency")?;
     let currency: Currency = currency
         .parse()
@@ -113,7 +149,7 @@ pub(crate) fn stored_payment<DB: Dialect>(row: &DB::Row) -> Result<StoredPayment
 
 /// A `refund_journal` row.
 pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError> {
-    let columns = Columns::<DB>(row);
+    let columns = Columns::<DB>::new(row);
     let state = refund_state::<DB>(&columns)?;
     Ok(Refund {
         id: RefundId::from_stored(columns.text("id")?),
@@ -228,4 +264,45 @@ pub(crate) fn snapshot_params<'a>(
         Param::Int(now_ms),
         Param::Int(snapshot.cancel_amount.minor()),
     ]
+}
+
+/// Values for the payment assignments of a settlement
+/// ([`settle_payment_set`](crate::dialect::settle_payment_set)), in order:
+/// the refund whose slot is freed (only where the statement binds it), the
+/// hold flag, the payment's `updated_at_ms`, then for each snapshot column
+/// the apply condition's three values and the column's new value.
+pub(crate) fn settle_payment_params<'a>(
+    free_id: Option<&'a str>,
+    hold: bool,
+    now_ms: i64,
+    snapshot: Option<(&'a Payment, &'a str)>,
+) -> Vec<Param<'a>> {
+    let mut params = Vec::with_capacity(3 + 4 * crate::dialect::SNAPSHOT_COLUMNS.len());
+    params.extend(free_id.map(Param::Text));
+    params.push(Param::Int(i64::from(hold)));
+    params.push(Param::Int(now_ms));
+    let (apply, merchant_uid, cancel_amount, values) = match snapshot {
+        Some((snapshot, history)) => (
+            1,
+            snapshot.merchant_uid.as_str(),
+            snapshot.cancel_amount.minor(),
+            Some(snapshot_params(snapshot, history, now_ms)),
+        ),
+        None => (0, "", 0, None),
+    };
+    for (i, column) in crate::dialect::SNAPSHOT_COLUMNS.iter().enumerate() {
+        if *column == "updated_at_ms" {
+            continue;
+        }
+        params.push(Param::Int(apply));
+        params.push(Param::Text(merchant_uid));
+        params.push(Param::Int(cancel_amount));
+        params.push(match &values {
+            Some(values) => values[i + 1],
+            // Never used (the condition is false), but typed like the column.
+            None if crate::dialect::INT_SNAPSHOT_COLUMNS.contains(column) => Param::Int(0),
+            None => Param::Text(""),
+        });
+    }
+    params
 }

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    Payment, PaymentStore, Refund, RefundId, RefundState, RefundStatus, StoreError, StoredPayment,
+    Payment, PaymentStore, Refund, RefundId, RefundState, RefundStatus, Settlement, StoreError,
+    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
 
-use crate::dialect::{Dialect, ErrorClass};
+use crate::dialect::{Dialect, ErrorClass, Writes};
 use crate::driver::Param;
 use crate::error::{class_of, is_unique_violation, SqlStoreError};
 use crate::migrate::{self, AppliedMigration};
@@ -25,18 +26,27 @@ const MAX_ATTEMPTS: u32 = 5;
 /// The pause before retry `n` is `n` times this.
 const RETRY_BACKOFF: Duration = Duration::from_millis(10);
 
+/// How long a write waits for its turn in the in-process writer queue
+/// (SQLite) before the store reports itself unavailable: as long as SQLite
+/// itself would have waited for the lock.
+const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The payments and the refund journal in a SQL database.
 ///
-/// Cheap to clone (the pool is shared). Run [`migrate`](Self::migrate)
-/// once at startup before serving requests.
+/// Cheap to clone (the pool and, for SQLite, the writer queue are shared).
+/// Run [`migrate`](Self::migrate) once at startup before serving requests.
 pub struct SqlPaymentStore<DB: Dialect> {
     pool: Pool<DB>,
+    /// SQLite's writers take turns here, in arrival order, before they
+    /// ask for the database's lock: only one at a time waits on SQLite.
+    writers: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl<DB: Dialect> Clone for SqlPaymentStore<DB> {
     fn clone(&self) -> Self {
         SqlPaymentStore {
             pool: self.pool.clone(),
+            writers: self.writers.clone(),
         }
     }
 }
@@ -80,7 +90,28 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// A store on the merchant's own pool. Nothing is checked or created
     /// until [`migrate`](Self::migrate).
     pub fn new(pool: Pool<DB>) -> Self {
-        SqlPaymentStore { pool }
+        SqlPaymentStore {
+            pool,
+            writers: DB::SERIALIZE_WRITES.then(Default::default),
+        }
+    }
+
+    /// Waits for this store's turn to write, where writers queue in the
+    /// process (SQLite); `None` elsewhere.
+    async fn writer_turn(&self) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, StoreError> {
+        let Some(writers) = &self.writers else {
+            return Ok(None);
+        };
+        match tokio::time::timeout(WRITE_QUEUE_TIMEOUT, writers.lock()).await {
+            Ok(turn) => Ok(Some(turn)),
+            Err(_) => Err(StoreError::Unavailable(
+                format!(
+                    "{} waited over {WRITE_QUEUE_TIMEOUT:?} for its turn to write",
+                    DB::NAME
+                )
+                .into(),
+            )),
+        }
     }
 
     /// Opens a pool on `url` with settings that suit the store (a 5 s
@@ -120,6 +151,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map_err(SqlStoreError::from_sqlx::<DB>)
     }
 
+    /// Starts a write transaction (one statement).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+        crate::driver::count_statement();
+        self.pool.begin_with(DB::BEGIN_WRITE).await
+    }
+
     /// Runs `attempt` (one write transaction) until it ends without losing
     /// a race, at most [`MAX_ATTEMPTS`] times.
     async fn write<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
@@ -129,7 +166,10 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     {
         let mut tries = 1;
         loop {
-            match attempt().await {
+            let turn = self.writer_turn().await?;
+            let outcome = attempt().await;
+            drop(turn);
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(Abort::Final(error)) => return Err(error),
                 Err(Abort::Database(error))
@@ -186,15 +226,75 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     }
 
     async fn try_apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, Abort> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let stored = Self::upsert(&mut tx, snapshot, refund_core::now_ms()).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(stored)
     }
 
-    async fn try_begin_refund(&self, refund: &Refund) -> Result<(), Abort> {
+    /// Why a claim of the payment's slot matched nothing (read only on
+    /// that failure path).
+    async fn claim_refusal(
+        conn: &mut DB::Connection,
+        refund: &Refund,
+    ) -> Result<StoreError, Abort> {
+        let row = DB::fetch_optional(
+            conn,
+            &DB::statements().select_payment,
+            &[Param::Text(&refund.merchant_uid)],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(StoreError::PaymentNotFound);
+        };
+        let stored = rows::stored_payment::<DB>(&row)?;
+        Ok(if stored.pending_refund.is_some() {
+            StoreError::RefundInProgress
+        } else if stored.on_hold {
+            StoreError::OnHold
+        } else if stored.payment.cancel_amount != refund.base_cancel_amount {
+            StoreError::CancelAmountChanged
+        } else {
+            // A refund was pending when we tried and settled since:
+            // the caller retries like any other conflict.
+            StoreError::RefundInProgress
+        })
+    }
+
+    /// `begin_refund` as one statement ([`Writes::Cte`]).
+    async fn try_begin_refund_cte(&self, refund: &Refund) -> Result<(), Abort> {
         let sql = DB::statements();
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut conn = self.pool.acquire().await?;
+        let mut params = vec![
+            Param::Text(refund.id.as_str()),
+            Param::Int(refund_core::now_ms()),
+            Param::Text(&refund.merchant_uid),
+            Param::Int(refund.base_cancel_amount.minor()),
+        ];
+        params.extend(rows::refund_params(refund));
+        let began = match DB::fetch_optional(&mut conn, &sql.begin_refund_cte, &params).await {
+            // The statement is its own transaction: it wrote nothing.
+            Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
+                return Err(StoreError::IdempotencyKeyTaken.into());
+            }
+            result => result?,
+        };
+        let began = match &began {
+            Some(row) => DB::int(row, "began")?,
+            None => 0,
+        };
+        if began == 1 {
+            return Ok(());
+        }
+        Err(Self::claim_refusal(&mut conn, refund).await?.into())
+    }
+
+    async fn try_begin_refund(&self, refund: &Refund) -> Result<(), Abort> {
+        if DB::WRITES == Writes::Cte {
+            return self.try_begin_refund_cte(refund).await;
+        }
+        let sql = DB::statements();
+        let mut tx = self.begin_write().await?;
         let claimed = DB::execute(
             &mut tx,
             &sql.claim_payment,
@@ -208,50 +308,165 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         .await?;
         if DB::rows_affected(&claimed) == 0 {
             // Nothing was written; find out which condition failed.
-            let refused =
-                Self::why_unclaimed(&mut tx, &refund.merchant_uid, refund.base_cancel_amount)
-                    .await?;
-            tx.rollback().await?;
-            return Err(refused.into());
+            let refusal = Self::claim_refusal(&mut tx, refund).await?;
+            rollback(tx).await?;
+            return Err(refusal.into());
         }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
-                tx.rollback().await?;
+                rollback(tx).await?;
                 return Err(StoreError::IdempotencyKeyTaken.into());
             }
             result => result?,
         };
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
-    /// Why `claim_payment` matched no row, read inside the transaction.
-    async fn why_unclaimed(
-        conn: &mut DB::Connection,
-        merchant_uid: &str,
-        base_cancel_amount: refund_core::Amount,
-    ) -> Result<StoreError, Abort> {
+    /// Why a settlement matched nothing: the refund's current state (read
+    /// only on that failure path).
+    async fn settle_refusal(&self, id: &RefundId) -> Result<StoreError, Abort> {
+        let mut conn = self.pool.acquire().await?;
         let row = DB::fetch_optional(
-            conn,
-            &DB::statements().select_payment,
-            &[Param::Text(merchant_uid)],
+            &mut conn,
+            &DB::statements().select_refund,
+            &[Param::Text(id.as_str())],
         )
         .await?;
-        let Some(row) = row else {
-            return Ok(StoreError::PaymentNotFound);
-        };
-        let stored = rows::stored_payment::<DB>(&row)?;
-        Ok(if stored.pending_refund.is_some() {
-            StoreError::RefundInProgress
-        } else if stored.on_hold {
-            StoreError::OnHold
-        } else if stored.payment.cancel_amount != base_cancel_amount {
-            StoreError::CancelAmountChanged
-        } else {
-            // A refund was pending when we tried and settled since: the
-            // caller retries like any other conflict.
-            StoreError::RefundInProgress
+        Ok(match row {
+            None => StoreError::RefundNotFound,
+            Some(row) => StoreError::NotPending(rows::refund::<DB>(&row)?.status()),
         })
+    }
+
+    /// The settled refund, its payment and the payment's newest refunds,
+    /// out of settlement rows (`None` without the settled refund's row).
+    /// Where the rows that list the refunds were read before the
+    /// settlement (PostgreSQL's CTE), the settled refund takes its old
+    /// row's place.
+    fn settlement_of(rows: &[DB::Row], id: &RefundId) -> Result<Option<Settlement>, Abort> {
+        let mut settled = None;
+        let mut recent = Vec::with_capacity(rows.len());
+        for row in rows {
+            let refund = rows::refund::<DB>(row)?;
+            match rows::settled_payment::<DB>(row)? {
+                Some(payment) if &refund.id == id && settled.is_none() => {
+                    settled = Some((refund, payment));
+                }
+                _ => recent.push(refund),
+            }
+        }
+        let Some((refund, payment)) = settled else {
+            return Ok(None);
+        };
+        for listed in &mut recent {
+            if listed.id == refund.id {
+                *listed = refund.clone();
+            }
+        }
+        Ok(Some(Settlement::new(refund, payment, recent)))
+    }
+
+    async fn try_finish_refund(
+        &self,
+        id: &RefundId,
+        state: &RefundState,
+        snapshot: Option<&Payment>,
+    ) -> Result<Settlement, Abort> {
+        if state.status() == RefundStatus::Pending {
+            // Never "settles" into pending: nothing to write, only the reason.
+            return Err(self.settle_refusal(id).await?.into());
+        }
+        let sql = DB::statements();
+        let now_ms = refund_core::now_ms();
+        let history = snapshot
+            .map(|s| rows::cancel_history_json(&s.cancel_history))
+            .transpose()?;
+        let snapshot = snapshot.zip(history.as_deref());
+        let hold = matches!(state, RefundState::NeedsReview(_));
+        // Late evidence: a not_applied failure may still become succeeded,
+        // or go to review (`RefundState::may_become`).
+        let late_success = Param::Int(i64::from(matches!(
+            state,
+            RefundState::Succeeded { .. } | RefundState::NeedsReview(_)
+        )));
+        let limit = Param::Int(i64::from(SETTLEMENT_RECENT_REFUNDS));
+        let id_param = Param::Text(id.as_str());
+        let settlement = match DB::WRITES {
+            Writes::Cte => {
+                // One statement: settle, update the payment, answer.
+                let mut params = rows::state_params(state).to_vec();
+                params.extend([id_param, late_success]);
+                params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
+                params.push(limit);
+                let mut conn = self.pool.acquire().await?;
+                let rows = DB::fetch_all(&mut conn, &sql.finish_refund_cte, &params).await?;
+                drop(conn);
+                match Self::settlement_of(&rows, id)? {
+                    None if !rows.is_empty() => {
+                        return Err(SqlStoreError::Corrupt(
+                            "a refund settled without its payment".into(),
+                        )
+                        .into())
+                    }
+                    settlement => settlement,
+                }
+            }
+            Writes::JoinedUpdate => {
+                // One atomic UPDATE of both rows, then one read.
+                let mut params = rows::state_params(state).to_vec();
+                params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
+                params.extend([id_param, late_success]);
+                let mut conn = self.pool.acquire().await?;
+                let settled = DB::execute(&mut conn, &sql.finish_refund_joined, &params).await?;
+                if DB::rows_affected(&settled) == 0 {
+                    None
+                } else {
+                    let rows =
+                        DB::fetch_all(&mut conn, &sql.settlement, &[id_param, id_param, limit])
+                            .await?;
+                    Some(Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                        SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
+                    })?)
+                }
+            }
+            Writes::Transaction => {
+                let mut tx = self.begin_write().await?;
+                let mut params = rows::state_params(state).to_vec();
+                params.extend([id_param, late_success]);
+                let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
+                if DB::rows_affected(&settled) == 0 {
+                    rollback(tx).await?;
+                    None
+                } else {
+                    let mut params =
+                        rows::settle_payment_params(Some(id.as_str()), hold, now_ms, snapshot);
+                    params.push(id_param);
+                    DB::execute(&mut tx, &sql.settle_payment, &params).await?;
+                    let rows =
+                        DB::fetch_all(&mut tx, &sql.settlement, &[id_param, id_param, limit])
+                            .await?;
+                    let settlement = Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                        SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
+                    })?;
+                    commit(tx).await?;
+                    Some(settlement)
+                }
+            }
+        };
+        let Some(settlement) = settlement else {
+            return Err(self.settle_refusal(id).await?.into());
+        };
+        if let Some((snapshot, _)) = snapshot {
+            if snapshot.merchant_uid != settlement.refund.merchant_uid {
+                // A snapshot of another order than the refund's (the
+                // workflow never passes one): applied on its own.
+                let mut tx = self.begin_write().await?;
+                Self::upsert(&mut tx, snapshot, now_ms).await?;
+                commit(tx).await?;
+            }
+        }
+        Ok(settlement)
     }
 
     async fn try_retry_refund(
@@ -261,7 +476,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         checksum: refund_core::Amount,
     ) -> Result<Refund, Abort> {
         let sql = DB::statements();
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.begin_write().await?;
         let reopened = DB::execute(
             &mut tx,
             &sql.reopen_refund,
@@ -275,12 +490,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let row =
             DB::fetch_optional(&mut tx, &sql.select_refund, &[Param::Text(id.as_str())]).await?;
         let Some(row) = row else {
-            tx.rollback().await?;
+            rollback(tx).await?;
             return Err(StoreError::RefundNotFound.into());
         };
         let refund = rows::refund::<DB>(&row)?;
         if DB::rows_affected(&reopened) == 0 {
-            tx.rollback().await?;
+            rollback(tx).await?;
             return Err(StoreError::NotPending(refund.status()).into());
         }
         let claimed = DB::execute(
@@ -295,84 +510,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         )
         .await?;
         if DB::rows_affected(&claimed) == 0 {
-            let refused =
-                Self::why_unclaimed(&mut tx, &refund.merchant_uid, base_cancel_amount).await?;
-            tx.rollback().await?;
-            return Err(refused.into());
+            let refusal = Self::claim_refusal(&mut tx, &refund).await?;
+            rollback(tx).await?;
+            return Err(refusal.into());
         }
-        tx.commit().await?;
-        Ok(refund)
-    }
-
-    async fn try_finish_refund(
-        &self,
-        id: &RefundId,
-        state: &RefundState,
-        snapshot: Option<&Payment>,
-    ) -> Result<Refund, Abort> {
-        let sql = DB::statements();
-        let now_ms = refund_core::now_ms();
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
-        let [status, kind, code, message, cancellation_id] = rows::state_params(state);
-        // Late evidence: a not_applied failure may still become succeeded,
-        // or go to review (`RefundState::may_become`).
-        let from_not_applied = i64::from(matches!(
-            state,
-            RefundState::Succeeded { .. } | RefundState::NeedsReview(_)
-        ));
-        let params = if state.status() == RefundStatus::Pending {
-            // Never "settles" into pending: match no row.
-            [
-                status,
-                kind,
-                code,
-                message,
-                cancellation_id,
-                Param::Text(""),
-                Param::Int(0),
-            ]
-        } else {
-            [
-                status,
-                kind,
-                code,
-                message,
-                cancellation_id,
-                Param::Text(id.as_str()),
-                Param::Int(from_not_applied),
-            ]
-        };
-        let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
-        let row =
-            DB::fetch_optional(&mut tx, &sql.select_refund, &[Param::Text(id.as_str())]).await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Err(StoreError::RefundNotFound.into());
-        };
-        let refund = rows::refund::<DB>(&row)?;
-        if DB::rows_affected(&settled) == 0 {
-            tx.rollback().await?;
-            return Err(StoreError::NotPending(refund.status()).into());
-        }
-        let merchant_uid = Param::Text(&refund.merchant_uid);
-        DB::execute(
-            &mut tx,
-            &sql.free_payment,
-            &[Param::Int(now_ms), merchant_uid, Param::Text(id.as_str())],
-        )
-        .await?;
-        if let RefundState::NeedsReview(_) = state {
-            DB::execute(
-                &mut tx,
-                &sql.hold_payment,
-                &[Param::Int(now_ms), merchant_uid],
-            )
-            .await?;
-        }
-        if let Some(snapshot) = snapshot {
-            Self::upsert(&mut tx, snapshot, now_ms).await?;
-        }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(refund)
     }
 
@@ -428,7 +570,7 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, StoreError> {
+    ) -> Result<Settlement, StoreError> {
         self.write(|| self.try_finish_refund(id, state, snapshot))
             .await
     }
@@ -493,10 +635,24 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        // The probe is a write: it queues with the others.
+        let _turn = self.writer_turn().await?;
         let mut conn = self.connection().await?;
         DB::execute(&mut conn, &DB::statements().ping, &[Param::Text("")])
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
         Ok(())
     }
+}
+
+/// Commits (one statement).
+async fn commit<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+    crate::driver::count_statement();
+    tx.commit().await
+}
+
+/// Rolls back (one statement).
+async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+    crate::driver::count_statement();
+    tx.rollback().await
 }

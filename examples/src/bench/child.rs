@@ -23,6 +23,13 @@ use crate::settings::Settings;
 /// What a child prints once it serves, before its address.
 const LISTENING: &str = "listening ";
 
+/// What the benchmark writes on a child's stdin to ask for its count of
+/// database statements sent.
+const COUNT_REQUEST: &str = "count-statements";
+
+/// What the child answers on stdout, before the count.
+const COUNT_ANSWER: &str = "refund-bench-statements ";
+
 /// How long a child may take to start (migrations and indexes included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -40,6 +47,8 @@ pub struct ChildServer {
     /// Closing it asks the child to stop.
     stdin: Option<ChildStdin>,
     addr: SocketAddr,
+    /// The child's answers to [`COUNT_REQUEST`].
+    counts: std::sync::mpsc::Receiver<u64>,
 }
 
 impl ChildServer {
@@ -66,7 +75,7 @@ impl ChildServer {
             tokio::task::spawn_blocking(move || read_address(stdout)),
         )
         .await;
-        let addr = match started {
+        let (addr, counts) = match started {
             Ok(joined) => joined??,
             Err(_) => {
                 let _ = child.kill();
@@ -76,7 +85,22 @@ impl ChildServer {
                 );
             }
         };
-        Ok(ChildServer { child, stdin, addr })
+        Ok(ChildServer {
+            child,
+            stdin,
+            addr,
+            counts,
+        })
+    }
+
+    /// How many statements the child's SQL store has sent to its database
+    /// so far (`storage_sql::statements_sent`), as the child tells; `None`
+    /// if it does not answer within 5 s.
+    pub fn statements_sent(&mut self) -> Option<u64> {
+        let stdin = self.stdin.as_mut()?;
+        writeln!(stdin, "{COUNT_REQUEST}").ok()?;
+        stdin.flush().ok()?;
+        self.counts.recv_timeout(Duration::from_secs(5)).ok()
     }
 
     /// Where the child listens.
@@ -151,10 +175,15 @@ fn parse_cpu_time(stat: &str) -> Option<Duration> {
     ))
 }
 
+/// What [`read_address`] gives: the address, and the child's statement
+/// counts as it answers them.
+type Started = (SocketAddr, std::sync::mpsc::Receiver<u64>);
+
 /// Reads the child's stdout up to its `listening` line, then hands the rest
 /// (merchant-server logs to stdout) to a thread that copies it to our
-/// stderr, so that the child never blocks on a full pipe.
-fn read_address(mut stdout: BufReader<ChildStdout>) -> Result<SocketAddr, BoxError> {
+/// stderr, so that the child never blocks on a full pipe, and passes the
+/// answers to count requests on.
+fn read_address(mut stdout: BufReader<ChildStdout>) -> Result<Started, BoxError> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -163,8 +192,20 @@ fn read_address(mut stdout: BufReader<ChildStdout>) -> Result<SocketAddr, BoxErr
         }
         if let Some(addr) = line.trim_end().strip_prefix(LISTENING) {
             let addr = addr.parse()?;
-            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::stderr()));
-            return Ok(addr);
+            let (counts, answers) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while matches!(stdout.read_line(&mut line), Ok(n) if n > 0) {
+                    match line.trim_end().strip_prefix(COUNT_ANSWER) {
+                        Some(count) => {
+                            let _ = counts.send(count.parse().unwrap_or(0));
+                        }
+                        None => eprint!("{line}"),
+                    }
+                    line.clear();
+                }
+            });
+            return Ok((addr, answers));
         }
         eprint!("{line}");
     }
@@ -177,12 +218,28 @@ pub fn announce(addr: SocketAddr) -> std::io::Result<()> {
     stdout.flush()
 }
 
-/// Child side: waits until the benchmark closes our stdin (or exits).
+/// Child side: waits until the benchmark closes our stdin (or exits),
+/// answering its count requests meanwhile.
 pub async fn wait_for_parent() {
     let _ = tokio::task::spawn_blocking(|| {
-        std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink())
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line.trim() == COUNT_REQUEST {
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{COUNT_ANSWER}{}", statements_sent());
+                let _ = stdout.flush();
+            }
+        }
     })
     .await;
+}
+
+/// Statements this process's SQL store sent (0 without one).
+fn statements_sent() -> u64 {
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    return storage_sql::statements_sent();
+    #[cfg(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+    return 0;
 }
 
 /// Child side of `serve-merchant`: the merchant server exactly as

@@ -24,6 +24,7 @@ pub mod child;
 pub mod database;
 pub mod load;
 pub mod options;
+pub mod relay;
 pub mod report;
 pub mod seed;
 
@@ -38,8 +39,8 @@ use refund_core::BoxError;
 use child::ChildServer;
 use database::ScratchDatabase;
 use load::Target;
-use options::{Options, Stop};
-use report::{GatewayCalls, Report, TargetResult};
+use options::{Backend, Options, Stop};
+use report::{Counted, GatewayCalls, Report, TargetResult};
 use seed::SeededPayment;
 
 /// The hidden argument that starts this executable as the merchant server.
@@ -91,16 +92,28 @@ pub async fn run(options: Options) -> Result<Report, BoxError> {
         options.backend.feature()
     );
     let merchant = measure_merchant(&options, &sandbox, &database, &merchant_payments).await;
+    let counted = match &merchant {
+        Ok(_) if options.count_refunds > 0 => {
+            eprintln!(
+                "refund-bench: counting database round trips over {} refunds",
+                options.count_refunds
+            );
+            Some(count_round_trips(&options, &sandbox, &database, &merchant_payments).await)
+        }
+        _ => None,
+    };
     if let Err(error) = database.remove().await {
         eprintln!("refund-bench: could not remove the scratch database: {error}");
     }
     let merchant = merchant?;
+    let counted = counted.transpose()?;
     sandbox.stop().await;
     Ok(Report {
         options,
         run,
         baseline,
         merchant,
+        counted,
     })
 }
 
@@ -151,6 +164,67 @@ async fn measure_merchant(
         admin_token,
     };
     measure(options, sandbox, child, target, payments, &before).await
+}
+
+/// The counting pass: a fresh merchant server on the same database (its
+/// payments are already imported), whose database connections go through
+/// a [`relay::Relay`] (network backends), 4 warm-up refunds, then
+/// `--count-refunds` refunds one at a time; the relay's round trips and
+/// the store's statements are read around them.
+async fn count_round_trips(
+    options: &Options,
+    sandbox: &Sandbox,
+    database: &ScratchDatabase,
+    payments: &[SeededPayment],
+) -> Result<Counted, BoxError> {
+    let (relay, url) = match options.backend {
+        Backend::Sqlite => (None, database.url().to_owned()),
+        _ => {
+            let (_, target) = relay::through(database.url(), "127.0.0.1:1".parse()?).await?;
+            let relay = relay::Relay::start(target).await?;
+            let (url, _) = relay::through(database.url(), relay.addr()).await?;
+            (Some(relay), url)
+        }
+    };
+    let admin_token = format!("bench-admin-{}", rand::thread_rng().gen::<u64>());
+    let mut env = gateway_env(sandbox);
+    env.insert("REFUND_DATABASE_URL", url);
+    env.insert("REFUND_ADMIN_TOKEN", admin_token.clone());
+    if let Some(redis) = options.redis_url() {
+        env.insert("REFUND_REDIS_URL", redis.to_owned());
+    }
+    let mut child = ChildServer::spawn(SERVE_MERCHANT, env).await?;
+    let target = Arc::new(Target {
+        cancel_url: format!("http://{}/payments/cancel", child.addr()),
+        admin_token,
+    });
+    let client = load::http_client(1)?;
+    let uids: Arc<[String]> = payments.iter().map(|p| p.merchant_uid.clone()).collect();
+    load::drive(&client, &target, &uids, 1, Stop::AfterRefunds(4)).await?;
+    let trips_before = relay.as_ref().map(relay::Relay::round_trips);
+    let statements_before = child.statements_sent();
+    let load = load::drive(
+        &client,
+        &target,
+        &uids,
+        1,
+        Stop::AfterRefunds(options.count_refunds),
+    )
+    .await?;
+    let trips_after = relay.as_ref().map(relay::Relay::round_trips);
+    let statements_after = child.statements_sent();
+    drop(client);
+    child.stop().await?;
+    let sql = !matches!(options.backend, Backend::Mongo);
+    Ok(Counted {
+        refunds: load.refunded(),
+        failed: load.failed(),
+        round_trips: trips_after.zip(trips_before).map(|(a, b)| a - b),
+        statements: statements_after
+            .zip(statements_before)
+            .filter(|_| sql)
+            .map(|(a, b)| a - b),
+    })
 }
 
 /// Warm-up, then the measured refunds, then the child's memory; stops the

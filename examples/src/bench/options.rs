@@ -117,6 +117,13 @@ pub struct Options {
     /// and warm caches. Default: 4 per worker.
     #[arg(long, value_name = "N")]
     pub warmup: Option<u64>,
+
+    /// Refunds of the counting pass that follows the measurement: a fresh
+    /// merchant server on the same scratch database, one refund at a time,
+    /// whose database traffic goes through a counting TCP relay (SQLite:
+    /// the store's statement counter). 0 skips it.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub count_refunds: u64,
 }
 
 impl Options {

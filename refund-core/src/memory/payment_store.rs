@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::clock::{Clock, SystemClock};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
-use crate::store::{PaymentStore, StoreError};
+use crate::store::{PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
 
 /// Payments and the refund journal in this process's memory.
 ///
@@ -59,6 +59,22 @@ fn merge_snapshot(stored: &mut StoredPayment, snapshot: &Payment) {
     if snapshot.cancel_amount >= stored.payment.cancel_amount {
         stored.payment = snapshot.clone();
     }
+}
+
+/// The payment's `limit` newest refunds, newest first.
+fn newest_refunds(
+    refunds: &HashMap<RefundId, Refund>,
+    merchant_uid: &str,
+    limit: u32,
+) -> Vec<Refund> {
+    let mut refunds: Vec<Refund> = refunds
+        .values()
+        .filter(|r| r.merchant_uid == merchant_uid)
+        .cloned()
+        .collect();
+    refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+    refunds.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    refunds
 }
 
 #[async_trait]
@@ -127,7 +143,7 @@ impl PaymentStore for MemoryPaymentStore {
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, StoreError> {
+    ) -> Result<Settlement, StoreError> {
         let now = self.clock.now_ms();
         let mut guard = self.state();
         let State { payments, refunds } = &mut *guard;
@@ -148,7 +164,13 @@ impl PaymentStore for MemoryPaymentStore {
                 merge_snapshot(stored, snapshot);
             }
         }
-        Ok(refund.clone())
+        let refund = refund.clone();
+        let payment = payments
+            .get(&refund.merchant_uid)
+            .cloned()
+            .ok_or_else(|| StoreError::corrupt("a refund of a payment that is not stored"))?;
+        let recent = newest_refunds(refunds, &refund.merchant_uid, SETTLEMENT_RECENT_REFUNDS);
+        Ok(Settlement::new(refund, payment, recent))
     }
 
     async fn retry_refund(
@@ -209,16 +231,7 @@ impl PaymentStore for MemoryPaymentStore {
     }
 
     async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
-        let mut refunds: Vec<Refund> = self
-            .state()
-            .refunds
-            .values()
-            .filter(|r| r.merchant_uid == merchant_uid)
-            .cloned()
-            .collect();
-        refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
-        refunds.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(refunds)
+        Ok(newest_refunds(&self.state().refunds, merchant_uid, limit))
     }
 
     async fn stale_pending_refunds(

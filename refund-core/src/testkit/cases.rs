@@ -171,7 +171,8 @@ pub async fn finish_succeeded_applies_the_snapshot_and_frees_the_payment(store: 
     let done = store
         .finish_refund(&refund.id, &succeeded(), Some(&after))
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.status(), RefundStatus::Succeeded);
     assert!(done.updated_at_ms >= done.created_at_ms);
     assert_eq!(done.amount, refund.amount);
@@ -209,7 +210,8 @@ pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
     let done = store
         .finish_refund(&refund.id, &outcome, None)
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.status(), RefundStatus::Failed);
     assert_eq!(done.state, outcome);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -232,7 +234,8 @@ pub async fn needs_review_holds_the_payment_until_released(store: Store) {
     let done = store
         .finish_refund(&refund.id, &outcome, Some(&odd))
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.status(), RefundStatus::NeedsReview);
     assert_eq!(done.state, outcome);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -651,7 +654,7 @@ pub async fn concurrent_finishes_have_one_winner(store: Store) {
     let mut losers = Vec::new();
     for task in tasks {
         match task.await.unwrap() {
-            Ok(settled) => winners.push(settled),
+            Ok(settled) => winners.push(settled.refund),
             Err(StoreError::NotPending(status)) => losers.push(status),
             Err(other) => panic!("a losing finish must be NotPending, got {other:?}"),
         }
@@ -711,7 +714,8 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
     let done = store
         .finish_refund(&refund.id, &outcome, None)
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.state, outcome);
     assert_eq!(
         store.payment(&merchant_uid).await.unwrap().unwrap().payment,
@@ -758,7 +762,8 @@ pub async fn the_journal_is_stamped_by_the_store_clock(store: Store) {
     let done = store
         .finish_refund(&refund.id, &succeeded(), None)
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.created_at_ms, stored.created_at_ms);
     assert!(done.updated_at_ms >= stored.created_at_ms);
     assert!(done.updated_at_ms <= store.now_ms().await.unwrap());
@@ -782,7 +787,11 @@ pub async fn every_state_round_trips(store: Store) {
         store.apply_snapshot(&payment).await.unwrap();
         let refund = pending_refund(&payment, 1_000, None);
         store.begin_refund(&refund).await.unwrap();
-        let done = store.finish_refund(&refund.id, &state, None).await.unwrap();
+        let done = store
+            .finish_refund(&refund.id, &state, None)
+            .await
+            .unwrap()
+            .refund;
         assert_eq!(done.state, state);
         let read = store.refund(&refund.id).await.unwrap().unwrap();
         assert_eq!(read.state, state);
@@ -828,7 +837,7 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         .finish_refund(&doubtful.id, &review("ambiguous"), None)
         .await
         .unwrap();
-    assert_eq!(held.state, review("ambiguous"));
+    assert_eq!(held.refund.state, review("ambiguous"));
     assert!(
         store
             .payment(&other.merchant_uid)
@@ -844,7 +853,8 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
     let done = store
         .finish_refund(&refund.id, &late, Some(&after))
         .await
-        .unwrap();
+        .unwrap()
+        .refund;
     assert_eq!(done.state, late);
     assert_eq!(
         store
@@ -933,7 +943,7 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
             assert_eq!(retried.amount, first.amount);
             assert_eq!(retried.reason, first.reason);
             assert_eq!(retried.idempotency_key.as_deref(), Some(key.as_str()));
-            assert!(retried.created_at_ms >= done.updated_at_ms);
+            assert!(retried.created_at_ms >= done.refund.updated_at_ms);
             let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
             assert_eq!(stored.pending_refund.as_ref(), Some(&first.id));
             let holder = store
@@ -1023,4 +1033,86 @@ pub async fn a_retry_is_refused_like_a_begin(store: Store) {
         }
     }
     assert_eq!(reopened, 1);
+}
+
+/// `finish_refund` returns the refund, its payment and the payment's newest
+/// refunds exactly as a read afterwards finds them: after a success with a
+/// snapshot, a review (hold), an older snapshot (ignored), and a late
+/// success of an older refund while another one holds the payment's slot.
+pub async fn finish_returns_what_it_stored(store: Store) {
+    async fn matches_a_read(store: &Store, settled: &crate::store::Settlement) {
+        let merchant_uid = &settled.refund.merchant_uid;
+        assert_eq!(
+            Some(&settled.refund),
+            store.refund(&settled.refund.id).await.unwrap().as_ref()
+        );
+        assert_eq!(
+            Some(&settled.payment),
+            store.payment(merchant_uid).await.unwrap().as_ref()
+        );
+        let listed = store
+            .refunds_of(merchant_uid, crate::store::SETTLEMENT_RECENT_REFUNDS)
+            .await
+            .unwrap();
+        assert_eq!(settled.recent_refunds, listed);
+    }
+    let payment = paid_payment(&unique("settlement"), 100_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+
+    let first = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&first).await.unwrap();
+    let after_first = after_cancel(&payment, 1_000, "first");
+    let settled = store
+        .finish_refund(&first.id, &succeeded(), Some(&after_first))
+        .await
+        .unwrap();
+    assert_eq!(settled.refund.status(), RefundStatus::Succeeded);
+    assert_eq!(settled.payment.payment, after_first);
+    assert_eq!(settled.payment.pending_refund, None);
+    assert_eq!(settled.recent_refunds.len(), 1);
+    matches_a_read(&store, &settled).await;
+
+    // Not applied, then another refund takes the slot.
+    let second = pending_refund(&after_first, 2_000, None);
+    store.begin_refund(&second).await.unwrap();
+    let not_applied = failed(FailureKind::NotApplied, None::<String>, "not applied");
+    let settled = store
+        .finish_refund(&second.id, &not_applied, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        settled.payment.payment, after_first,
+        "no snapshot, no change"
+    );
+    matches_a_read(&store, &settled).await;
+    let third = pending_refund(&after_first, 3_000, None);
+    store.begin_refund(&third).await.unwrap();
+
+    // The second turns out applied: its payment keeps the third's slot and
+    // takes the newer snapshot; an older one would have been ignored.
+    let after_second = after_cancel(&after_first, 2_000, "second");
+    let late = RefundState::Succeeded {
+        cancellation_id: None,
+    };
+    let settled = store
+        .finish_refund(&second.id, &late, Some(&after_second))
+        .await
+        .unwrap();
+    assert_eq!(settled.payment.pending_refund, Some(third.id.clone()));
+    assert_eq!(settled.payment.payment, after_second);
+    assert_eq!(settled.recent_refunds.len(), 3);
+    matches_a_read(&store, &settled).await;
+
+    // The third needs review, with a snapshot older than what is stored.
+    let settled = store
+        .finish_refund(&third.id, &review("odd"), Some(&after_first))
+        .await
+        .unwrap();
+    assert!(settled.payment.on_hold);
+    assert_eq!(settled.payment.pending_refund, None);
+    assert_eq!(
+        settled.payment.payment, after_second,
+        "older snapshot ignored"
+    );
+    matches_a_read(&store, &settled).await;
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState};
-use crate::store::{PaymentStore, StoreError};
+use crate::store::{PaymentStore, Settlement, StoreError};
 
 /// A store operation, to fail on its own or with [`StoreOp::All`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,7 +133,7 @@ impl PaymentStore for FaultyStore {
         id: &RefundId,
         state: &RefundState,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, StoreError> {
+    ) -> Result<Settlement, StoreError> {
         self.check(StoreOp::FinishRefund)?;
         self.inner.finish_refund(id, state, snapshot).await
     }

@@ -75,6 +75,7 @@ macro_rules! store_conformance_tests {
             only_not_applied_failures_may_still_succeed,
             a_refund_that_changed_nothing_runs_again_as_the_same_row,
             a_retry_is_refused_like_a_begin,
+            finish_returns_what_it_stored,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {

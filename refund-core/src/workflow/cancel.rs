@@ -2,6 +2,7 @@
 
 use time::{OffsetDateTime, UtcOffset};
 
+use super::reconcile::Recorded;
 use super::verdict::{decide, proves_not_applied, Context, Evidence, Verdict};
 use super::{RefundService, Via};
 use crate::error::RefundError;
@@ -12,7 +13,7 @@ use crate::refund::{
     validate_idempotency_key, CancelRequest, Failure, FailureKind, Refund, RefundId, RefundState,
     RefundStatus, RequestAmounts, Review, ValidRequest,
 };
-use crate::store::StoreError;
+use crate::store::{Settlement, StoreError};
 use crate::view::{PaymentView, RefundView};
 
 /// What a cancel request achieved.
@@ -361,7 +362,7 @@ impl RefundService {
                 let snapshot = (after.imp_uid == refund.imp_uid).then_some(&after);
                 self.settle_answer(&refund, Evidence::Applied(&after), snapshot)
                     .await
-                    .map(|settled| (settled, None))
+                    .map(|recorded| (recorded, None))
             }
             Err(GatewayError::Rejected { code, message }) => {
                 // A PG may echo the refund account, holder or phone we sent:
@@ -377,7 +378,7 @@ impl RefundService {
                 let evidence = Evidence::NotSent { message: &message };
                 self.settle_answer(&refund, evidence, None)
                     .await
-                    .map(|settled| (settled, Some(RefundError::Gateway(error))))
+                    .map(|recorded| (recorded, Some(RefundError::Gateway(error))))
             }
             Err(error @ GatewayError::Garbled(_)) => {
                 // The gateway answered, so it is done with the request: one
@@ -397,7 +398,7 @@ impl RefundService {
                 };
                 self.settle_with_lookup(&refund, evidence, lookup.as_ref())
                     .await
-                    .map(|settled| (settled, Some(RefundError::Gateway(error))))
+                    .map(|recorded| (recorded, Some(RefundError::Gateway(error))))
             }
             Err(error) => {
                 // No answer: it may still be on the wire, so nothing is
@@ -405,11 +406,14 @@ impl RefundService {
                 tracing::warn!(refund_id = %refund.id, %error, "refund outcome unknown; left pending");
                 self.settle_answer(&refund, Evidence::NoAnswer, None)
                     .await
-                    .map(|settled| (settled, None))
+                    .map(|recorded| (recorded, None))
             }
         };
         let answer = match judged {
-            Ok((settled, on_failure)) => self.answer(settled, payment, on_failure).await,
+            Ok((recorded, on_failure)) => {
+                self.answer(recorded.refund, payment, on_failure, recorded.settlement)
+                    .await
+            }
             Err(error) => Err(error),
         };
         match answer {
@@ -435,7 +439,7 @@ impl RefundService {
         refund: &Refund,
         code: Option<&str>,
         message: &str,
-    ) -> Result<(Refund, Option<RefundError>), RefundError> {
+    ) -> Result<(Recorded, Option<RefundError>), RefundError> {
         let lookup = match self.gateway.payment(&refund.imp_uid).await {
             Ok(lookup) => lookup.filter(|p| p.imp_uid == refund.imp_uid),
             Err(error) => {
@@ -448,21 +452,21 @@ impl RefundService {
             message,
             after: lookup.as_ref(),
         };
-        let settled = self
+        let recorded = self
             .settle_with_lookup(refund, evidence, lookup.as_ref())
             .await?;
         let stale = lookup
             .as_ref()
             .is_some_and(|after| after.cancel_amount != refund.base_cancel_amount);
         let rejected = matches!(
-            &settled.state,
+            &recorded.refund.state,
             RefundState::Failed(Failure {
                 kind: FailureKind::Rejected,
                 ..
             })
         );
         Ok((
-            settled,
+            recorded,
             (rejected && stale).then_some(RefundError::PaymentOutOfSync),
         ))
     }
@@ -477,21 +481,21 @@ impl RefundService {
         refund: &Refund,
         evidence: Evidence<'_>,
         snapshot: Option<&Payment>,
-    ) -> Result<Refund, RefundError> {
+    ) -> Result<Recorded, RefundError> {
         self.settle_claimed(refund, evidence, snapshot, &[]).await
     }
 
     /// Judges an answer that came with a lookup of the payment (a refusal,
-    /// an answered 5xx). The lookup may show older refunds of the same
-    /// request applied late (a `not_applied` one whose key this refund took
-    /// over): those are judged first, so their entries are theirs, and
-    /// this refund is judged against what they do not claim.
+    /// an answered 5xx). The lookup may show other open refunds of the
+    /// payment applied late (`not_applied` ones): those are judged first,
+    /// so their entries are theirs, and this refund is judged against what
+    /// they do not claim.
     async fn settle_with_lookup(
         &self,
         refund: &Refund,
         evidence: Evidence<'_>,
         lookup: Option<&Payment>,
-    ) -> Result<Refund, RefundError> {
+    ) -> Result<Recorded, RefundError> {
         let others = self
             .judge(
                 &refund.merchant_uid,
@@ -516,14 +520,14 @@ impl RefundService {
         evidence: Evidence<'_>,
         snapshot: Option<&Payment>,
         claimed: &[&str],
-    ) -> Result<Refund, RefundError> {
+    ) -> Result<Recorded, RefundError> {
         let context = Context {
             now_ms: None,
             in_flight: self.settle_after,
             claimed,
         };
         let verdict = decide(refund, evidence, context);
-        self.apply_verdict(refund, verdict, snapshot, Via::Answer)
+        self.record_verdict(refund, verdict, snapshot, Via::Answer)
             .await
     }
 
@@ -548,26 +552,37 @@ impl RefundService {
         } else {
             refund
         };
-        self.answer(refund, payment, None).await
+        self.answer(refund, payment, None, None).await
     }
 
     /// The answer for a refund in its current state; `on_failure`, when
     /// given, answers a failed one instead of what its record says (the
-    /// live cause, or `payment_out_of_sync`).
+    /// live cause, or `payment_out_of_sync`). `settled` is what the store
+    /// returned when this request settled the refund: the view is built
+    /// from it, with no read; otherwise (a replay, someone else settled
+    /// it) the payment and its refunds are read.
     async fn answer(
         &self,
         refund: Refund,
         payment: &Payment,
         on_failure: Option<RefundError>,
+        settled: Option<Settlement>,
     ) -> Result<CancelOutcome, RefundError> {
         match (&refund.state, on_failure) {
             (RefundState::Succeeded { .. }, _) => {
-                let stored = self
-                    .store
-                    .payment(&refund.merchant_uid)
-                    .await?
-                    .ok_or(RefundError::PaymentNotFound)?;
-                let view = self.view_of(&stored).await?;
+                let view = match settled {
+                    Some(settled) if settled.refund.id == refund.id => {
+                        PaymentView::new(&settled.payment.payment, &settled.recent_refunds)
+                    }
+                    _ => {
+                        let stored = self
+                            .store
+                            .payment(&refund.merchant_uid)
+                            .await?
+                            .ok_or(RefundError::PaymentNotFound)?;
+                        self.view_of(&stored).await?
+                    }
+                };
                 Ok(CancelOutcome::Refunded(view.with_refund(&refund)))
             }
             (RefundState::Pending { .. }, _) => Ok(CancelOutcome::Pending(RefundView::new(

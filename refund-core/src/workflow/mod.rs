@@ -57,7 +57,7 @@ const SETTLE_GRACE: Duration = Duration::from_secs(30);
 /// How many of a payment's newest refunds reconciliation and the view read.
 /// The pending refund is always the newest (one at a time), and claims of
 /// older refunds lie within the totals later refunds began from.
-const RECENT_REFUNDS: u32 = 50;
+const RECENT_REFUNDS: u32 = crate::store::SETTLEMENT_RECENT_REFUNDS;
 
 /// Which path reached a verdict (logs today; the settlement metric's `via`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

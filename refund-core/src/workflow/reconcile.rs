@@ -7,7 +7,7 @@ use crate::error::RefundError;
 use crate::gateway::GatewayError;
 use crate::payment::Payment;
 use crate::refund::{Failure, FailureKind, Refund, RefundState};
-use crate::store::StoreError;
+use crate::store::{Settlement, StoreError};
 
 impl RefundService {
     /// Fetches the refund's payment from the gateway, lets it settle what
@@ -124,19 +124,37 @@ impl RefundService {
         snapshot: Option<&Payment>,
         via: Via,
     ) -> Result<Refund, RefundError> {
+        self.record_verdict(refund, verdict, snapshot, via)
+            .await
+            .map(|recorded| recorded.refund)
+    }
+
+    /// [`apply_verdict`](Self::apply_verdict), also giving what the store
+    /// returned when this call settled the refund (its payment and recent
+    /// refunds afterwards, for an answer that reads nothing again).
+    pub(super) async fn record_verdict(
+        &self,
+        refund: &Refund,
+        verdict: Verdict,
+        snapshot: Option<&Payment>,
+        via: Via,
+    ) -> Result<Recorded, RefundError> {
         let state = match verdict {
             Verdict::Settle(state) => state,
             Verdict::Unchanged => {
                 if let Some(snapshot) = snapshot {
                     self.store.apply_snapshot(snapshot).await?;
                 }
-                return Ok(refund.clone());
+                return Ok(Recorded::unchanged(refund.clone()));
             }
         };
         match self.store.finish_refund(&refund.id, &state, snapshot).await {
-            Ok(settled) => {
-                log_settlement(refund, &settled, via);
-                Ok(settled)
+            Ok(settlement) => {
+                log_settlement(refund, &settlement.refund, via);
+                Ok(Recorded {
+                    refund: settlement.refund.clone(),
+                    settlement: Some(settlement),
+                })
             }
             Err(StoreError::NotPending(_)) => {
                 if let Some(snapshot) = snapshot {
@@ -145,9 +163,28 @@ impl RefundService {
                 self.store
                     .refund(&refund.id)
                     .await?
+                    .map(Recorded::unchanged)
                     .ok_or_else(|| RefundError::Internal("a settled refund vanished".into()))
             }
             Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// A refund after a verdict was recorded.
+#[derive(Debug)]
+pub(super) struct Recorded {
+    /// The refund as stored.
+    pub(super) refund: Refund,
+    /// What `finish_refund` returned, when this verdict settled it.
+    pub(super) settlement: Option<Settlement>,
+}
+
+impl Recorded {
+    fn unchanged(refund: Refund) -> Self {
+        Recorded {
+            refund,
+            settlement: None,
         }
     }
 }

@@ -48,6 +48,18 @@ pub trait Dialect: Driver + sealed::Sealed {
     #[doc(hidden)]
     const BEGIN_WRITE: &'static str;
 
+    /// How `begin_refund` and `finish_refund` are written.
+    #[doc(hidden)]
+    const WRITES: Writes;
+
+    /// True when write transactions queue in the process before they ask
+    /// the database (SQLite: one writer at a time; a writer that waits in
+    /// SQLite's busy handler sleeps in growing steps, which makes a long
+    /// tail under load, while one in a fair in-process queue starts as
+    /// soon as its turn comes).
+    #[doc(hidden)]
+    const SERIALIZE_WRITES: bool;
+
     /// True when text columns are binary (MySQL's `VARBINARY` ids).
     #[doc(hidden)]
     const BINARY_TEXT: bool;
@@ -111,6 +123,7 @@ fn ping_if_idle<DB: Database>(
 ) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
     Box::pin(async move {
         if meta.idle_for >= PING_IF_IDLE_FOR {
+            crate::driver::count_statement();
             connection.ping().await?;
         }
         Ok(true)
@@ -184,6 +197,191 @@ pub(crate) const SNAPSHOT_COLUMNS: [&str; 9] = [
     "cancel_amount",
 ];
 
+/// The snapshot columns that hold integers.
+pub(crate) const INT_SNAPSHOT_COLUMNS: [&str; 4] =
+    ["amount", "paid_at", "updated_at_ms", "cancel_amount"];
+
+/// The prefix of the payment's columns in a settlement row (a refund's
+/// columns beside its payment's).
+pub(crate) const SETTLED_PAYMENT_PREFIX: &str = "p_";
+
+/// How a dialect runs `begin_refund` and `finish_refund`, from the fewest
+/// round trips it allows.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// One statement each (data-modifying CTEs with `RETURNING`:
+    /// PostgreSQL): atomic on its own, no explicit transaction.
+    Cte,
+    /// `finish_refund` as one multi-table `UPDATE` (atomic on its own) and
+    /// one read; `begin_refund` as a transaction (MySQL, MariaDB: no writes
+    /// in CTEs, no `RETURNING`).
+    JoinedUpdate,
+    /// Explicit transactions of single-table statements (SQLite: its CTEs
+    /// cannot write and `UPDATE` touches one table; each statement is a
+    /// call into the in-process engine, not a network round trip).
+    Transaction,
+}
+
+/// The payment's assignments when a refund settles, for an `UPDATE` whose
+/// target columns are written `{left}column` and read `{right}column`:
+/// frees the slot if it names the refund `free_id` (an SQL expression),
+/// sets the hold if asked, and applies the snapshot's columns if a snapshot
+/// is given for this payment and is not older (`cancel_amount` not lower).
+///
+/// Every condition reads only columns the assignments leave alone or
+/// cannot flip (`cancel_amount <= x` still holds once `cancel_amount` is
+/// `x`), so the result is the same whatever order a database assigns in
+/// (MySQL's multi-table `UPDATE` promises none). Parameters, in order:
+/// [`settle_payment_params`](crate::rows::settle_payment_params).
+pub(crate) fn settle_payment_set(left: &str, right: &str, free_id: &str) -> String {
+    let mut set = vec![
+        format!(
+            "{left}pending_refund_id = CASE WHEN {right}pending_refund_id = {free_id} \
+             THEN NULL ELSE {right}pending_refund_id END"
+        ),
+        format!("{left}on_hold = ({right}on_hold OR ? = 1)"),
+        format!("{left}updated_at_ms = ?"),
+    ];
+    for column in SNAPSHOT_COLUMNS.iter().filter(|c| **c != "updated_at_ms") {
+        set.push(format!(
+            "{left}{column} = CASE WHEN (? = 1 AND {right}merchant_uid = ? \
+             AND {right}cancel_amount <= ?) THEN ? ELSE {right}{column} END"
+        ));
+    }
+    set.join(", ")
+}
+
+/// The settlement read: the refund `id` with its payment's columns (the
+/// prefixed ones), then the payment's newest refunds (limit bound last)
+/// with those columns NULL. Parameters: id, id, limit. `null` renders a
+/// NULL of an SQL type (PostgreSQL wants UNION branches typed).
+fn settlement_read(null: &dyn Fn(&str) -> String) -> String {
+    let refund_columns = |alias: &str| {
+        REFUND_COLUMNS
+            .split(',')
+            .map(|c| format!("{alias}.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT {}, {} FROM refund_journal AS r \
+         LEFT JOIN refund_payments AS p ON p.merchant_uid = r.merchant_uid WHERE r.id = ? \
+         UNION ALL \
+         SELECT {}, {} FROM (SELECT {REFUND_COLUMNS} FROM refund_journal \
+         WHERE merchant_uid = (SELECT merchant_uid FROM refund_journal WHERE id = ?) \
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?) AS recent",
+        refund_columns("r"),
+        prefixed_payment_columns("p"),
+        refund_columns("recent"),
+        null_payment_columns(null),
+    )
+}
+
+/// `alias.column AS p_column` for every payment column.
+fn prefixed_payment_columns(alias: &str) -> String {
+    PAYMENT_COLUMNS
+        .split(',')
+        .map(|c| {
+            let c = c.trim();
+            format!("{alias}.{c} AS {SETTLED_PAYMENT_PREFIX}{c}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A typed NULL for every payment column, in `PAYMENT_COLUMNS` order.
+fn null_payment_columns(null: &dyn Fn(&str) -> String) -> String {
+    PAYMENT_COLUMNS
+        .split(',')
+        .map(|c| {
+            let ty = match c.trim() {
+                "amount" | "cancel_amount" | "paid_at" => "BIGINT",
+                "on_hold" => "BOOLEAN",
+                "cancel_history" => "TEXT",
+                _ => "VARCHAR",
+            };
+            null(ty)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// PostgreSQL's `begin_refund` in one statement: takes the payment's slot
+/// (only if free, not held and unchanged) and inserts the pending refund,
+/// all or nothing (a key another refund holds fails the insert's unique
+/// check, which undoes the claim too). Gives `began` = 1, or 0 when the
+/// slot was not taken (nothing written). Parameters: slot (id, now,
+/// merchant_uid, cancel_amount), then the refund's values.
+fn begin_refund_cte(now_ms: &str) -> String {
+    let refund_values = vec!["?"; NEW_REFUND_COLUMNS.split(',').count()].join(", ");
+    format!(
+        "WITH claimed AS (\
+         UPDATE refund_payments SET pending_refund_id = ?, updated_at_ms = ? \
+         WHERE merchant_uid = ? AND pending_refund_id IS NULL \
+         AND on_hold = FALSE AND cancel_amount = ? RETURNING merchant_uid), \
+         inserted AS (\
+         INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
+         SELECT {refund_values}, {now_ms}, {now_ms} FROM claimed RETURNING id) \
+         SELECT CAST(COUNT(*) AS BIGINT) AS began FROM inserted"
+    )
+}
+
+/// PostgreSQL's `finish_refund` in one statement: settles the refund if
+/// it may move, updates its payment ([`settle_payment_set`]) in the same
+/// statement, and answers the settlement rows (as [`settlement_read`]
+/// does, the payment's other refunds as of just before the statement: the
+/// store puts the settled one in their place). No row: nothing matched.
+/// Parameters: the state's five columns, id, late-success flag, the
+/// payment assignments', limit.
+fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
+    let settled_columns = REFUND_COLUMNS
+        .split(',')
+        .map(|c| format!("s.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let returned_payment = PAYMENT_COLUMNS
+        .split(',')
+        .map(|c| format!("{SETTLED_PAYMENT_PREFIX}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "WITH settled AS (\
+         UPDATE refund_journal \
+         SET status = ?, failure_kind = ?, failure_code = ?, gateway_message = ?, \
+         cancellation_id = ?, updated_at_ms = {now_ms} \
+         WHERE id = ? AND (status = 'pending' \
+         OR (? = 1 AND status = 'failed' AND failure_kind = 'not_applied')) \
+         RETURNING {REFUND_COLUMNS}), \
+         paid AS (\
+         UPDATE refund_payments AS p SET {} FROM settled AS s \
+         WHERE p.merchant_uid = s.merchant_uid RETURNING {}) \
+         SELECT {settled_columns}, {returned_payment} FROM settled AS s LEFT JOIN paid ON TRUE \
+         UNION ALL \
+         SELECT {REFUND_COLUMNS}, {} FROM (SELECT {REFUND_COLUMNS} FROM refund_journal \
+         WHERE merchant_uid = (SELECT merchant_uid FROM settled) \
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?) AS recent",
+        settle_payment_set("", "p.", "s.id"),
+        prefixed_payment_columns("p"),
+        null_payment_columns(null),
+    )
+}
+
+/// MySQL's `finish_refund` write, one multi-table `UPDATE`: the refund's
+/// state if it may move, and its payment ([`settle_payment_set`]), atomic
+/// as one statement. Parameters: the state's five columns, the payment
+/// assignments', id, late-success flag.
+fn finish_refund_joined(now_ms: &str) -> String {
+    format!(
+        "UPDATE refund_journal AS j JOIN refund_payments AS p ON p.merchant_uid = j.merchant_uid \
+         SET j.status = ?, j.failure_kind = ?, j.failure_code = ?, j.gateway_message = ?, \
+         j.cancellation_id = ?, j.updated_at_ms = {now_ms}, {} \
+         WHERE j.id = ? AND (j.status = 'pending' \
+         OR (? = 1 AND j.status = 'failed' AND j.failure_kind = 'not_applied'))",
+        settle_payment_set("p.", "p.", "j.id"),
+    )
+}
+
 /// Every statement the store runs, rendered for one dialect.
 #[doc(hidden)]
 #[derive(Debug)]
@@ -191,8 +389,6 @@ pub struct Statements {
     pub(crate) select_payment: String,
     pub(crate) upsert_payment: String,
     pub(crate) claim_payment: String,
-    pub(crate) free_payment: String,
-    pub(crate) hold_payment: String,
     pub(crate) release_hold: String,
     pub(crate) insert_refund: String,
     pub(crate) settle_refund: String,
@@ -202,6 +398,11 @@ pub struct Statements {
     pub(crate) stale_pending: String,
     pub(crate) now: String,
     pub(crate) reopen_refund: String,
+    pub(crate) begin_refund_cte: String,
+    pub(crate) finish_refund_cte: String,
+    pub(crate) finish_refund_joined: String,
+    pub(crate) settle_payment: String,
+    pub(crate) settlement: String,
     pub(crate) ping: String,
     pub(crate) applied_migrations: String,
     pub(crate) migration_checksum: String,
@@ -216,6 +417,13 @@ impl Statements {
             Placeholder::Question => sql,
             Placeholder::Numbered => numbered_placeholders(&sql),
         };
+        // PostgreSQL types each UNION branch; the others take a bare NULL.
+        let typed_null = |ty: &str| format!("CAST(NULL AS {ty})");
+        let bare_null = |_: &str| "NULL".to_owned();
+        let null: &dyn Fn(&str) -> String = match placeholder {
+            Placeholder::Numbered => &typed_null,
+            Placeholder::Question => &bare_null,
+        };
         let refund_values = vec!["?"; NEW_REFUND_COLUMNS.split(',').count()].join(", ");
         Statements {
             select_payment: render(format!(
@@ -228,16 +436,6 @@ impl Statements {
                 "UPDATE refund_payments SET pending_refund_id = ?, updated_at_ms = ? \
                  WHERE merchant_uid = ? AND pending_refund_id IS NULL \
                  AND on_hold = FALSE AND cancel_amount = ?"
-                    .to_owned(),
-            ),
-            free_payment: render(
-                "UPDATE refund_payments SET pending_refund_id = NULL, updated_at_ms = ? \
-                 WHERE merchant_uid = ? AND pending_refund_id = ?"
-                    .to_owned(),
-            ),
-            hold_payment: render(
-                "UPDATE refund_payments SET on_hold = TRUE, updated_at_ms = ? \
-                 WHERE merchant_uid = ?"
                     .to_owned(),
             ),
             release_hold: render(
@@ -269,6 +467,15 @@ impl Statements {
                  WHERE id = ? AND (status = 'pending' \
                  OR (? = 1 AND status = 'failed' AND failure_kind = 'not_applied'))"
             )),
+            begin_refund_cte: render(begin_refund_cte(now_ms)),
+            finish_refund_cte: render(finish_refund_cte(now_ms, null)),
+            finish_refund_joined: render(finish_refund_joined(now_ms)),
+            settle_payment: render(format!(
+                "UPDATE refund_payments SET {} \
+                 WHERE merchant_uid = (SELECT merchant_uid FROM refund_journal WHERE id = ?)",
+                settle_payment_set("", "", "?")
+            )),
+            settlement: render(settlement_read(null)),
             select_refund: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE id = ?"
             )),

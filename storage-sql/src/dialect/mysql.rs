@@ -7,7 +7,7 @@ use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlDatabaseError, MySqlQueryResult};
 use sqlx::MySql;
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, Writes};
 use crate::migrate::{migrations, Migration};
 
 // Server error numbers.
@@ -29,6 +29,8 @@ impl Dialect for MySql {
     // whatever the isolation level, which is what the conditional updates
     // rely on; deadlocks are retried.
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const WRITES: Writes = Writes::JoinedUpdate;
+    const SERIALIZE_WRITES: bool = false;
     const BINARY_TEXT: bool = true;
     const NOW_MS: &'static str = "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)";
     // Named locks are server-wide: the name includes the database so that

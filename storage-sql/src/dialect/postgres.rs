@@ -8,7 +8,7 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgQueryResult};
 use sqlx::{Pool, Postgres};
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, Writes};
 
 /// How long a statement waits for a row lock before giving up (PostgreSQL
 /// waits forever by default): a stuck lock holder then costs one payment a
@@ -24,6 +24,8 @@ impl Dialect for Postgres {
     // READ COMMITTED is enough: every decision is a conditional UPDATE, which
     // PostgreSQL re-checks against the latest row after waiting on its lock.
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const WRITES: Writes = Writes::Cte;
+    const SERIALIZE_WRITES: bool = false;
     const BINARY_TEXT: bool = false;
     // The statement's start on the server's clock: one value per statement
     // (stable, so the sweep's cutoff can use the `(status, created_at_ms)`

@@ -8,7 +8,7 @@ use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult};
 use sqlx::{Pool, Sqlite};
 
-use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert};
+use super::{Dialect, ErrorClass, Placeholder, Statements, Upsert, Writes};
 use crate::migrate::{migrations, Migration};
 
 /// How long a connection waits for another writer's transaction before it
@@ -36,6 +36,8 @@ impl Dialect for Sqlite {
     // timeout), so concurrent write transactions run one after another
     // instead of failing with SQLITE_BUSY when they first write.
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const WRITES: Writes = Writes::Transaction;
+    const SERIALIZE_WRITES: bool = true;
     const BINARY_TEXT: bool = false;
     // The process's clock, to the millisecond (SQLite has no server).
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
