@@ -9,6 +9,7 @@
 //! [`RefundService`]: refund_core::RefundService
 
 use actix_web::http::header::HeaderName;
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use refund_core::{CancelOutcome, CancelRequest, RefundView};
 use serde::{Deserialize, Serialize};
@@ -30,8 +31,27 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// request gets 401 whatever its body, and an anonymous client learns
 /// nothing from our body checks. The body is read afterwards (same
 /// `JsonConfig`: content type, size, syntax) and the order asked about.
+///
+/// Every answer is counted in `refund_cancel_requests_total{code}`.
 #[tracing::instrument(skip_all, fields(merchant_uid, refund_id))]
 pub(crate) async fn cancel(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let answer = cancel_inner(req, state, payload).await;
+    let code = match &answer {
+        Ok(response) if response.status() == StatusCode::ACCEPTED => "refund_pending",
+        Ok(_) => "ok",
+        Err(error) => error
+            .as_error::<ApiError>()
+            .map_or("internal_error", ApiError::code),
+    };
+    refund_core::metrics::cancel_answered(code);
+    answer
+}
+
+async fn cancel_inner(
     req: HttpRequest,
     state: web::Data<ScopeState>,
     payload: web::Payload,
@@ -156,6 +176,13 @@ pub(crate) async fn webhook_form(
     fields(imp_uid = ?notice.imp_uid, merchant_uid = ?notice.merchant_uid, claimed_status = ?notice.status)
 )]
 async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
+    let answer = webhook_inner(req, state, notice).await;
+    let outcome = answer.as_ref().map_or_else(ApiError::code, |_| "ok");
+    refund_core::metrics::webhook_handled("iamport", outcome);
+    answer
+}
+
+async fn webhook_inner(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
     state.check_webhook_source(req)?;
     state.service.refresh(&notice.imp_uid).await?;
     // The same answer either way: a public route must not tell callers
