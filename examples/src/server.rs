@@ -102,6 +102,8 @@ impl RunningServer {
 
 /// Starts the merchant server `settings` describe.
 pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
+    // First, so that the start-up calls are counted too.
+    let metrics = observability::prometheus();
     let sandbox = match settings.sandbox_mode() {
         true => Some(demo::start_sandbox().await?),
         false => None,
@@ -150,7 +152,6 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         ),
         "merchant server configured"
     );
-    let metrics = observability::prometheus();
     let mut service = RefundService::new(store.clone(), Arc::new(gateway));
     if let Some(ms) = settings.settle_after_ms {
         service = service.settle_after(Duration::from_millis(ms));
