@@ -82,6 +82,7 @@
 //! | route | answer |
 //! |---|---|
 //! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}` (any other field is refused with 400 `invalid_request` naming it), optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
+//! | `GET {prefix}/openapi.json` | public: the scope's OpenAPI 3 document, generated with utoipa from the handlers (every route, the cancel body with `additionalProperties: false`, every answer and error code with its status) |
 //! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds` |
 //! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway (and lifts a review hold), then the view |
 //! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
@@ -118,6 +119,7 @@
 mod authorize;
 mod body;
 mod error;
+mod openapi;
 mod routes;
 mod scope;
 
