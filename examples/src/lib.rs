@@ -5,11 +5,13 @@
 //! - [`settings`]: configuration from a TOML file and `REFUND_*` variables.
 //! - [`backends`]: the store and token cache a URL names, per cargo feature.
 //! - [`demo`]: sandbox mode's seeded payments and the demo page.
+//! - [`observability`]: the request log line and `GET /metrics`.
 //! - [`server`]: wiring it all into a running server.
 //! - [`bench`](mod@bench): the `refund-bench` benchmark.
 
 pub mod backends;
 pub mod bench;
 pub mod demo;
+pub mod observability;
 pub mod server;
 pub mod settings;

@@ -1,25 +1,55 @@
 //! Wiring: configuration in, a running actix-web server with the refund
 //! scope, the demo page, `/healthz` and the pending-refund sweep out.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use iamport_sandbox::Sandbox;
 use rand::RngCore;
 use refund_actix::{BearerTokenAuthorizer, RefundScope};
 use refund_core::{
-    BoxError, IamportClient, IamportConfig, IamportCredentials, PaymentStore, RefundService,
+    BoxError, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentStore,
+    RefundService,
 };
 use tokio::task::JoinHandle;
-use tracing_actix_web::TracingLogger;
 
 use crate::backends;
 use crate::demo::{self, PageConfig};
+use crate::observability;
 use crate::settings::Settings;
+
+/// Why the server did not start: one sentence naming the setting and the fix.
+#[derive(Debug)]
+pub struct StartupError(String);
+
+impl StartupError {
+    /// An error with this sentence.
+    pub fn new(sentence: impl Into<String>) -> Self {
+        StartupError(sentence.into())
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// Boxes a start-up sentence as the error `start` returns.
+fn refuse(sentence: impl Into<String>) -> BoxError {
+    Box::new(StartupError::new(sentence))
+}
+
+/// How to make a good admin token, for the messages that ask for one.
+const TOKEN_HINT: &str = "e.g. the output of `openssl rand -hex 24`";
 
 /// A started merchant server. Stop it with [`RunningServer::stop`] or wait
 /// for it (it stops on SIGINT/SIGTERM).
@@ -72,6 +102,8 @@ impl RunningServer {
 
 /// Starts the merchant server `settings` describe.
 pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
+    // First, so that the start-up calls are counted too.
+    let metrics = observability::prometheus();
     let sandbox = match settings.sandbox_mode() {
         true => Some(demo::start_sandbox().await?),
         false => None,
@@ -83,17 +115,43 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     let admin_token = match (&settings.admin_token, &sandbox) {
         (Some(token), _) => token.clone(),
         (None, Some(_)) => random_token(),
-        (None, None) => return Err("REFUND_ADMIN_TOKEN is required outside sandbox mode".into()),
+        (None, None) => {
+            return Err(refuse(format!(
+                "REFUND_ADMIN_TOKEN is not set: outside sandbox mode the refund routes need \
+                 it; set it to a secret of at least 16 visible ASCII characters ({TOKEN_HINT})"
+            )))
+        }
     };
-    let authorizer = BearerTokenAuthorizer::new(admin_token.clone())?;
+    let authorizer = BearerTokenAuthorizer::new(admin_token.clone()).map_err(|weak| {
+        refuse(format!(
+            "REFUND_ADMIN_TOKEN is too weak: {weak}, without spaces; \
+             set a longer one ({TOKEN_HINT})"
+        ))
+    })?;
 
     let database_url = database_url(&settings)?;
     let store = backends::open_store(&database_url).await?;
     let tokens = backends::open_token_cache(settings.redis_url.as_deref()).await?;
     let gateway = IamportClient::with_token_cache(
-        iamport_config(&settings, iamport_url, credentials),
+        iamport_config(&settings, iamport_url.clone(), credentials),
         tokens,
-    )?;
+    )
+    .map_err(|error| refuse(format!("cannot build the i'mport HTTP client: {error}")))?;
+    if sandbox.is_none() && settings.check_credentials {
+        check_credentials(&gateway, &iamport_url).await?;
+    }
+    tracing::info!(
+        storage = %backends::describe_url(&database_url),
+        token_cache = %settings.redis_url.as_deref().map_or_else(
+            || "in memory".to_owned(),
+            backends::describe_url,
+        ),
+        gateway = %format!(
+            "i'mport V1 at {iamport_url}{}",
+            if sandbox.is_some() { " (in-process sandbox)" } else { "" }
+        ),
+        "merchant server configured"
+    );
     let mut service = RefundService::new(store.clone(), Arc::new(gateway));
     if let Some(ms) = settings.settle_after_ms {
         service = service.settle_after(Duration::from_millis(ms));
@@ -112,17 +170,21 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     let refunds = RefundScope::new(service, authorizer);
     let page_data = web::Data::new(page.clone());
     let store_data = web::Data::new(store);
+    let metrics_data = web::Data::new(metrics);
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(from_fn(observability::log_request))
             .app_data(page_data.clone())
             .app_data(store_data.clone())
+            .app_data(metrics_data.clone())
             .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(observability::render_metrics))
             .configure(demo::routes)
             .service(refunds.clone())
     })
     .disable_signals()
-    .bind(settings.listen)?;
+    .bind(settings.listen)
+    .map_err(|error| describe_bind_error(settings.listen, &error))?;
     let addr = server
         .addrs()
         .first()
@@ -151,6 +213,65 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         page,
         sandbox,
     })
+}
+
+/// Asks i'mport for a token once: refused credentials stop the start;
+/// an unreachable gateway only warns (refunds answer `gateway_error` until
+/// it is back, and the token is fetched then).
+async fn check_credentials(gateway: &IamportClient, url: &str) -> Result<(), BoxError> {
+    match gateway.check_credentials().await {
+        Ok(()) => {
+            tracing::info!(
+                "i'mport at {url} accepted REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET"
+            );
+            Ok(())
+        }
+        Err(GatewayError::Unauthorized) => Err(refuse(format!(
+            "i'mport at {url} refused REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET: copy the \
+             REST API key and secret from the i'mport console (or unset REFUND_IAMPORT_URL \
+             for sandbox mode)"
+        ))),
+        Err(GatewayError::Rejected { message, .. }) => Err(refuse(format!(
+            "i'mport at {url} refused the access-token request ({message}): check \
+             REFUND_IAMPORT_URL, REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET"
+        ))),
+        Err(GatewayError::InvalidResponse(_)) => Err(refuse(format!(
+            "{url} does not answer like i'mport (its token answer is unreadable): check \
+             REFUND_IAMPORT_URL (e.g. https://api.iamport.kr)"
+        ))),
+        Err(error) => {
+            let cause = backends::root_cause(&error);
+            tracing::warn!(
+                "could not ask i'mport at {url} for an access token ({cause}); starting \
+                 anyway: refunds answer gateway_error until it is reachable"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// One sentence for a listen address that cannot be bound.
+fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> BoxError {
+    let why = match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process already listens there; stop it or set REFUND_LISTEN to a free \
+             address (e.g. {}:{})",
+            addr.ip(),
+            addr.port().wrapping_add(1)
+        ),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges); set REFUND_LISTEN to a \
+             port above 1023"
+                .to_owned()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; set REFUND_LISTEN to one of its addresses \
+             (e.g. 127.0.0.1:8080 or 0.0.0.0:8080)"
+                .to_owned()
+        }
+        _ => format!("{error}; set REFUND_LISTEN to another address"),
+    };
+    refuse(format!("cannot listen on {addr} (REFUND_LISTEN): {why}"))
 }
 
 /// i'mport's URL and credentials: the sandbox's, or the configured ones.
@@ -212,7 +333,12 @@ fn database_url(settings: &Settings) -> Result<String, BoxError> {
         return Ok(url.clone());
     }
     let dir = PathBuf::from("data");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|error| {
+        refuse(format!(
+            "cannot create the folder ./data for the default SQLite database: {error}; \
+             run from a writable folder or set REFUND_DATABASE_URL"
+        ))
+    })?;
     let file = dir.join(if settings.sandbox_mode() {
         "sandbox-demo.db"
     } else {
@@ -222,7 +348,13 @@ fn database_url(settings: &Settings) -> Result<String, BoxError> {
         for suffix in ["", "-wal", "-shm"] {
             let path = PathBuf::from(format!("{}{suffix}", file.display()));
             if path.exists() {
-                std::fs::remove_file(path)?;
+                std::fs::remove_file(&path).map_err(|error| {
+                    refuse(format!(
+                        "cannot remove the previous demo database {}: {error}; delete it \
+                         or set REFUND_DATABASE_URL",
+                        path.display()
+                    ))
+                })?;
             }
         }
     }

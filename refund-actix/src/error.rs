@@ -50,6 +50,11 @@ impl ApiError {
         }
     }
 
+    /// The stable error code (`invalid_request`, `payment_not_found`, ...).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// `400 invalid_request`.
     pub(crate) fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)

@@ -19,21 +19,40 @@
 //!     IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, RefundService,
 //! };
 //!
+//! /// One of your own routes under the scope's prefix.
+//! async fn payment_complete() -> HttpResponse {
+//!     HttpResponse::Ok().body("thank you")
+//! }
+//!
+//! // actix's runtime, not `#[tokio::main]`: `actix_web::rt::spawn` needs it.
 //! #[actix_web::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let credentials = IamportCredentials::new("your_rest_api_key", "your_rest_api_secret");
-//!     let gateway = IamportClient::new(IamportConfig::new(IamportConfig::PRODUCTION_URL, credentials))?;
-//!     // Use a storage-sql or storage-mongo store in production.
-//!     let service = Arc::new(RefundService::new(Arc::new(MemoryPaymentStore::new()), Arc::new(gateway)));
+//!     // The REST API key and secret from the i'mport console, and where
+//!     // i'mport is: https://api.iamport.kr, or the local sandbox
+//!     // (`cargo run --bin iamport-sandbox`: http://127.0.0.1:9090, with the
+//!     // key and secret it prints).
+//!     let key = std::env::var("IMP_KEY")?;
+//!     let secret = std::env::var("IMP_SECRET")?;
+//!     let credentials = IamportCredentials::new(key, secret);
+//!     let url = std::env::var("IMP_URL").unwrap_or_else(|_| IamportConfig::PRODUCTION_URL.into());
+//!     let gateway = IamportClient::new(IamportConfig::new(url, credentials))?;
+//!     // In memory for a first try; `storage_sql::open(database_url).await?`
+//!     // (or storage-mongo) in production.
+//!     let store = Arc::new(MemoryPaymentStore::new());
+//!     let service = Arc::new(RefundService::new(store, Arc::new(gateway)));
 //!     // Settles refunds whose outcome was unknown (timeouts): start it once.
-//!     actix_web::rt::spawn(service.clone().run_sweeper(Duration::from_secs(60)));
+//!     actix_web::rt::spawn(service.clone().run_sweeper(Duration::from_secs(30)));
 //!
+//!     // At least 16 visible ASCII characters, e.g. `openssl rand -hex 24`.
 //!     let admin = BearerTokenAuthorizer::new(std::env::var("REFUND_ADMIN_TOKEN")?)?;
 //!     let refunds = RefundScope::new(service, admin);
 //!
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             .route("/", web::get().to(|| async { HttpResponse::Ok().body("shop") }))
+//!             // Your routes under /payments go *before* the scope: it owns
+//!             // its prefix and answers every other path under it itself.
+//!             .route("/payments/complete", web::post().to(payment_complete))
 //!             .service(refunds.clone()) // POST /payments/cancel, ...
 //!     })
 //!     .bind(("127.0.0.1", 8080))?
@@ -51,13 +70,19 @@
 //!
 //! The scope keeps its own `JsonConfig`, `FormConfig`, `PathConfig` and
 //! state, so your app's settings are untouched and do not leak into it. It
-//! owns its prefix: register any route of yours under the same prefix (say
-//! `/payments/complete`) *before* the scope, or actix will never reach it.
+//! owns its prefix: every path under it is answered by the scope (unknown
+//! ones with its JSON `not_found`/`method_not_allowed`), so register any
+//! route of yours under the same prefix (say `/payments/complete`)
+//! *before* the scope, as above, or actix will never reach it.
+//!
+//! This example is the README's, word for word (a test checks it), and is
+//! compiled by `cargo test -p refund-actix`.
 //!
 //! # Routes
 //! | route | answer |
 //! |---|---|
 //! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}` (any other field is refused with 400 `invalid_request` naming it), optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
+//! | `GET {prefix}/openapi.json` | public: the scope's OpenAPI 3 document, generated with utoipa from the handlers (every route, the cancel body with `additionalProperties: false`, every answer and error code with its status) |
 //! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds` |
 //! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway (and lifts a review hold), then the view |
 //! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
@@ -94,6 +119,7 @@
 mod authorize;
 mod body;
 mod error;
+mod openapi;
 mod routes;
 mod scope;
 

@@ -9,6 +9,7 @@
 //! [`RefundService`]: refund_core::RefundService
 
 use actix_web::http::header::HeaderName;
+use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use refund_core::{CancelOutcome, CancelRequest, RefundView};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::authorize::Action;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+#[allow(unused_imports)] // Named by the utoipa annotations.
+use crate::openapi::{
+    CancelBody, ErrorDoc, PaymentViewDoc, PendingDoc, WebhookAnswerDoc, WebhookNoticeDoc,
+};
 use crate::scope::ScopeState;
 
 type Answer = Result<HttpResponse, ApiError>;
@@ -30,8 +35,52 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// request gets 401 whatever its body, and an anonymous client learns
 /// nothing from our body checks. The body is read afterwards (same
 /// `JsonConfig`: content type, size, syntax) and the order asked about.
+///
+/// Every answer is counted in `refund_cancel_requests_total{code}`.
+#[utoipa::path(
+    post,
+    path = "/cancel",
+    tag = "refunds",
+    request_body(content = CancelBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "Makes the cancel safe to retry: the same key and body answer the stored outcome; the same key with another body is 409 `idempotency_key_reused`")
+    ),
+    responses(
+        (status = 200, description = "Refunded: the payment view, with `refund`", body = PaymentViewDoc),
+        (status = 202, description = "`refund_pending`: the gateway's answer is not known yet (or the cancel is asynchronous); it will be reconciled", body = PendingDoc),
+        (status = 400, description = "`invalid_request` (malformed JSON, wrong types, unknown fields, a bad amount, over-long fields), `refund_account_required` (a virtual-account payment without holder, bank and account)", body = ErrorDoc),
+        (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
+        (status = 404, description = "`payment_not_found`: unknown `merchant_uid`", body = ErrorDoc),
+        (status = 409, description = "`already_refunded`, `amount_exceeds_cancelable` (no gateway call was made), `refund_in_progress` (another refund is pending, or the payment is held for review), `idempotency_key_reused`, `payment_out_of_sync` (the balance check failed; the payment was re-synced, retry)", body = ErrorDoc),
+        (status = 413, description = "`payload_too_large`", body = ErrorDoc),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = ErrorDoc),
+        (status = 422, description = "`not_refundable`: not paid, or a phone payment refunded in a later month (KST) than it was paid", body = ErrorDoc),
+        (status = 502, description = "`gateway_rejected` (the gateway refused; `gateway_message` says why), `gateway_error` (unreachable, or answered without applying the refund; nothing happened)", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down or read-only; no gateway call was made", body = ErrorDoc),
+    )
+)]
 #[tracing::instrument(skip_all, fields(merchant_uid, refund_id))]
 pub(crate) async fn cancel(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let answer = cancel_inner(req, state, payload).await;
+    let code = match &answer {
+        Ok(response) if response.status() == StatusCode::ACCEPTED => "refund_pending",
+        Ok(_) => "ok",
+        Err(error) => error
+            .as_error::<ApiError>()
+            .map_or("internal_error", ApiError::code),
+    };
+    refund_core::metrics::cancel_answered(code);
+    answer
+}
+
+async fn cancel_inner(
     req: HttpRequest,
     state: web::Data<ScopeState>,
     payload: web::Payload,
@@ -84,6 +133,21 @@ struct PendingAnswer {
 }
 
 /// `GET {prefix}/{merchant_uid}`: the payment view from the store.
+#[utoipa::path(
+    get,
+    path = "/{merchant_uid}",
+    tag = "refunds",
+    params(("merchant_uid" = String, Path, description = "The merchant's order id")),
+    responses(
+        (status = 200, description = "The payment view, with `pending_refunds`", body = PaymentViewDoc),
+        (status = 400, description = "`invalid_request`: an order id no payment can have", body = ErrorDoc),
+        (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
+        (status = 404, description = "`payment_not_found`", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down or read-only; no gateway call was made", body = ErrorDoc),
+    )
+)]
 #[tracing::instrument(skip_all, fields(merchant_uid = ?path.as_str()))]
 pub(crate) async fn view(
     req: HttpRequest,
@@ -103,6 +167,22 @@ pub(crate) async fn view(
 }
 
 /// `POST {prefix}/{merchant_uid}/sync`: reconcile with the gateway, then the view.
+#[utoipa::path(
+    post,
+    path = "/{merchant_uid}/sync",
+    tag = "refunds",
+    params(("merchant_uid" = String, Path, description = "The merchant's order id")),
+    responses(
+        (status = 200, description = "Reconciled with the gateway: the payment view", body = PaymentViewDoc),
+        (status = 400, description = "`invalid_request`: an order id no payment can have", body = ErrorDoc),
+        (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
+        (status = 404, description = "`payment_not_found`: neither we nor the gateway know the order", body = ErrorDoc),
+        (status = 502, description = "`gateway_error`: the gateway could not be asked", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down or read-only; no gateway call was made", body = ErrorDoc),
+    )
+)]
 #[tracing::instrument(skip_all, fields(merchant_uid = ?path.as_str()))]
 pub(crate) async fn sync(
     req: HttpRequest,
@@ -130,7 +210,27 @@ pub(crate) struct WebhookNotice {
     status: Option<String>,
 }
 
-/// `POST {prefix}/webhook` with a JSON body.
+/// `POST {prefix}/webhook` with a JSON body (and, in the document, its
+/// form-urlencoded twin [`webhook_form`]): public.
+#[utoipa::path(
+    post,
+    path = "/webhook",
+    tag = "refunds",
+    request_body(content(
+        (WebhookNoticeDoc = "application/json"),
+        (WebhookNoticeDoc = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "Received (the same answer whether or not the gateway knows the payment)", body = WebhookAnswerDoc),
+        (status = 400, description = "`invalid_request`: no `imp_uid`, or not a notice", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the source is outside the webhook allowlist", body = ErrorDoc),
+        (status = 413, description = "`payload_too_large`", body = ErrorDoc),
+        (status = 415, description = "`unsupported_media_type`: neither JSON nor form-urlencoded", body = ErrorDoc),
+        (status = 502, description = "`gateway_error`: the payment could not be fetched", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down or read-only; no gateway call was made", body = ErrorDoc),
+    )
+)]
 pub(crate) async fn webhook_json(
     req: HttpRequest,
     state: web::Data<ScopeState>,
@@ -156,6 +256,13 @@ pub(crate) async fn webhook_form(
     fields(imp_uid = ?notice.imp_uid, merchant_uid = ?notice.merchant_uid, claimed_status = ?notice.status)
 )]
 async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
+    let answer = webhook_inner(req, state, notice).await;
+    let outcome = answer.as_ref().map_or_else(ApiError::code, |_| "ok");
+    refund_core::metrics::webhook_handled("iamport", outcome);
+    answer
+}
+
+async fn webhook_inner(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
     state.check_webhook_source(req)?;
     state.service.refresh(&notice.imp_uid).await?;
     // The same answer either way: a public route must not tell callers

@@ -107,19 +107,25 @@ impl RefundScope {
 
     /// The actix-web scope: `App::new().service(refunds.into_scope())`.
     ///
-    /// Routes: `POST /cancel`, `POST /webhook`, `GET /{merchant_uid}`,
-    /// `POST /{merchant_uid}/sync`, under the prefix. The fixed routes are
+    /// Routes: `POST /cancel`, `POST /webhook`, `GET /openapi.json`
+    /// (public), `GET /{merchant_uid}`, `POST /{merchant_uid}/sync`, under
+    /// the prefix. The fixed routes are
     /// registered first, so `cancel` and `webhook` are never read as order
     /// ids. The scope owns its prefix: a host route under the same prefix
     /// must be registered before the scope to be reachable.
     pub fn into_scope(self) -> Scope {
         let limit = self.body_limit;
+        let openapi = crate::openapi::document(&self.prefix)
+            .to_json()
+            .map(web::Bytes::from)
+            .unwrap_or_default();
         let state = ScopeState {
             service: self.service,
             authorizer: self.authorizer,
             webhook_allowlist: self.webhook_allowlist,
+            openapi,
         };
-        web::scope(&self.prefix)
+        let mut scope = web::scope(&self.prefix)
             .app_data(web::Data::new(state))
             .app_data(
                 web::JsonConfig::default()
@@ -132,22 +138,11 @@ impl RefundScope {
                     .limit(limit)
                     .error_handler(error::form_error_handler),
             )
-            .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-            .service(resource("/cancel", Method::POST).route(web::post().to(routes::cancel)))
-            .service(
-                resource("/webhook", Method::POST)
-                    .route(
-                        web::post()
-                            .guard(guard::fn_guard(is_form))
-                            .to(routes::webhook_form),
-                    )
-                    .route(web::post().to(routes::webhook_json)),
-            )
-            .service(resource("/{merchant_uid}", Method::GET).route(web::get().to(routes::view)))
-            .service(
-                resource("/{merchant_uid}/sync", Method::POST).route(web::post().to(routes::sync)),
-            )
-            .default_service(web::to(|| async { ApiError::no_route().error_response() }))
+            .app_data(web::PathConfig::default().error_handler(error::path_error_handler));
+        for route in routes() {
+            scope = scope.service(route.resource);
+        }
+        scope.default_service(web::to(|| async { ApiError::no_route().error_response() }))
     }
 
     /// The scope as an `App::configure` callback:
@@ -164,6 +159,60 @@ impl HttpServiceFactory for RefundScope {
     fn register(self, config: &mut AppService) {
         self.into_scope().register(config);
     }
+}
+
+/// One route of the scope: what `into_scope` registers, and what the
+/// OpenAPI document must describe (a test walks these).
+#[cfg_attr(not(test), allow(dead_code))] // method and path: read by the OpenAPI test
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    /// Relative to the prefix, in OpenAPI's `{param}` notation.
+    pub(crate) path: &'static str,
+    pub(crate) resource: actix_web::Resource,
+}
+
+/// Every route, in registration order: the fixed paths first, so that
+/// `cancel`, `webhook` and `openapi.json` are never read as order ids.
+pub(crate) fn routes() -> Vec<Route> {
+    let route = |method: Method, path: &'static str, resource: actix_web::Resource| Route {
+        method,
+        path,
+        resource,
+    };
+    vec![
+        route(
+            Method::POST,
+            "/cancel",
+            resource("/cancel", Method::POST).route(web::post().to(routes::cancel)),
+        ),
+        route(
+            Method::POST,
+            "/webhook",
+            resource("/webhook", Method::POST)
+                .route(
+                    web::post()
+                        .guard(guard::fn_guard(is_form))
+                        .to(routes::webhook_form),
+                )
+                .route(web::post().to(routes::webhook_json)),
+        ),
+        route(
+            Method::GET,
+            "/openapi.json",
+            resource("/openapi.json", Method::GET)
+                .route(web::get().to(crate::openapi::openapi_json)),
+        ),
+        route(
+            Method::GET,
+            "/{merchant_uid}",
+            resource("/{merchant_uid}", Method::GET).route(web::get().to(routes::view)),
+        ),
+        route(
+            Method::POST,
+            "/{merchant_uid}/sync",
+            resource("/{merchant_uid}/sync", Method::POST).route(web::post().to(routes::sync)),
+        ),
+    ]
 }
 
 /// A resource whose wrong-method answer is our JSON error with `Allow`.
@@ -188,6 +237,8 @@ pub(crate) struct ScopeState {
     pub(crate) service: Arc<RefundService>,
     authorizer: Arc<dyn Authorizer>,
     webhook_allowlist: Option<Arc<[IpAddr]>>,
+    /// `openapi.json`, rendered once for this scope's prefix.
+    pub(crate) openapi: web::Bytes,
 }
 
 impl ScopeState {

@@ -51,6 +51,7 @@ mod error;
 mod gateway;
 mod masking;
 pub mod memory;
+pub mod metrics;
 mod money;
 mod payment;
 mod refund;

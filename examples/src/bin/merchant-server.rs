@@ -4,6 +4,7 @@
 //! an in-process i'mport sandbox with demo payments, and a page at `/`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
 use refund_examples::server;
@@ -15,22 +16,41 @@ use refund_examples::settings::Settings;
 #[command(version)]
 struct Args {
     /// A TOML file with any of: listen, database_url, redis_url,
-    /// iamport_url, iamport_key, iamport_secret, admin_token and the tuning
-    /// keys iamport_connect_timeout_ms, iamport_timeout_ms, settle_after_ms,
-    /// sweep_interval_ms. Environment variables (REFUND_LISTEN,
-    /// REFUND_DATABASE_URL, ...) override it.
+    /// iamport_url, iamport_key, iamport_secret, admin_token,
+    /// check_credentials and the tuning keys iamport_connect_timeout_ms,
+    /// iamport_timeout_ms, settle_after_ms, sweep_interval_ms (other keys
+    /// are refused). Environment variables (REFUND_LISTEN,
+    /// REFUND_DATABASE_URL, ...) override it; unknown REFUND_* variables
+    /// are refused.
     #[arg(long)]
     config: Option<PathBuf>,
 }
 
+/// The default log filter: our crates and one line per request at info,
+/// the libraries' start-up chatter (worker counts, migration steps) only
+/// when something is wrong. `RUST_LOG` replaces it.
+const DEFAULT_LOG: &str = "info,actix_server=warn,storage_sql::migrate=warn";
+
 #[tokio::main]
-async fn main() -> Result<(), refund_core::BoxError> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
         )
         .init();
     let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One sentence naming the setting and the fix, never a Debug dump.
+            eprintln!("merchant-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), refund_core::BoxError> {
     let settings = Settings::load(args.config.as_deref())?;
     let running = server::start(settings).await?;
     running.wait().await?;

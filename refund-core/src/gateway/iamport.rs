@@ -15,6 +15,9 @@ use crate::memory::MemoryTokenCache;
 use crate::payment::{Payment, PaymentStatus};
 use crate::token::{AccessToken, TokenCache, TokenSource};
 
+/// The `gateway` label of this client's metrics.
+const GATEWAY: &str = "iamport";
+
 /// The REST API key and secret of an i'mport account.
 #[derive(Clone, Debug)]
 pub struct IamportCredentials {
@@ -134,6 +137,19 @@ impl IamportClient {
         &self.config
     }
 
+    /// Asks i'mport for an access token (or takes the cached one), so that
+    /// wrong credentials are found at start rather than by the first
+    /// refund. The token is cached for the calls that follow.
+    ///
+    /// [`GatewayError::Unauthorized`] or [`GatewayError::Rejected`]: i'mport
+    /// refused the key and secret; other errors: it could not be asked.
+    pub async fn check_credentials(&self) -> Result<(), GatewayError> {
+        self.tokens
+            .get_or_refresh(&self.cache_key, self)
+            .await
+            .map(drop)
+    }
+
     /// The hard limit on one cancel, token refreshes and the 401 retry
     /// included (up to four HTTP calls). Enforced with a timeout so that
     /// reconciliation can rely on it: a refund older than this is no longer
@@ -200,6 +216,13 @@ impl IamportClient {
 #[async_trait]
 impl TokenSource for IamportClient {
     async fn fetch_token(&self) -> Result<AccessToken, GatewayError> {
+        crate::metrics::token_fetched(GATEWAY);
+        crate::metrics::gateway_call(GATEWAY, "token", self.fetch_token_once()).await
+    }
+}
+
+impl IamportClient {
+    async fn fetch_token_once(&self) -> Result<AccessToken, GatewayError> {
         let requested_at = now_ms();
         let credentials = &self.config.credentials;
         let response = self
@@ -261,21 +284,37 @@ impl PaymentGateway for IamportClient {
             // happened; the gateway is done with it, so a lookup tells.
             read_payment(response, GatewayError::Garbled).await
         };
-        tokio::time::timeout(self.cancel_budget(), call)
-            .await
-            .unwrap_or_else(|elapsed| Err(GatewayError::Unknown(elapsed.into())))
+        let call = async {
+            tokio::time::timeout(self.cancel_budget(), call)
+                .await
+                .unwrap_or_else(|elapsed| Err(GatewayError::Unknown(elapsed.into())))
+        };
+        crate::metrics::gateway_call(GATEWAY, "cancel", call).await
     }
 
     #[tracing::instrument(skip(self))]
     async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
-        match path_segment(imp_uid) {
-            Some(segment) => self.get_payment(format!("/payments/{segment}")).await,
-            None => Ok(None),
-        }
+        let call = async {
+            match path_segment(imp_uid) {
+                Some(segment) => self.get_payment(format!("/payments/{segment}")).await,
+                None => Ok(None),
+            }
+        };
+        crate::metrics::gateway_call(GATEWAY, "payment", call).await
     }
 
     #[tracing::instrument(skip(self))]
     async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        crate::metrics::gateway_call(GATEWAY, "find_payment", self.find(merchant_uid)).await
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        self.cancel_budget()
+    }
+}
+
+impl IamportClient {
+    async fn find(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
         let Some(segment) = path_segment(merchant_uid) else {
             return Ok(None);
         };
@@ -291,10 +330,6 @@ impl PaymentGateway for IamportClient {
         }
         let paid = format!("/payments/find/{segment}/paid?sorting=-started");
         Ok(self.get_payment(paid).await?.or(Some(latest)))
-    }
-
-    fn max_in_flight(&self) -> Duration {
-        self.cancel_budget()
     }
 }
 

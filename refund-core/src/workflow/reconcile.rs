@@ -203,6 +203,7 @@ fn open_to_evidence(refund: &Refund) -> bool {
 
 fn log_settlement(before: &Refund, after: &Refund, via: Via) {
     let via = via.as_str();
+    crate::metrics::settled(after.status().as_str(), via);
     match (&before.state, &after.state) {
         (RefundState::Failed(_), RefundState::Succeeded { .. }) => tracing::error!(
             refund_id = %after.id,
