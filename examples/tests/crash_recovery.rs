@@ -206,7 +206,7 @@ async fn a_dropped_connection_after_commit_is_settled_by_sync_after_a_crash() {
 /// A refund that never reached i'mport (the connection dropped before
 /// commit), then a crash: once past its in-flight bound the sweep settles it
 /// as not applied. Nothing moved, so its key is not spent: the same request
-/// with the same key runs again and refunds once.
+/// with the same key runs that refund again, and it refunds once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_that_never_reached_the_gateway_fails_after_the_settle_age() {
     let mut stage = Stage::new(&FAST_RECONCILIATION).await;
@@ -220,7 +220,7 @@ async fn a_refund_that_never_reached_the_gateway_fails_after_the_settle_age() {
         .cancel(&stage.refund(FIRST), Some("crash-never"))
         .await;
     let refund = retried.view().refund.unwrap();
-    assert_ne!(refund.id, first, "the retry is a new refund");
+    assert_eq!(refund.id, first, "the retry runs the same journal row");
     assert_eq!(refund.status, "succeeded");
     stage.assert_settled(FIRST).await;
     // Now the key is spent: a replay calls no gateway.
