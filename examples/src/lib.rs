@@ -7,10 +7,8 @@
 //! - [`demo`]: sandbox mode's seeded payments and the demo page.
 //! - [`observability`]: the request log line and `GET /metrics`.
 //! - [`server`]: wiring it all into a running server.
-//! - [`bench`](mod@bench): the `refund-bench` benchmark.
 
 pub mod backends;
-pub mod bench;
 pub mod demo;
 pub mod observability;
 pub mod server;

@@ -1,6 +1,6 @@
 //! `refund-bench`: refund throughput, latency and gateway calls of the
 //! merchant server, against the ceiling of a bare forwarding handler
-//! measured in the same run (issue 9; BENCHMARKS.md has the results).
+//! measured in the same run (BENCHMARKS.md has the results).
 //!
 //! A run starts the i'mport sandbox in this process (with the chosen added
 //! latency), pays the payments there, then measures two servers, one after

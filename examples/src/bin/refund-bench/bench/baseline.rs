@@ -8,7 +8,7 @@ use refund_core::BoxError;
 use serde::{Deserialize, Serialize};
 
 use super::child::{announce, wait_for_parent};
-use crate::settings::Settings;
+use refund_examples::settings::Settings;
 
 /// What the baseline forwards with.
 struct Forwarder {

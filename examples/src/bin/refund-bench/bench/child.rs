@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use refund_core::BoxError;
 
-use crate::server;
-use crate::settings::Settings;
+use refund_examples::server;
+use refund_examples::settings::Settings;
 
 /// What a child prints once it serves, before its address.
 const LISTENING: &str = "listening ";

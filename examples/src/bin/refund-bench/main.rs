@@ -6,7 +6,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use refund_examples::bench::{self, options::Options};
+
+mod bench;
+
+use bench::options::Options;
 
 /// Measures refund throughput, latency (p50/p90/p99/max), gateway calls per
 /// refund and server memory of the merchant server on a storage backend,
