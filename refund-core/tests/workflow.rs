@@ -92,6 +92,27 @@ impl Harness {
         self.store.refund(id).await.unwrap().unwrap().state
     }
 
+    /// A payment of 10,000 whose refund of 1,000 under `key` i'mport
+    /// applied, answered with a 5xx, and whose lookup lagged: the refund is
+    /// settled `not_applied` (502) although it applied. Gives the order id
+    /// and the stale payment the lookup showed; lookups tell the truth
+    /// again afterwards.
+    async fn applied_but_judged_not_applied(&self, key: &str) -> (String, Payment) {
+        let (merchant_uid, imp_uid) = self.seed_krw(10_000).await;
+        let stale = self.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+        self.sandbox
+            .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+        self.gateway.set(Some(Tamper::Stale(stale.clone())));
+        let err = self
+            .cancel(&body(&merchant_uid, Some("1000")), Some(key))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "gateway_error");
+        self.gateway.set(None);
+        assert_eq!(self.sandbox.stats().cancel.committed, 1, "it applied");
+        (merchant_uid, stale)
+    }
+
     /// A refund made outside our server, as from i'mport's admin console.
     fn console_refund(&self, imp_uid: &str, amount: Option<i64>, reason: Option<&str>) {
         let cancel = AdminCancel {
@@ -551,18 +572,7 @@ async fn a_console_refund_of_the_same_amount_is_never_credited_to_ours() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_not_applied_credits_a_late_refund_instead_of_repeating_it() {
     let h = Harness::start().await;
-    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
-    h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    // The lookup after the 5xx lags: it does not show the applied cancel.
-    h.gateway.set(Some(Tamper::Stale(stale)));
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-1"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "gateway_error");
-    h.gateway.set(None);
+    let (merchant_uid, _) = h.applied_but_judged_not_applied("retry-1").await;
     let view = refunded(
         h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-1"))
             .await,
@@ -585,17 +595,7 @@ async fn a_retry_after_not_applied_credits_a_late_refund_instead_of_repeating_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_rerun_credits_the_attempt_that_applied() {
     let h = Harness::start().await;
-    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
-    h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    // The lookup after the 5xx lags: the refund is settled not applied.
-    h.gateway.set(Some(Tamper::Stale(stale.clone())));
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-2"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "gateway_error");
+    let (merchant_uid, stale) = h.applied_but_judged_not_applied("retry-2").await;
     let first = h.store.refunds_of(&merchant_uid, 50).await.unwrap()[0].clone();
     // The retry's pre-check lookup still lags, so it runs again; the
     // gateway refuses its checksum, and the refusal's lookup is current.
@@ -625,16 +625,9 @@ async fn a_refused_rerun_credits_the_attempt_that_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_that_got_no_answer_is_credited_by_the_first_attempt() {
     let h = Harness::start().await;
-    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
-    h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    let (merchant_uid, stale) = h.applied_but_judged_not_applied("retry-3").await;
+    // The rerun's pre-check lookup still lags, so it runs again.
     h.gateway.set(Some(Tamper::Stale(stale)));
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-3"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "gateway_error");
     h.sandbox
         .inject_fault(Fault::DropBeforeCommit, FaultTarget::Cancel, 1);
     pending(
@@ -666,16 +659,7 @@ async fn a_rerun_that_got_no_answer_is_credited_by_the_first_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_without_proof_that_nothing_moved_goes_to_review() {
     let h = Harness::start().await;
-    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
-    h.sandbox
-        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    h.gateway.set(Some(Tamper::Stale(stale)));
-    let err = h
-        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-4"))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), "gateway_error");
+    let (merchant_uid, _) = h.applied_but_judged_not_applied("retry-4").await;
     h.gateway.set(Some(Tamper::RewriteReasons));
     let err = h
         .cancel(&body(&merchant_uid, Some("1000")), Some("retry-4"))

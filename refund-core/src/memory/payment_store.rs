@@ -54,6 +54,24 @@ impl MemoryPaymentStore {
     }
 }
 
+/// Whether a refund based on `base_cancel_amount` may take the payment's
+/// pending slot: free, not held, and the total unchanged.
+fn claimable(
+    stored: &StoredPayment,
+    base_cancel_amount: crate::money::Amount,
+) -> Result<(), StoreError> {
+    if stored.pending_refund.is_some() {
+        return Err(StoreError::RefundInProgress);
+    }
+    if stored.on_hold {
+        return Err(StoreError::OnHold);
+    }
+    if stored.payment.cancel_amount != base_cancel_amount {
+        return Err(StoreError::CancelAmountChanged);
+    }
+    Ok(())
+}
+
 /// Applies a snapshot unless it is older (lower `cancel_amount`) than `stored`.
 fn merge_snapshot(stored: &mut StoredPayment, snapshot: &Payment) {
     if snapshot.cancel_amount >= stored.payment.cancel_amount {
@@ -107,15 +125,7 @@ impl PaymentStore for MemoryPaymentStore {
         let stored = payments
             .get_mut(&refund.merchant_uid)
             .ok_or(StoreError::PaymentNotFound)?;
-        if stored.pending_refund.is_some() {
-            return Err(StoreError::RefundInProgress);
-        }
-        if stored.on_hold {
-            return Err(StoreError::OnHold);
-        }
-        if stored.payment.cancel_amount != refund.base_cancel_amount {
-            return Err(StoreError::CancelAmountChanged);
-        }
+        claimable(stored, refund.base_cancel_amount)?;
         if let Some(key) = &refund.idempotency_key {
             if refunds
                 .values()
@@ -189,15 +199,7 @@ impl PaymentStore for MemoryPaymentStore {
         let stored = payments
             .get_mut(&refund.merchant_uid)
             .ok_or(StoreError::PaymentNotFound)?;
-        if stored.pending_refund.is_some() {
-            return Err(StoreError::RefundInProgress);
-        }
-        if stored.on_hold {
-            return Err(StoreError::OnHold);
-        }
-        if stored.payment.cancel_amount != base_cancel_amount {
-            return Err(StoreError::CancelAmountChanged);
-        }
+        claimable(stored, base_cancel_amount)?;
         stored.pending_refund = Some(id.clone());
         refund.state = RefundState::PENDING;
         refund.base_cancel_amount = base_cancel_amount;

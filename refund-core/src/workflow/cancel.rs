@@ -126,22 +126,7 @@ impl RefundService {
         match self.store.begin_refund(&refund).await {
             Ok(()) => {
                 tracing::Span::current().record("refund_id", tracing::field::display(&refund.id));
-                let command = CancelCommand {
-                    imp_uid: refund.imp_uid.clone(),
-                    merchant_uid: refund.merchant_uid.clone(),
-                    amount: refund.amount,
-                    checksum: refund.checksum,
-                    tax_free: amounts.tax_free,
-                    vat_amount: amounts.vat_amount,
-                    reason: refund.reason.clone(),
-                    account: request.account.clone(),
-                    currency: payment.currency,
-                };
-                Ok(Begun {
-                    refund,
-                    payment,
-                    send: Some(command),
-                })
+                Ok(Begun::to_send(refund, payment, request, &amounts))
             }
             Err(StoreError::CancelAmountChanged) => Err(Retry::Stale),
             Err(StoreError::RefundInProgress | StoreError::IdempotencyKeyTaken) => {
@@ -258,22 +243,7 @@ impl RefundService {
             Ok(refund) => {
                 tracing::Span::current().record("refund_id", tracing::field::display(&refund.id));
                 tracing::info!(refund_id = %refund.id, "running a refund that changed nothing again");
-                let command = CancelCommand {
-                    imp_uid: refund.imp_uid.clone(),
-                    merchant_uid: refund.merchant_uid.clone(),
-                    amount: refund.amount,
-                    checksum: refund.checksum,
-                    tax_free: amounts.tax_free,
-                    vat_amount: amounts.vat_amount,
-                    reason: refund.reason.clone(),
-                    account: request.account.clone(),
-                    currency: payment.currency,
-                };
-                Ok(Begun {
-                    refund,
-                    payment,
-                    send: Some(command),
-                })
+                Ok(Begun::to_send(refund, payment, request, amounts))
             }
             Err(StoreError::CancelAmountChanged) => Err(Retry::Stale),
             // A twin retry re-opened it first: replay that one.
@@ -628,6 +598,32 @@ struct Begun {
 }
 
 impl Begun {
+    /// A journaled (or re-opened) pending refund and the cancel to send for
+    /// it: always its explicit amount and balance check.
+    fn to_send(
+        refund: Refund,
+        payment: Payment,
+        request: &ValidRequest,
+        amounts: &RequestAmounts,
+    ) -> Self {
+        let command = CancelCommand {
+            imp_uid: refund.imp_uid.clone(),
+            merchant_uid: refund.merchant_uid.clone(),
+            amount: refund.amount,
+            checksum: refund.checksum,
+            tax_free: amounts.tax_free,
+            vat_amount: amounts.vat_amount,
+            reason: refund.reason.clone(),
+            account: request.account.clone(),
+            currency: payment.currency,
+        };
+        Begun {
+            refund,
+            payment,
+            send: Some(command),
+        }
+    }
+
     fn existing(refund: Refund, payment: Payment) -> Self {
         Begun {
             refund,
