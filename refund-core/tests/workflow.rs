@@ -1099,3 +1099,75 @@ async fn the_answer_is_the_view_a_read_gives() {
         .all(|(i, entry)| (i == 1) == entry["refund_id"].is_null()));
     assert_eq!(answer["pending_refunds"], serde_json::json!([]));
 }
+
+/// A third review's interleaving: the first attempt applied (judged not
+/// applied on a lagging lookup); another instance stored the gateway's
+/// current payment, with that attempt's entry, but died before judging;
+/// the retry's own lookup still lags. Re-opening on the store's newer
+/// totals would make the checksum match and refund twice: the re-run
+/// runs only against the lookup that proved it, so it does not run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_never_runs_on_totals_newer_than_its_proof() {
+    let h = Harness::start().await;
+    let (merchant_uid, stale) = h.applied_but_judged_not_applied("retry-5").await;
+    let current = h
+        .gateway
+        .inner
+        .payment(&stale.imp_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    h.store.apply_snapshot(&current).await.unwrap();
+    h.gateway.set(Some(Tamper::Stale(stale)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-5"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "refund_in_progress", "{err:?}");
+    assert_eq!(
+        h.sandbox.stats().cancel.committed,
+        1,
+        "never refunded twice"
+    );
+    // Once lookups tell the truth, the retry credits the first attempt.
+    h.gateway.set(None);
+    let view = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-5"))
+            .await,
+    );
+    assert_eq!(json(&view.cancel_amount), "1000");
+    assert_eq!(h.sandbox.stats().cancel.committed, 1);
+}
+
+/// A re-run whose lookup is older than the refund's base proves nothing
+/// yet: 409, and no hold (the payment is not put up for review because a
+/// replica lagged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_on_a_lagging_lookup_waits_without_a_hold() {
+    let h = Harness::start().await;
+    let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
+    let before_console = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    h.console_refund(&imp_uid, Some(2_000), Some("console"));
+    h.service.sync(&merchant_uid).await.unwrap();
+    h.sandbox
+        .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-6"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    h.gateway.set(Some(Tamper::Stale(before_console)));
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("retry-6"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "refund_in_progress", "{err:?}");
+    let stored = h.store.payment(&merchant_uid).await.unwrap().unwrap();
+    assert!(!stored.on_hold, "a lagging lookup holds nothing");
+    h.gateway.set(None);
+    let view = refunded(
+        h.cancel(&body(&merchant_uid, Some("1000")), Some("retry-6"))
+            .await,
+    );
+    assert_eq!(json(&view.cancel_amount), "3000");
+}

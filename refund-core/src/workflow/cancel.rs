@@ -3,7 +3,7 @@
 use time::{OffsetDateTime, UtcOffset};
 
 use super::reconcile::Recorded;
-use super::verdict::{decide, proves_not_applied, Context, Evidence, Verdict};
+use super::verdict::{decide, rerun_proof, Context, Evidence, RerunProof, Verdict};
 use super::{RefundService, Via};
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
@@ -142,63 +142,70 @@ impl RefundService {
 
     /// Step 7 for a refund that provably changed nothing: the same request
     /// runs it again, as the same journal row (same id, so the same reason:
-    /// evidence of either attempt names this one refund).
+    /// evidence of every attempt names this one refund).
     ///
-    /// A `not_applied` refund may have applied after all (a lagging lookup,
-    /// a gateway that kept working): one lookup first. If it shows the
-    /// refund, it is credited and replayed; if it shows an entry of its
-    /// amount that does not name it, nothing is proven either way and an
-    /// operator must look (review); only when the gateway shows no entry of
-    /// its amount since it began does it run again. (`not_sent` never left.)
+    /// An earlier attempt may have applied after all (a lagging lookup, a
+    /// gateway that kept working; a `not_sent` row may have had a
+    /// `not_applied` attempt before it), so one lookup first, whatever the
+    /// kind. If it shows the refund, it is credited and replayed; if it
+    /// shows an entry of its amount that does not name it, nothing is proven
+    /// either way and an operator must look (review); if it is older than
+    /// the refund's base, nothing is proven yet (409, try again). Only when
+    /// it proves no entry of its amount came since the refund began does it
+    /// run again, against that very lookup's totals: the store must still
+    /// hold exactly them, so the checksum sent is the one the proof was
+    /// made on.
     async fn rerun(
         &self,
         existing: Refund,
         request: &ValidRequest,
         amounts: &RequestAmounts,
     ) -> Result<Begun, Retry> {
-        let not_applied =
-            matches!(existing.state.failure(), Some(f) if f.kind == FailureKind::NotApplied);
-        if not_applied {
-            let lookup = self
-                .gateway
-                .payment(&existing.imp_uid)
-                .await
-                .map_err(RefundError::Gateway)?
-                .filter(|p| p.imp_uid == existing.imp_uid);
-            if let Some(lookup) = &lookup {
-                self.store.apply_snapshot(lookup).await?;
+        let lookup = self
+            .gateway
+            .payment(&existing.imp_uid)
+            .await
+            .map_err(RefundError::Gateway)?
+            .filter(|p| p.imp_uid == existing.imp_uid);
+        if let Some(lookup) = &lookup {
+            self.store.apply_snapshot(lookup).await?;
+        }
+        let refunds = self
+            .judge(
+                &existing.merchant_uid,
+                lookup.as_ref(),
+                None,
+                Via::NextRefund,
+                None,
+            )
+            .await?;
+        let current = refunds
+            .iter()
+            .find(|r| r.id == existing.id)
+            .cloned()
+            .unwrap_or(existing);
+        if !current.state.frees_its_key() {
+            let payment = self.current_payment(&current.merchant_uid).await?;
+            return Ok(Begun::existing(current, payment));
+        }
+        let claimed: Vec<&str> = refunds
+            .iter()
+            .filter(|r| r.id != current.id)
+            .filter_map(|r| r.state.cancellation_id())
+            .collect();
+        let proof = lookup.as_ref().map_or(RerunProof::Ambiguous, |p| {
+            rerun_proof(&current, p, &claimed)
+        });
+        match (proof, lookup) {
+            (RerunProof::NothingMoved, Some(lookup)) => {
+                self.reopen(current, &lookup, request, amounts).await
             }
-            let refunds = self
-                .judge(
-                    &existing.merchant_uid,
-                    lookup.as_ref(),
-                    None,
-                    Via::NextRefund,
-                    None,
-                )
-                .await?;
-            let current = refunds
-                .iter()
-                .find(|r| r.id == existing.id)
-                .cloned()
-                .unwrap_or(existing);
-            if !current.state.frees_its_key() {
-                let payment = self.current_payment(&current.merchant_uid).await?;
-                return Ok(Begun::existing(current, payment));
-            }
-            let claimed: Vec<&str> = refunds
-                .iter()
-                .filter(|r| r.id != current.id)
-                .filter_map(|r| r.state.cancellation_id())
-                .collect();
-            if !lookup
-                .as_ref()
-                .is_some_and(|p| proves_not_applied(&current, p, &claimed))
-            {
+            (RerunProof::NotYet, _) => Err(RefundError::RefundInProgress.into()),
+            (_, lookup) => {
                 let review = RefundState::NeedsReview(Review {
                     message: "a retry found the gateway showing a cancel of this refund's amount \
-                              that does not name it: applied with a changed reason, or made \
-                              outside"
+                              that does not name it (or no longer knowing the payment): \
+                              applied with a changed reason, or made outside"
                         .to_owned(),
                 });
                 let held = self
@@ -210,21 +217,26 @@ impl RefundService {
                     )
                     .await?;
                 let payment = self.current_payment(&held.merchant_uid).await?;
-                return Ok(Begun::existing(held, payment));
+                Ok(Begun::existing(held, payment))
             }
-            return self.reopen(current, request, amounts).await;
         }
-        self.reopen(existing, request, amounts).await
     }
 
-    /// Re-opens `refund` as pending against the payment as stored now.
+    /// Re-opens `refund` as pending against `proved`, the gateway's payment
+    /// that proved it changed nothing (the store must still hold exactly
+    /// its totals, or the retry is stale).
     async fn reopen(
         &self,
         refund: Refund,
+        proved: &Payment,
         request: &ValidRequest,
         amounts: &RequestAmounts,
     ) -> Result<Begun, Retry> {
         let payment = self.current_payment(&refund.merchant_uid).await?;
+        if payment.cancel_amount != proved.cancel_amount {
+            // Someone stored newer (or other) numbers meanwhile: prove again.
+            return Err(Retry::Stale);
+        }
         let now_ms = match payment.pay_method {
             PayMethod::Phone => Some(self.store.now_ms().await?),
             _ => None,
@@ -237,7 +249,7 @@ impl RefundService {
         check_refundable(&payment, request, &same, now_ms)?;
         match self
             .store
-            .retry_refund(&refund.id, payment.cancel_amount, payment.cancelable())
+            .retry_refund(&refund.id, proved.cancel_amount, proved.cancelable())
             .await
         {
             Ok(refund) => {

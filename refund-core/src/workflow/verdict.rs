@@ -241,12 +241,27 @@ fn entries_after_base<'p>(
         .collect())
 }
 
-/// True when `payment` proves that `refund` never applied: its history adds
-/// up, and no unclaimed entry of the refund's amount came after its base.
-/// The one condition under which a refund judged `not_applied` may run
-/// again.
-pub(crate) fn proves_not_applied(refund: &Refund, payment: &Payment, claimed: &[&str]) -> bool {
-    attribute(refund, payment, claimed) == Attribution::Absent
+/// What a lookup proves about running a refund judged `not_applied` (or
+/// never sent) again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RerunProof {
+    /// The history adds up and no unclaimed entry of the refund's amount
+    /// came after its base: it may run again.
+    NothingMoved,
+    /// The lookup is older than the refund's base: ask again later.
+    NotYet,
+    /// An entry of its amount that does not name it, or numbers that do not
+    /// add up: an operator must look.
+    Ambiguous,
+}
+
+/// What `payment` proves about `refund` running again (see [`RerunProof`]).
+pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, claimed: &[&str]) -> RerunProof {
+    match attribute(refund, payment, claimed) {
+        Attribution::Absent => RerunProof::NothingMoved,
+        Attribution::Stale => RerunProof::NotYet,
+        Attribution::Ours(_) | Attribution::Unexplained(_) => RerunProof::Ambiguous,
+    }
 }
 
 /// Whether `payment` shows `refund` applied, by an entry that names it.
@@ -255,8 +270,20 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
         Ok(later) => later,
         Err(attribution) => return attribution,
     };
+    // A reason that names the refund's id is evidence enough at any date
+    // (a re-run restamps the row, and its first attempt's entry is older);
+    // a reason that does not (rows from before reasons named the refund)
+    // must also not be dated long before the refund began.
+    let names_it = refund
+        .reason
+        .as_deref()
+        .is_some_and(|reason| reason.contains(refund.id.as_str()));
     let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
-    let not_before = refund.created_at_ms.saturating_sub(tolerance);
+    let not_before = if names_it {
+        i64::MIN
+    } else {
+        refund.created_at_ms.saturating_sub(tolerance)
+    };
     let mut of_amount = later
         .into_iter()
         .filter(|e| e.amount == refund.amount)

@@ -196,40 +196,61 @@ fn a_refusal_fails_it_unless_the_gateway_shows_it_applied() {
 
 #[test]
 fn a_rerun_needs_proof_that_nothing_of_it_moved() {
-    use super::proves_not_applied;
+    use super::{rerun_proof, RerunProof};
     let not_applied = refund(
         1_000,
         2_000,
         RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
     );
-    assert!(proves_not_applied(&not_applied, &after_base(&[]), &[]));
+    let proof = |p: &Payment, claimed: &[&str]| rerun_proof(&not_applied, p, claimed);
+    assert_eq!(proof(&after_base(&[]), &[]), RerunProof::NothingMoved);
     // Other amounts moved: still proof for ours.
-    assert!(proves_not_applied(
-        &not_applied,
-        &after_base(&[(700, "console")]),
-        &[]
-    ));
+    assert_eq!(
+        proof(&after_base(&[(700, "console")]), &[]),
+        RerunProof::NothingMoved
+    );
     // Ours, or a lookalike of ours (a rewritten reason?), or a history that
-    // does not add up: no proof.
-    assert!(!proves_not_applied(
-        &not_applied,
-        &after_base(&[(2_000, REASON)]),
-        &[]
-    ));
-    assert!(!proves_not_applied(
-        &not_applied,
-        &after_base(&[(2_000, "rewritten")]),
-        &[]
-    ));
+    // does not add up: no proof, an operator looks.
+    assert_eq!(
+        proof(&after_base(&[(2_000, REASON)]), &[]),
+        RerunProof::Ambiguous
+    );
+    assert_eq!(
+        proof(&after_base(&[(2_000, "rewritten")]), &[]),
+        RerunProof::Ambiguous
+    );
     let mut broken = after_base(&[]);
     broken.cancel_amount = Amount::from_minor(5_000);
-    assert!(!proves_not_applied(&not_applied, &broken, &[]));
+    assert_eq!(proof(&broken, &[]), RerunProof::Ambiguous);
+    // A lookup older than its base (a lagging replica): not proven yet.
+    assert_eq!(proof(&payment(10_000, &[]), &[]), RerunProof::NotYet);
     // A lookalike another refund is credited with is not ours to fear.
-    assert!(proves_not_applied(
-        &not_applied,
-        &after_base(&[(2_000, "other")]),
-        &["cxl-1"]
-    ));
+    assert_eq!(
+        proof(&after_base(&[(2_000, "other")]), &["cxl-1"]),
+        RerunProof::NothingMoved
+    );
+}
+
+#[test]
+fn a_reason_that_names_the_refund_is_evidence_at_any_date() {
+    // A re-run restamps the row; its first attempt's entry, named by the
+    // reason, is older than the new stamp by more than the tolerance.
+    let mut r = pending(0, 2_000);
+    let named = format!("size exchange ({})", r.id);
+    r.reason = Some(named.clone());
+    let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap();
+    let long_before = [(2_000, named.as_str(), BEGAN - 3 * tolerance)];
+    assert_eq!(
+        decide(&r, lookup(&payment(10_000, &long_before)), old()),
+        succeeded_with("cxl-0")
+    );
+    let refused = Evidence::Rejected {
+        code: Some("-1"),
+        message: "checksum",
+        after: Some(&payment(10_000, &long_before)),
+    };
+    // (a temporary is fine: decide borrows it for the call)
+    assert_eq!(decide(&r, refused, young()), succeeded_with("cxl-0"));
 }
 
 #[test]
