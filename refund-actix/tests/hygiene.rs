@@ -326,6 +326,10 @@ impl PaymentGateway for EchoingGateway {
     fn max_in_flight(&self) -> Duration {
         self.lookups.max_in_flight()
     }
+
+    fn kind(&self) -> refund_core::GatewayKind {
+        self.lookups.kind()
+    }
 }
 
 #[actix_web::test]

@@ -65,8 +65,8 @@ mod workflow;
 pub use clock::{now_ms, Clock, SystemClock};
 pub use error::RefundError;
 pub use gateway::{
-    CancelCommand, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentGateway,
-    Secret,
+    CancelCommand, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
+    PaymentGateway, Secret,
 };
 pub use masking::mask_gateway_message;
 pub use memory::{MemoryPaymentStore, MemoryTokenCache};

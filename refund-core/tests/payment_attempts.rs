@@ -34,6 +34,10 @@ impl PaymentGateway for CannedGateway {
     fn max_in_flight(&self) -> Duration {
         Duration::from_secs(1)
     }
+
+    fn kind(&self) -> refund_core::GatewayKind {
+        refund_core::GatewayKind::Iamport
+    }
 }
 
 fn attempt(merchant_uid: &str, status: PaymentStatus) -> Payment {

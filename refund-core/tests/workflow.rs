@@ -246,6 +246,10 @@ impl PaymentGateway for Tampering {
     fn max_in_flight(&self) -> Duration {
         self.inner.max_in_flight()
     }
+
+    fn kind(&self) -> refund_core::GatewayKind {
+        self.inner.kind()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

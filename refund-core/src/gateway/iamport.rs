@@ -311,6 +311,10 @@ impl PaymentGateway for IamportClient {
     fn max_in_flight(&self) -> Duration {
         self.cancel_budget()
     }
+
+    fn kind(&self) -> crate::gateway::GatewayKind {
+        crate::gateway::GatewayKind::Iamport
+    }
 }
 
 impl IamportClient {

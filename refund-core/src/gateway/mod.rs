@@ -106,6 +106,37 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// pending refund older than this is no longer on the wire, so if the
     /// gateway does not show it, it never happened.
     fn max_in_flight(&self) -> Duration;
+
+    /// Which API this gateway speaks: it picks the webhook shape the scope
+    /// accepts and names the gateway in views and metrics.
+    fn kind(&self) -> GatewayKind;
+}
+
+/// The gateway APIs the plugin speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum GatewayKind {
+    /// The classic i'mport REST API (PortOne V1).
+    Iamport,
+    /// The PortOne V2 API.
+    Portone,
+}
+
+impl GatewayKind {
+    /// The name used in views, metrics and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayKind::Iamport => "iamport",
+            GatewayKind::Portone => "portone",
+        }
+    }
+}
+
+impl fmt::Display for GatewayKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A secret string: shown as `<redacted>` in `Debug` and `Display`.
