@@ -18,7 +18,7 @@ use refund_core::RefundError;
 use serde::Serialize;
 
 /// An error answer: HTTP status plus the JSON body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -76,6 +76,16 @@ impl ApiError {
     /// `403 forbidden`: a known caller, or a webhook source, that may not do this.
     pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// `503 overloaded`: a webhook that could not be looked up in time
+    /// (too many lookups already running); the gateway resends on 5xx.
+    pub(crate) fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many webhook notices are being looked up; send it again later",
+        )
     }
 
     /// `404 not_found`: no route of the scope has this path.

@@ -122,6 +122,7 @@ mod error;
 mod openapi;
 mod routes;
 mod scope;
+mod webhook_gate;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;

@@ -8,6 +8,8 @@
 //!
 //! [`RefundService`]: refund_core::RefundService
 
+use std::sync::Arc;
+
 use actix_web::http::header::HeaderName;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
@@ -22,6 +24,7 @@ use crate::openapi::{
     CancelBody, ErrorDoc, PaymentViewDoc, PendingDoc, WebhookAnswerDoc, WebhookNoticeDoc,
 };
 use crate::scope::ScopeState;
+use crate::webhook_gate::Found;
 
 type Answer = Result<HttpResponse, ApiError>;
 
@@ -228,7 +231,7 @@ pub(crate) struct WebhookNotice {
         (status = 415, description = "`unsupported_media_type`: neither JSON nor form-urlencoded", body = ErrorDoc),
         (status = 502, description = "`gateway_error`: the payment could not be fetched", body = ErrorDoc),
         (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
-        (status = 503, description = "`storage_unavailable`: the database is down or read-only; no gateway call was made", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable` (the database is down or read-only; no gateway call was made) or `overloaded` (too many notices were being looked up to look this one up in time: send it again later)", body = ErrorDoc),
     )
 )]
 pub(crate) async fn webhook_json(
@@ -264,7 +267,26 @@ async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -
 
 async fn webhook_inner(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
     state.check_webhook_source(req)?;
-    state.service.refresh(&notice.imp_uid).await?;
+    // Bounded: notices for one payment share lookups, ids the gateway did
+    // not know are remembered, and lookups run a limited number at once.
+    // `refresh` refuses a malformed id before any call (and such ids are
+    // never remembered, so the memory holds only well-formed ones).
+    let service = Arc::clone(&state.service);
+    let imp_uid = notice.imp_uid;
+    state
+        .webhook_gate
+        .notice(&imp_uid, || {
+            let service = Arc::clone(&service);
+            let imp_uid = imp_uid.clone();
+            async move {
+                match service.refresh(&imp_uid).await {
+                    Ok(Some(_)) => Ok(Found::Known),
+                    Ok(None) => Ok(Found::Unknown),
+                    Err(error) => Err(ApiError::from(error)),
+                }
+            }
+        })
+        .await?;
     // The same answer either way: a public route must not tell callers
     // which imp_uids belong to this merchant.
     Ok(HttpResponse::Ok().json(WebhookAnswer {

@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::guard::{self, GuardContext};
@@ -15,6 +16,7 @@ use refund_core::RefundService;
 use crate::authorize::{Action, Authorizer, Decision};
 use crate::error::{self, ApiError};
 use crate::routes;
+use crate::webhook_gate::{WebhookGate, WebhookLimits};
 
 /// Default mount point, as in DESIGN.md.
 pub const DEFAULT_PREFIX: &str = "/payments";
@@ -44,6 +46,11 @@ pub struct RefundScope {
     prefix: String,
     body_limit: usize,
     webhook_allowlist: Option<Arc<[IpAddr]>>,
+    webhook_limits: WebhookLimits,
+    /// Made by the first `into_scope` and shared by every clone mounted
+    /// after it (one per worker), so the bounds hold per instance; changing
+    /// the limits starts a new one.
+    webhook_gate: Arc<OnceLock<Arc<WebhookGate>>>,
 }
 
 impl fmt::Debug for RefundScope {
@@ -52,6 +59,7 @@ impl fmt::Debug for RefundScope {
             .field("prefix", &self.prefix)
             .field("body_limit", &self.body_limit)
             .field("webhook_allowlist", &self.webhook_allowlist)
+            .field("webhook_limits", &self.webhook_limits)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +74,8 @@ impl RefundScope {
             prefix: DEFAULT_PREFIX.to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             webhook_allowlist: None,
+            webhook_limits: WebhookLimits::default(),
+            webhook_gate: Arc::default(),
         }
     }
 
@@ -105,6 +115,29 @@ impl RefundScope {
         self
     }
 
+    /// At most this many webhook lookups run at once (default 16), shared
+    /// by every worker the scope is cloned into. Notices for one payment
+    /// share their lookups and ids the gateway did not know are remembered
+    /// for a minute, so only distinct, real-looking ids compete for these.
+    /// `0` is read as 1.
+    #[must_use]
+    pub fn webhook_lookups(mut self, at_once: usize) -> Self {
+        self.webhook_limits.max_lookups = at_once.max(1);
+        self.webhook_gate = Arc::default();
+        self
+    }
+
+    /// How long a webhook notice may wait for one of the
+    /// [`webhook_lookups`](Self::webhook_lookups) before it is answered
+    /// `503 overloaded` (default 2 s). Gateways resend notices answered
+    /// 5xx, and sync and the sweep reconcile what a dropped one announced.
+    #[must_use]
+    pub fn webhook_lookup_wait(mut self, wait: Duration) -> Self {
+        self.webhook_limits.queue_wait = wait;
+        self.webhook_gate = Arc::default();
+        self
+    }
+
     /// The actix-web scope: `App::new().service(refunds.into_scope())`.
     ///
     /// Routes: `POST /cancel`, `POST /webhook`, `GET /openapi.json`
@@ -123,6 +156,10 @@ impl RefundScope {
             service: self.service,
             authorizer: self.authorizer,
             webhook_allowlist: self.webhook_allowlist,
+            webhook_gate: Arc::clone(
+                self.webhook_gate
+                    .get_or_init(|| Arc::new(WebhookGate::new(self.webhook_limits))),
+            ),
             openapi,
         };
         let mut scope = web::scope(&self.prefix)
@@ -237,6 +274,8 @@ pub(crate) struct ScopeState {
     pub(crate) service: Arc<RefundService>,
     authorizer: Arc<dyn Authorizer>,
     webhook_allowlist: Option<Arc<[IpAddr]>>,
+    /// The webhook flood bounds, shared by every worker of the scope.
+    pub(crate) webhook_gate: Arc<WebhookGate>,
     /// `openapi.json`, rendered once for this scope's prefix.
     pub(crate) openapi: web::Bytes,
 }

@@ -35,7 +35,13 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
-        let sandbox = Sandbox::start(SandboxConfig::default())
+        Self::start_with(SandboxConfig::default()).await
+    }
+
+    /// As [`Env::start`], over a sandbox started with `config` (e.g. with
+    /// added latency).
+    pub async fn start_with(config: SandboxConfig) -> Env {
+        let sandbox = Sandbox::start(config)
             .await
             .expect("the sandbox starts on 127.0.0.1");
         let store = Arc::new(FaultyStore::new(Arc::new(MemoryPaymentStore::new())));
