@@ -906,6 +906,141 @@ mod tests {
             .is_ok());
     }
 
+    fn v2(amount: Option<i64>, checksum: Option<i64>, asynchronous: bool) -> CancelOrder {
+        CancelOrder {
+            api: Api::Portone,
+            asynchronous,
+            ..order(amount, checksum)
+        }
+    }
+
+    #[test]
+    fn requested_cancels_claim_the_balance_until_completed() {
+        let mut ledger = Ledger::default();
+        let p = paid(&mut ledger, NewPayment::new("m1", 1000, Currency::Krw));
+        let target = Target::MerchantUid("m1".to_owned());
+        let pending = ledger
+            .cancel(&target, 10, |_| Ok(v2(Some(400), Some(1000), true)))
+            .unwrap();
+        assert_eq!(
+            (pending.cancel_amount, pending.cancelable_amount()),
+            (0, 600)
+        );
+        assert_eq!(
+            pending.cancel_history[0].status,
+            CancellationStatus::Requested
+        );
+        assert_eq!(pending.cancel_history[0].cancelled_at, 0);
+        // The balance check sees what the pending cancel claimed.
+        assert_eq!(
+            ledger.cancel(&target, 11, |_| Ok(v2(Some(100), Some(1000), false))),
+            Err(CancelError::ChecksumMismatch)
+        );
+        let rest = ledger
+            .cancel(&target, 12, |_| Ok(v2(None, Some(600), false)))
+            .unwrap();
+        assert_eq!(
+            (rest.cancel_amount, rest.status),
+            (600, PaymentStatus::Paid)
+        );
+        assert_eq!(
+            ledger.cancel(&target, 13, |_| Ok(v2(None, None, false))),
+            Err(CancelError::ExceedsCancelable)
+        );
+
+        let completed = ledger.complete_requested(true, 20);
+        assert_eq!(completed.len(), 1);
+        let done = ledger.get(&p.imp_uid).unwrap();
+        assert_eq!(
+            (done.cancel_amount, done.status, done.cancelled_at),
+            (1000, PaymentStatus::Cancelled, 20)
+        );
+        assert_eq!(done.cancel_history[0].cancelled_at, 20);
+        assert!(ledger.complete_requested(true, 21).is_empty());
+    }
+
+    #[test]
+    fn a_failed_requested_cancel_gives_its_amount_back() {
+        let mut ledger = Ledger::default();
+        let p = paid(&mut ledger, NewPayment::new("m1", 1000, Currency::Krw));
+        let target = Target::ImpUid(p.imp_uid.clone());
+        ledger
+            .cancel(&target, 10, |_| Ok(v2(None, None, true)))
+            .unwrap();
+        assert_eq!(ledger.get(&p.imp_uid).unwrap().cancelable_amount(), 0);
+        ledger.complete_requested(false, 11);
+        let after = ledger.get(&p.imp_uid).unwrap();
+        assert_eq!(
+            (after.cancel_amount, after.cancelable_amount(), after.status),
+            (0, 1000, PaymentStatus::Paid)
+        );
+        assert_eq!(after.cancel_history[0].status, CancellationStatus::Failed);
+    }
+
+    #[test]
+    fn v2_tax_parts_and_phone_refunds_follow_v2_rules() {
+        let mut ledger = Ledger::default();
+        paid(
+            &mut ledger,
+            NewPayment::new("m1", 1100, Currency::Krw).tax_free(100),
+        );
+        let target = Target::MerchantUid("m1".to_owned());
+        let with_tax = |tax_free, vat| CancelOrder {
+            tax_free,
+            vat_amount: vat,
+            ..v2(Some(500), None, false)
+        };
+        assert_eq!(
+            ledger.cancel(&target, 1, |_| Ok(with_tax(Some(300), Some(300)))),
+            Err(CancelError::SumOfPartsExceedsAmount)
+        );
+        assert_eq!(
+            ledger.cancel(&target, 1, |_| Ok(with_tax(Some(200), None))),
+            Err(CancelError::TaxFreeExceedsCancellable)
+        );
+        let after = ledger
+            .cancel(&target, 1, |_| Ok(with_tax(Some(100), None)))
+            .unwrap();
+        // VAT computed from the taxable part when not given.
+        assert_eq!(after.cancel_history[0].vat_amount, 36);
+        assert_eq!(after.cancelled_tax_free(), 100);
+
+        let phone = paid(
+            &mut ledger,
+            NewPayment::new("m2", 1000, Currency::Krw)
+                .pay_method(pay_method::PHONE)
+                .paid_at(JAN_31_LATE_KST),
+        );
+        let target = Target::ImpUid(phone.imp_uid);
+        assert_eq!(
+            ledger.cancel(&target, FEB_1_EARLY_KST, |_| Ok(v2(None, None, false))),
+            Err(CancelError::RefundAccountRequired)
+        );
+        let to_account = CancelOrder {
+            refund_account: RefundAccount {
+                holder: Some("Hong".into()),
+                bank: Some("SHINHAN".into()),
+                account: Some("110".into()),
+            },
+            ..v2(None, None, false)
+        };
+        assert!(ledger
+            .cancel(&target, FEB_1_EARLY_KST, |_| Ok(to_account))
+            .is_ok());
+    }
+
+    #[test]
+    fn transaction_ids_are_v4_uuids() {
+        let id = random_uuid();
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"));
+    }
+
     #[test]
     fn duplicate_and_invalid_creations_are_refused() {
         let mut ledger = Ledger::default();

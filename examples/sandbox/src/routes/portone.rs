@@ -42,8 +42,17 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8], shape: &str) -> Result<T
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let path = error.path().to_string();
+        // serde's own text is safe to repeat only for a missing field: its
+        // type errors quote the offending value.
+        let inner = error.inner().to_string();
         if error.inner().is_syntax() || error.inner().is_eof() {
             "the body is not valid JSON".to_owned()
+        } else if let Some(field) = inner.strip_prefix("missing field ") {
+            let field = field.split(" at line").next().unwrap_or(field);
+            match path.as_str() {
+                "." => format!("{field} is required"),
+                _ => format!("{path}.{} is required", field.trim_matches('`')),
+            }
         } else if path == "." {
             format!("the body is not a {shape} object")
         } else {
@@ -356,6 +365,10 @@ mod tests {
             "bank": "SHINHAN", "number": 1234567890, "holderName": "Hong"}}));
         assert!(message.contains("refundAccount.number") && !message.contains("1234567890"));
         assert!(refused(json!({"reason": "r", "requester": "ROBOT"})).contains("requester"));
+        assert_eq!(
+            refused(json!({"reason": "r", "refundAccount": {"bank": "SHINHAN", "number": "1"}})),
+            "refundAccount.holderName is required"
+        );
     }
 
     #[test]
