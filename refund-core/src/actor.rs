@@ -86,7 +86,13 @@ mod tests {
         assert_eq!(Actor::new("kim.support").unwrap().as_str(), "kim.support");
         assert!(Actor::new("운영자").is_ok());
         assert!(Actor::new("x".repeat(MAX_ACTOR_CHARS)).is_ok());
-        for bad in ["", " admin", "admin ", "a\nb", &"x".repeat(MAX_ACTOR_CHARS + 1)] {
+        for bad in [
+            "",
+            " admin",
+            "admin ",
+            "a\nb",
+            &"x".repeat(MAX_ACTOR_CHARS + 1),
+        ] {
             assert_eq!(Actor::new(bad), Err(InvalidActor), "{bad:?}");
         }
     }

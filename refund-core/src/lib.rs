@@ -89,4 +89,6 @@ pub use refund::{
 pub use store::{BoxError, PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
 pub use token::{AccessToken, TokenCache, TokenSource};
 pub use view::{CancelView, PaymentView, RefundView};
-pub use workflow::{CancelOutcome, RefundService, SweepReport, MAX_NOTE_CHARS};
+pub use workflow::{
+    CancelOutcome, RefundService, ReviewRequest, SweepReport, DEFAULT_LIST_LIMIT, MAX_NOTE_CHARS,
+};

@@ -97,7 +97,9 @@ impl FromStr for RefundCursor {
         let created_at_ms: i64 = ms.parse().map_err(|_| InvalidCursor)?;
         let id_ok = !id.is_empty()
             && id.len() <= MAX_CURSOR_ID_LEN
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if created_at_ms < 0 || !id_ok || !ms.bytes().all(|b| b.is_ascii_digit()) {
             return Err(InvalidCursor);
         }
@@ -170,7 +172,11 @@ mod tests {
             hex("c1:99999999999999999999:rf_1"),
             "ffff".to_owned(),
         ] {
-            assert_eq!(garbage.parse::<RefundCursor>(), Err(InvalidCursor), "{garbage}");
+            assert_eq!(
+                garbage.parse::<RefundCursor>(),
+                Err(InvalidCursor),
+                "{garbage}"
+            );
         }
     }
 }

@@ -78,7 +78,9 @@ impl Harness {
 
     async fn cancel(&self, json: &str, key: Option<&str>) -> Result<CancelOutcome, RefundError> {
         let request: CancelRequest = serde_json::from_str(json).unwrap();
-        self.service.cancel(&refund_core::testkit::operator(), request, key).await
+        self.service
+            .cancel(&refund_core::testkit::operator(), request, key)
+            .await
     }
 
     /// Moves the store's clock past the in-flight bound of refunds begun
@@ -563,7 +565,11 @@ async fn a_console_refund_of_the_same_amount_is_never_credited_to_ours() {
     // The operator looks and resolves the review; our refund, asked
     // again, is credited with its own entry.
     h.service
-        .review(&merchant_uid, &refund_core::testkit::operator(), "console refund")
+        .review(
+            &merchant_uid,
+            &refund_core::testkit::operator(),
+            "console refund",
+        )
         .await
         .unwrap();
     let view = refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
@@ -701,7 +707,10 @@ async fn an_unreachable_gateway_is_a_definite_failure() {
         Arc::new(IamportClient::new(config).unwrap()),
     );
     let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
-    let err = unreachable.cancel(&refund_core::testkit::operator(), request, None).await.unwrap_err();
+    let err = unreachable
+        .cancel(&refund_core::testkit::operator(), request, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "gateway_error");
     assert_eq!(err.http_status(), 502);
     let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
@@ -877,7 +886,11 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
         .cancel(&body(&merchant_uid, Some("100")), None)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "refund_in_progress", "the hold stays after a sync");
+    assert_eq!(
+        err.code(),
+        "refund_in_progress",
+        "the hold stays after a sync"
+    );
     assert_eq!(h.cancels_attempted(), 1);
     // The operator resolves the review with a note: refunds resume, and the
     // journal says who resolved it.
@@ -937,7 +950,11 @@ async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
         .cancel(&body(&merchant_uid, Some("100")), None)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "refund_in_progress", "a later sync keeps it too");
+    assert_eq!(
+        err.code(),
+        "refund_in_progress",
+        "a later sync keeps it too"
+    );
     h.service
         .review(&merchant_uid, &refund_core::testkit::operator(), "looked")
         .await
@@ -1019,7 +1036,11 @@ async fn a_store_failure_after_the_gateway_answered_leaves_the_refund_pending() 
     store.fail(StoreOp::FinishRefund, StoreFault::Unavailable);
     let service = RefundService::new(store, h.gateway.clone());
     let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
-    let refund = pending(service.cancel(&refund_core::testkit::operator(), request, None).await);
+    let refund = pending(
+        service
+            .cancel(&refund_core::testkit::operator(), request, None)
+            .await,
+    );
     assert_eq!(h.sandbox.stats().cancel.committed, 1);
     assert_eq!(h.state_of(&refund.id).await.status(), RefundStatus::Pending);
     // Once the store works again, reconciliation settles it.

@@ -219,9 +219,7 @@ fn refund_state<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<RefundState, S
 }
 
 /// A review's resolution: all three columns, or none.
-fn resolution<DB: Dialect>(
-    columns: &Columns<'_, DB>,
-) -> Result<Option<Resolution>, SqlStoreError> {
+fn resolution<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<Option<Resolution>, SqlStoreError> {
     match (
         columns.opt_text("resolved_by")?,
         columns.opt_int("resolved_at_ms")?,

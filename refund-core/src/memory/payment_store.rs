@@ -288,7 +288,11 @@ impl PaymentStore for MemoryPaymentStore {
             .cloned()
             .collect();
         listed.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
-        listed.truncate(usize::try_from(limit).unwrap_or(usize::MAX).saturating_add(1));
+        listed.truncate(
+            usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
         Ok(RefundPage::from_overfetch(listed, limit))
     }
 

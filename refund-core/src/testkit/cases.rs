@@ -6,9 +6,9 @@ use super::{
     after_cancel, failed, paid_payment, pending_refund, review, same_refund, succeeded, unique,
 };
 use crate::actor::Actor;
+use crate::listing::{RefundCursor, RefundFilter, RefundPage, MAX_LIST_LIMIT};
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, PaymentStatus};
-use crate::listing::{RefundCursor, RefundFilter, RefundPage, MAX_LIST_LIMIT};
 use crate::refund::{FailureKind, Refund, RefundId, RefundState, RefundStatus};
 use crate::store::{PaymentStore, StoreError};
 
@@ -269,7 +269,11 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
         resolved
     );
     let read = store.refund(&refund.id).await.unwrap().unwrap();
-    assert_eq!(read.status(), RefundStatus::NeedsReview, "the verdict stays");
+    assert_eq!(
+        read.status(),
+        RefundStatus::NeedsReview,
+        "the verdict stays"
+    );
     let RefundState::NeedsReview(review) = &read.state else {
         panic!("{read:?}");
     };
@@ -279,13 +283,21 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
     assert_eq!(resolution.note, note);
     // The store's clock (SQLite's and the in-memory store's may sit a
     // millisecond behind a read of the same clock; none goes back further).
-    assert!(resolution.resolved_at_ms >= before_ms - 1_000, "{resolution:?}");
+    assert!(
+        resolution.resolved_at_ms >= before_ms - 1_000,
+        "{resolution:?}"
+    );
     assert!(read.updated_at_ms >= done.updated_at_ms);
     // Nothing is held any more: a second resolution is refused and writes
     // nothing.
     assert!(matches!(
         store
-            .resolve_review(&payment.merchant_uid, &Actor::from_stored("x"), "again", Some(&odd))
+            .resolve_review(
+                &payment.merchant_uid,
+                &Actor::from_stored("x"),
+                "again",
+                Some(&odd)
+            )
             .await,
         Err(StoreError::NotOnHold)
     ));
@@ -1416,29 +1428,43 @@ pub async fn listing_pages_have_no_duplicates_or_gaps_under_inserts(store: Store
 /// A limit above the maximum is capped at [`MAX_LIST_LIMIT`], and the rest
 /// follows on the next page.
 pub async fn listing_caps_the_limit(store: Store) {
-    let payment = paid_payment(&unique("cap"), 1_000_000, Currency::Krw);
-    store.apply_snapshot(&payment).await.unwrap();
-    let uid = payment.merchant_uid.as_str();
-    let count = MAX_LIST_LIMIT as usize + 1;
-    for _ in 0..count {
-        journaled(&store, uid, Some(failed(FailureKind::NotSent, None::<String>, "down"))).await;
+    // More refunds than one page holds (one per payment, journaled in
+    // parallel: small documents and rows keep every backend quick).
+    let mut journaling = tokio::task::JoinSet::new();
+    for _ in 0..=MAX_LIST_LIMIT {
+        let store = store.clone();
+        journaling.spawn(async move {
+            let payment = paid_payment(&unique("cap"), 1_000, Currency::Krw);
+            store.apply_snapshot(&payment).await.unwrap();
+            journaled(&store, &payment.merchant_uid, None).await
+        });
     }
-    let only_ours = filter(None, Some(uid));
+    let mut ours = journaling.join_all().await;
+    listing_order(&mut ours);
+    let everything = RefundFilter::default();
     let first = store
-        .list_refunds(&only_ours, u32::MAX, None)
+        .list_refunds(&everything, u32::MAX, None)
         .await
         .unwrap();
     assert_eq!(first.refunds.len(), MAX_LIST_LIMIT as usize);
-    let next = first.next_cursor.as_ref().expect("one more follows");
+    let next = first.next_cursor.as_ref().expect("more follow");
     let second = store
-        .list_refunds(&only_ours, u32::MAX, Some(next))
+        .list_refunds(&everything, u32::MAX, Some(next))
         .await
         .unwrap();
-    assert_eq!(second.refunds.len(), 1);
-    assert_eq!(second.next_cursor, None);
+    assert!(!second.refunds.is_empty());
     let mut listed = first.refunds;
     listed.extend(second.refunds);
     assert_newest_first(&listed);
+    // Ours are the newest of this case, in order, none lost at the seam
+    // (refunds of cases running alongside may sit between them).
+    let seen: Vec<RefundId> = listed
+        .iter()
+        .filter(|r| ours.iter().any(|o| o.id == r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    let expected = ids(&ours);
+    assert_eq!(seen, expected[..seen.len()], "in order, no gap at the seam");
 }
 
 /// Filter values are data: quotes, SQL wildcards, operators and very long
@@ -1486,7 +1512,11 @@ pub async fn listing_treats_hostile_filters_as_data(store: Store) {
             .list_refunds(&filter(None, Some(&probe)), 50, None)
             .await
             .unwrap();
-        assert!(page.refunds.is_empty(), "{:?}", &probe[..probe.len().min(40)]);
+        assert!(
+            page.refunds.is_empty(),
+            "{:?}",
+            &probe[..probe.len().min(40)]
+        );
         assert_eq!(page.next_cursor, None);
     }
     // A token nobody gave out is refused before any store sees it.

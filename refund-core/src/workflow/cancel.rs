@@ -3,9 +3,9 @@
 use time::{OffsetDateTime, UtcOffset};
 
 use super::reconcile::Recorded;
-use crate::actor::Actor;
 use super::verdict::{decide, rerun_proof, Context, Evidence, RerunProof, Verdict};
 use super::{RefundService, Via};
+use crate::actor::Actor;
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
 use crate::masking::mask_gateway_message;
@@ -562,13 +562,11 @@ impl RefundService {
         match (&refund.state, on_failure) {
             (RefundState::Succeeded { .. }, _) => {
                 let view = match settled {
-                    Some(settled) if settled.refund.id == refund.id => {
-                        PaymentView::new(
-                            &settled.payment,
-                            &settled.recent_refunds,
-                            self.gateway.kind(),
-                        )
-                    }
+                    Some(settled) if settled.refund.id == refund.id => PaymentView::new(
+                        &settled.payment,
+                        &settled.recent_refunds,
+                        self.gateway.kind(),
+                    ),
                     _ => {
                         let stored = self
                             .store

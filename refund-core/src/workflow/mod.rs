@@ -1,6 +1,7 @@
 //! The refund workflow: DESIGN.md's protocol on top of a store and a gateway.
 
 mod cancel;
+mod list;
 mod reconcile;
 mod review;
 mod verdict;
@@ -18,7 +19,8 @@ use crate::store::PaymentStore;
 use crate::view::PaymentView;
 
 pub use cancel::CancelOutcome;
-pub use review::MAX_NOTE_CHARS;
+pub use list::DEFAULT_LIST_LIMIT;
+pub use review::{ReviewRequest, MAX_NOTE_CHARS};
 pub(crate) use verdict::entry_id;
 
 /// Refunds, views, syncs and webhooks for one merchant.

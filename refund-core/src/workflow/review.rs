@@ -10,6 +10,15 @@ use crate::view::PaymentView;
 /// Longest review note, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
 
+/// The body of `POST {prefix}/{merchant_uid}/review`: the operator's note
+/// (required). Any other field is an error.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// What the operator found or did: 1 to 500 characters.
+    pub note: String,
+}
+
 impl RefundService {
     /// Resolves the review that holds `merchant_uid`, as `actor`, with the
     /// operator's `note` (1 to 500 characters, no control characters but

@@ -641,9 +641,8 @@ mod tests {
         let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict, "now()");
         assert!(statements.insert_refund.ends_with("$13, now(), now())"));
         assert!(statements.list_refunds[list_variant(true, true, true)].ends_with("LIMIT $6"));
-        assert!(statements.list_refunds[list_variant(false, false, false)].ends_with(
-            "FROM refund_journal ORDER BY created_at_ms DESC, id DESC LIMIT $1"
-        ));
+        assert!(statements.list_refunds[list_variant(false, false, false)]
+            .ends_with("FROM refund_journal ORDER BY created_at_ms DESC, id DESC LIMIT $1"));
         assert!(statements.upsert_payment.contains("$10)"));
         assert!(!statements.upsert_payment.contains("$11"));
     }
