@@ -11,9 +11,9 @@ use actix_web::guard::{self, GuardContext};
 use actix_web::http::header::ContentType;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, ResponseError, Scope};
-use refund_core::RefundService;
+use refund_core::{Actor, RefundService};
 
-use crate::authorize::{Action, Authorizer, Decision};
+use crate::authorize::{Action, Authorizer, Denied};
 use crate::error::{self, ApiError};
 use crate::routes;
 use crate::webhook_gate::{WebhookGate, WebhookLimits};
@@ -209,7 +209,8 @@ pub(crate) struct Route {
 }
 
 /// Every route, in registration order: the fixed paths first, so that
-/// `cancel`, `webhook` and `openapi.json` are never read as order ids.
+/// `cancel`, `webhook`, `openapi.json` and `refunds` are never read as
+/// order ids.
 pub(crate) fn routes() -> Vec<Route> {
     let route = |method: Method, path: &'static str, resource: actix_web::Resource| Route {
         method,
@@ -241,6 +242,11 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/refunds",
+            resource("/refunds", Method::GET).route(web::get().to(routes::list_refunds)),
+        ),
+        route(
+            Method::GET,
             "/{merchant_uid}",
             resource("/{merchant_uid}", Method::GET).route(web::get().to(routes::view)),
         ),
@@ -248,6 +254,11 @@ pub(crate) fn routes() -> Vec<Route> {
             Method::POST,
             "/{merchant_uid}/sync",
             resource("/{merchant_uid}/sync", Method::POST).route(web::post().to(routes::sync)),
+        ),
+        route(
+            Method::POST,
+            "/{merchant_uid}/review",
+            resource("/{merchant_uid}/review", Method::POST).route(web::post().to(routes::review)),
         ),
     ]
 }
@@ -281,22 +292,22 @@ pub(crate) struct ScopeState {
 }
 
 impl ScopeState {
-    /// Asks the merchant's authorizer; anything but `Allow` is an error answer.
+    /// Asks the merchant's authorizer: who acts, or the error answer.
     pub(crate) async fn authorize(
         &self,
         request: &HttpRequest,
         action: Action<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Actor, ApiError> {
         match self.authorizer.authorize(request, action).await {
-            Decision::Allow => Ok(()),
-            Decision::Unauthorized => {
+            Ok(actor) => Ok(actor),
+            Err(Denied::Unauthorized) => {
                 tracing::info!(
                     action = action.name(),
                     "refund route: caller not authenticated"
                 );
                 Err(ApiError::unauthorized(self.authorizer.challenge()))
             }
-            Decision::Forbidden => {
+            Err(Denied::Forbidden) => {
                 tracing::info!(action = action.name(), "refund route: caller not allowed");
                 Err(ApiError::forbidden("not allowed to do this"))
             }

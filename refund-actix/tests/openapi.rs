@@ -152,6 +152,36 @@ async fn the_document_is_public_and_real_answers_match_it() {
                 .uri("/payments/webhook")
                 .set_json(json!({})),
         ),
+        (
+            "get",
+            "/payments/refunds",
+            TestRequest::get()
+                .uri(&format!("/payments/refunds?merchant_uid={uid}&limit=1"))
+                .insert_header(common::admin()),
+        ),
+        (
+            "get",
+            "/payments/refunds",
+            TestRequest::get()
+                .uri("/payments/refunds?status=refunded")
+                .insert_header(common::admin()),
+        ),
+        (
+            "post",
+            "/payments/{merchant_uid}/review",
+            TestRequest::post()
+                .uri(&format!("/payments/{uid}/review"))
+                .insert_header(common::admin())
+                .set_json(json!({"note": "looked"})),
+        ),
+        (
+            "post",
+            "/payments/{merchant_uid}/review",
+            TestRequest::post()
+                .uri(&format!("/payments/{uid}/review"))
+                .insert_header(common::admin())
+                .set_json(json!({})),
+        ),
     ];
     // The check itself bites: an undocumented property is caught.
     let error = json!({"$ref": "#/components/schemas/Error"});
@@ -167,7 +197,7 @@ async fn the_document_is_public_and_real_answers_match_it() {
     }
     assert_eq!(
         statuses,
-        [200, 409, 400, 404, 415, 401, 200, 404, 200, 200, 400],
+        [200, 409, 400, 404, 415, 401, 200, 404, 200, 200, 400, 200, 400, 409, 400],
         "the answers this test means to check"
     );
 }
