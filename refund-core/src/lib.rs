@@ -65,8 +65,9 @@ mod workflow;
 pub use clock::{now_ms, Clock, SystemClock};
 pub use error::RefundError;
 pub use gateway::{
-    CancelCommand, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
-    PaymentGateway, Secret,
+    is_portone_bank, CancelCommand, CancelReceipt, GatewayError, GatewayKind, IamportClient,
+    IamportConfig, IamportCredentials, PaymentGateway, PaymentRef, PortOneAuth, PortOneClient,
+    PortOneConfig, Secret, PORTONE_BANKS,
 };
 pub use masking::mask_gateway_message;
 pub use memory::{MemoryPaymentStore, MemoryTokenCache};

@@ -141,6 +141,7 @@ pub fn paid_payment(merchant_uid: &str, amount: i64, currency: Currency) -> Paym
         status: PaymentStatus::Paid,
         paid_at: 1_764_000_000,
         cancel_history: Vec::new(),
+        requested_cancels: Vec::new(),
     }
 }
 

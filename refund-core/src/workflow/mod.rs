@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::RefundError;
-use crate::gateway::PaymentGateway;
+use crate::gateway::{PaymentGateway, PaymentRef};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{validate_payment_id, RefundStatus};
 use crate::store::PaymentStore;
@@ -145,7 +145,7 @@ impl RefundService {
         // Read before the lookup (see `judge`).
         let now_ms = self.store.now_ms().await?;
         let snapshot = match &stored {
-            Some(stored) => self.gateway.payment(&stored.payment.imp_uid).await,
+            Some(stored) => self.gateway.payment(payment_ref(&stored.payment)).await,
             None => self.gateway.find_payment(merchant_uid).await,
         }
         .map_err(RefundError::Gateway)?;
@@ -182,9 +182,32 @@ impl RefundService {
     #[tracing::instrument(skip(self))]
     pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
         validate_payment_id("imp_uid", imp_uid)?;
+        self.refresh_payment(PaymentRef {
+            imp_uid,
+            merchant_uid: "",
+        })
+        .await
+    }
+
+    /// [`refresh`](Self::refresh) by both ids, as a PortOne V2 webhook
+    /// names a payment (`paymentId` is the order id, `transactionId` the
+    /// attempt): the payment is fetched from the gateway (V1 by `imp_uid`,
+    /// V2 by `merchant_uid`) and upserted. Each id given must be well
+    /// formed; an empty one is not known.
+    #[tracing::instrument(skip(self))]
+    pub async fn refresh_payment(
+        &self,
+        at: PaymentRef<'_>,
+    ) -> Result<Option<PaymentView>, RefundError> {
+        if !at.imp_uid.is_empty() {
+            validate_payment_id("imp_uid", at.imp_uid)?;
+        }
+        if !at.merchant_uid.is_empty() {
+            validate_payment_id("merchant_uid", at.merchant_uid)?;
+        }
         let Some(snapshot) = self
             .gateway
-            .payment(imp_uid)
+            .payment(at)
             .await
             .map_err(RefundError::Gateway)?
         else {
@@ -294,6 +317,22 @@ impl RefundService {
     async fn past_in_flight(&self, refund: &crate::refund::Refund) -> Result<bool, RefundError> {
         let now = self.store.now_ms().await?;
         Ok(!verdict::may_be_on_the_wire(refund, now, self.settle_after))
+    }
+}
+
+/// Both ids of a payment, for a gateway lookup.
+pub(crate) fn payment_ref(payment: &Payment) -> PaymentRef<'_> {
+    PaymentRef {
+        imp_uid: &payment.imp_uid,
+        merchant_uid: &payment.merchant_uid,
+    }
+}
+
+/// Both ids of a refund's payment, for a gateway lookup.
+pub(crate) fn refund_ref(refund: &crate::refund::Refund) -> PaymentRef<'_> {
+    PaymentRef {
+        imp_uid: &refund.imp_uid,
+        merchant_uid: &refund.merchant_uid,
     }
 }
 
