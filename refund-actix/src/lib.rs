@@ -122,8 +122,10 @@ mod error;
 mod openapi;
 mod routes;
 mod scope;
+mod webhook;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;
 pub use authorize::{Action, Authorizer, BearerTokenAuthorizer, Decision, WeakAdminToken};
 pub use scope::{RefundScope, DEFAULT_BODY_LIMIT, DEFAULT_PREFIX, IAMPORT_WEBHOOK_IPS};
+pub use webhook::standard::{InvalidWebhookSecret, PortOneWebhookSecret};

@@ -267,7 +267,7 @@ mod tests {
             assert!(path.starts_with("/payments/"), "{path}");
             documented += item.as_object().unwrap().len();
         }
-        let registered = routes();
+        let registered = routes(refund_core::GatewayKind::Iamport);
         for route in &registered {
             let path = format!("/payments{}", route.path);
             let method = route.method.as_str().to_ascii_lowercase();

@@ -10,11 +10,12 @@ use actix_web::guard::{self, GuardContext};
 use actix_web::http::header::ContentType;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, ResponseError, Scope};
-use refund_core::RefundService;
+use refund_core::{GatewayKind, RefundService};
 
 use crate::authorize::{Action, Authorizer, Decision};
 use crate::error::{self, ApiError};
 use crate::routes;
+use crate::webhook::standard::PortOneWebhookSecret;
 
 /// Default mount point, as in DESIGN.md.
 pub const DEFAULT_PREFIX: &str = "/payments";
@@ -44,6 +45,7 @@ pub struct RefundScope {
     prefix: String,
     body_limit: usize,
     webhook_allowlist: Option<Arc<[IpAddr]>>,
+    portone_webhook_secret: Option<Arc<PortOneWebhookSecret>>,
 }
 
 impl fmt::Debug for RefundScope {
@@ -52,6 +54,7 @@ impl fmt::Debug for RefundScope {
             .field("prefix", &self.prefix)
             .field("body_limit", &self.body_limit)
             .field("webhook_allowlist", &self.webhook_allowlist)
+            .field("portone_webhook_secret", &self.portone_webhook_secret)
             .finish_non_exhaustive()
     }
 }
@@ -66,6 +69,7 @@ impl RefundScope {
             prefix: DEFAULT_PREFIX.to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             webhook_allowlist: None,
+            portone_webhook_secret: None,
         }
     }
 
@@ -105,6 +109,19 @@ impl RefundScope {
         self
     }
 
+    /// Verifies PortOne V2 webhooks with this secret (Standard Webhooks:
+    /// HMAC-SHA256 over `id.timestamp.body`, a timestamp within 5 minutes):
+    /// a notice that does not verify gets `401 invalid_signature` and causes
+    /// no gateway call. Parse the secret at start-up with
+    /// [`PortOneWebhookSecret::parse`], so a bad one stops the server rather
+    /// than every notice. Without it, V2 notices are only a cue to fetch the
+    /// payment (as V1's are). Unused on i'mport V1.
+    #[must_use]
+    pub fn portone_webhook_secret(mut self, secret: PortOneWebhookSecret) -> Self {
+        self.portone_webhook_secret = Some(Arc::new(secret));
+        self
+    }
+
     /// The actix-web scope: `App::new().service(refunds.into_scope())`.
     ///
     /// Routes: `POST /cancel`, `POST /webhook`, `GET /openapi.json`
@@ -119,10 +136,13 @@ impl RefundScope {
             .to_json()
             .map(web::Bytes::from)
             .unwrap_or_default();
+        let gateway = self.service.gateway_kind();
         let state = ScopeState {
             service: self.service,
             authorizer: self.authorizer,
             webhook_allowlist: self.webhook_allowlist,
+            portone_webhook_secret: self.portone_webhook_secret,
+            body_limit: limit,
             openapi,
         };
         let mut scope = web::scope(&self.prefix)
@@ -139,7 +159,7 @@ impl RefundScope {
                     .error_handler(error::form_error_handler),
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error_handler));
-        for route in routes() {
+        for route in routes(gateway) {
             scope = scope.service(route.resource);
         }
         scope.default_service(web::to(|| async { ApiError::no_route().error_response() }))
@@ -172,8 +192,9 @@ pub(crate) struct Route {
 }
 
 /// Every route, in registration order: the fixed paths first, so that
-/// `cancel`, `webhook` and `openapi.json` are never read as order ids.
-pub(crate) fn routes() -> Vec<Route> {
+/// `cancel`, `webhook` and `openapi.json` are never read as order ids. The
+/// webhook takes the configured gateway's shape only.
+pub(crate) fn routes(gateway: GatewayKind) -> Vec<Route> {
     let route = |method: Method, path: &'static str, resource: actix_web::Resource| Route {
         method,
         path,
@@ -185,17 +206,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "/cancel",
             resource("/cancel", Method::POST).route(web::post().to(routes::cancel)),
         ),
-        route(
-            Method::POST,
-            "/webhook",
-            resource("/webhook", Method::POST)
-                .route(
-                    web::post()
-                        .guard(guard::fn_guard(is_form))
-                        .to(routes::webhook_form),
-                )
-                .route(web::post().to(routes::webhook_json)),
-        ),
+        route(Method::POST, "/webhook", webhook_resource(gateway)),
         route(
             Method::GET,
             "/openapi.json",
@@ -213,6 +224,23 @@ pub(crate) fn routes() -> Vec<Route> {
             resource("/{merchant_uid}/sync", Method::POST).route(web::post().to(routes::sync)),
         ),
     ]
+}
+
+/// `/webhook`: V1 notices as JSON or form-urlencoded; V2 notices as JSON.
+fn webhook_resource(gateway: GatewayKind) -> actix_web::Resource {
+    let resource = resource("/webhook", Method::POST);
+    match gateway {
+        GatewayKind::Portone => {
+            resource.route(web::post().to(crate::webhook::portone::webhook))
+        }
+        _ => resource
+            .route(
+                web::post()
+                    .guard(guard::fn_guard(is_form))
+                    .to(routes::webhook_form),
+            )
+            .route(web::post().to(routes::webhook_json)),
+    }
 }
 
 /// A resource whose wrong-method answer is our JSON error with `Allow`.
@@ -237,6 +265,10 @@ pub(crate) struct ScopeState {
     pub(crate) service: Arc<RefundService>,
     authorizer: Arc<dyn Authorizer>,
     webhook_allowlist: Option<Arc<[IpAddr]>>,
+    /// Verifies PortOne V2 webhooks, when set.
+    pub(crate) portone_webhook_secret: Option<Arc<PortOneWebhookSecret>>,
+    /// Largest body read by hand (the V2 webhook, which needs raw bytes).
+    pub(crate) body_limit: usize,
     /// `openapi.json`, rendered once for this scope's prefix.
     pub(crate) openapi: web::Bytes,
 }

@@ -115,6 +115,11 @@ impl RefundService {
         self
     }
 
+    /// Which API the gateway speaks (the webhook shape, metric labels).
+    pub fn gateway_kind(&self) -> crate::gateway::GatewayKind {
+        self.gateway.kind()
+    }
+
     /// The store, for health checks and operator tools.
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
         &self.store
