@@ -29,3 +29,25 @@ impl Clock {
         previous.saturating_add(secs)
     }
 }
+
+/// Unix seconds as an RFC 3339 UTC date-time (`2024-04-25T10:00:00Z`), the
+/// way V2 writes every `date-time`. Unrepresentable values clamp to the
+/// epoch rather than fail a reply.
+pub(crate) fn rfc3339(unix_secs: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix_secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(1_714_039_200), "2024-04-25T10:00:00Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

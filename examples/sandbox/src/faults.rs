@@ -30,6 +30,16 @@ pub enum Fault {
     /// Answer HTTP 200 with a body that is not JSON, without doing anything
     /// (what a misconfigured proxy does).
     Garbage,
+    /// Cancels only: the PG refuses, and its message repeats the refund
+    /// account, holder and phone it was sent (as some PGs do). Nothing
+    /// changes. V1: `code: -1`; V2: 502 `PG_PROVIDER`.
+    EchoAccount,
+    /// V2 cancels only: accept the cancel asynchronously. It is answered 200
+    /// with a `REQUESTED` cancellation, listed on the payment, not counted in
+    /// `amount.cancelled` but no longer cancellable, until
+    /// [`Sandbox::complete_requested_cancels`](crate::Sandbox::complete_requested_cancels).
+    /// A V1 cancel that draws it is served normally.
+    Requested,
 }
 
 impl Fault {
@@ -42,6 +52,17 @@ impl Fault {
             Self::DropBeforeCommit => "drop_before_commit",
             Self::DropAfterCommit => "drop_after_commit",
             Self::Garbage => "garbage",
+            Self::EchoAccount => "echo_account",
+            Self::Requested => "requested",
+        }
+    }
+
+    /// Whether a call to `endpoint` can draw this fault: the refusal kinds
+    /// only make sense for cancels, so a lookup never uses them up.
+    pub(crate) fn applies_to(self, endpoint: Endpoint) -> bool {
+        match self {
+            Self::EchoAccount | Self::Requested => endpoint == Endpoint::Cancel,
+            _ => true,
         }
     }
 }
@@ -50,12 +71,14 @@ impl Fault {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultTarget {
-    /// `POST /payments/cancel` (the default).
+    /// `POST /payments/cancel`, V2 `POST /payments/{paymentId}/cancel`
+    /// (the default).
     #[default]
     Cancel,
-    /// `GET /payments/{imp_uid}` and `GET /payments/find/...`.
+    /// `GET /payments/{imp_uid}` and `GET /payments/find/...`, V2
+    /// `GET /payments/{paymentId}`.
     Get,
-    /// `POST /users/getToken`.
+    /// `POST /users/getToken`, V2 `/login/api-secret` and `/token/refresh`.
     Token,
     /// All of the above.
     Any,
@@ -134,7 +157,10 @@ impl FaultBoard {
 
     /// Uses up one call of the first fault that covers `endpoint`.
     pub(crate) fn take(&mut self, endpoint: Endpoint) -> Option<Fault> {
-        let index = self.armed.iter().position(|a| a.target.covers(endpoint))?;
+        let index = self
+            .armed
+            .iter()
+            .position(|a| a.target.covers(endpoint) && a.fault.applies_to(endpoint))?;
         let armed = &mut self.armed[index];
         armed.remaining -= 1;
         let fault = armed.fault;
@@ -231,6 +257,8 @@ pub(crate) enum FaultName {
     DropBeforeCommit,
     DropAfterCommit,
     Garbage,
+    EchoAccount,
+    Requested,
     RevokeTokens,
 }
 
@@ -249,6 +277,8 @@ impl FaultRequest {
             FaultName::DropBeforeCommit => Fault::DropBeforeCommit,
             FaultName::DropAfterCommit => Fault::DropAfterCommit,
             FaultName::Garbage => Fault::Garbage,
+            FaultName::EchoAccount => Fault::EchoAccount,
+            FaultName::Requested => Fault::Requested,
             FaultName::RevokeTokens => return None,
         })
     }
@@ -274,6 +304,16 @@ mod tests {
         assert_eq!(board.take(Endpoint::Cancel), None);
         assert_eq!(board.take(Endpoint::FindPayment), Some(Fault::Garbage));
         assert!(board.armed().is_empty());
+    }
+
+    #[test]
+    fn cancel_only_faults_are_never_used_up_by_other_calls() {
+        let mut board = FaultBoard::default();
+        board.arm(Fault::Requested, FaultTarget::Any, 1);
+        board.arm(Fault::Garbage, FaultTarget::Any, 1);
+        assert_eq!(board.take(Endpoint::GetPayment), Some(Fault::Garbage));
+        assert_eq!(board.take(Endpoint::Token), None);
+        assert_eq!(board.take(Endpoint::Cancel), Some(Fault::Requested));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! A local, faithful simulator of the i'mport (PortOne V1) REST API.
+//! A local, faithful simulator of the i'mport (PortOne V1) REST API and,
+//! with [`Api::Portone`], of the PortOne V2 API.
 //!
 //! It serves the endpoints a refund flow uses, over real HTTP, with the
 //! official semantics (this crate's `README.md` lists every endpoint and
-//! field):
+//! field). V1 ([`Api::Iamport`], the default):
 //!
 //! - `POST /users/getToken`: 30-minute tokens, reused while live, extended by
 //!   five minutes when asked for in their last minute; 401 for wrong keys.
@@ -11,9 +12,20 @@
 //!   the phone-payment month rule; refusals are HTTP 200 with `code: -1`.
 //! - `GET /payments/{imp_uid}`, `GET /payments/find/{merchant_uid}[/{status}]`.
 //!
+//! V2 ([`Api::Portone`]), over the same book of payments:
+//!
+//! - `POST /login/api-secret`, `POST /token/refresh`; payment calls take
+//!   `Authorization: PortOne <secret>` or `Bearer <access token>`.
+//! - `GET /payments/{paymentId}`: the `Payment` union discriminated by
+//!   `status`, integer minor-unit amounts, `cancellations` with statuses.
+//! - `POST /payments/{paymentId}/cancel`: required `reason`,
+//!   `currentCancellableAmount`, the `Bank` enum, typed errors with their
+//!   HTTP statuses, asynchronous `REQUESTED` cancels.
+//! - Signed webhooks (Standard Webhooks) to [`SandboxConfig::webhook`].
+//!
 //! plus `/sandbox/...` control endpoints (seed payments, admin-console
-//! cancels, fault injection, call counters, clock) that mirror the methods of
-//! [`Sandbox`].
+//! cancels, completing requested cancels, fault injection, call counters,
+//! clock) that mirror the methods of [`Sandbox`].
 //!
 //! It is deliberately independent of `refund-core`: it models the gateway,
 //! not our client, so a client bug cannot hide behind a matching sandbox bug.
@@ -35,15 +47,19 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod auth;
+mod bank;
 mod body;
 mod clock;
 mod config;
 mod faults;
 mod ledger;
 mod money;
+mod portone_auth;
+mod portone_wire;
 mod routes;
 mod state;
 mod stats;
+mod webhook;
 mod wire;
 
 use std::future::Future;
@@ -58,18 +74,23 @@ use actix_web::{web, App, HttpServer};
 use tokio::task::JoinHandle;
 
 pub use config::{
-    SandboxConfig, CLI_DEFAULT_LISTEN, DEFAULT_IMP_KEY, DEFAULT_IMP_SECRET, DEFAULT_TOKEN_TTL,
+    Api, SandboxConfig, UnknownApi, WebhookTarget, CLI_DEFAULT_LISTEN, DEFAULT_API_SECRET,
+    DEFAULT_IMP_KEY, DEFAULT_IMP_SECRET, DEFAULT_STORE_ID, DEFAULT_TOKEN_TTL,
+    DEFAULT_WEBHOOK_SECRET,
 };
 pub use faults::{ArmedFault, Fault, FaultTarget};
 pub use ledger::{
-    pay_method, AdminCancel, CancelEntry, CancelError, CreatePaymentError, NewPayment, Payment,
-    PaymentStatus, UnknownStatus, VirtualAccount,
+    pay_method, AdminCancel, CancelEntry, CancelError, CancelTrigger, CancellationStatus,
+    CreatePaymentError, NewPayment, Payment, PaymentStatus, UnknownStatus, VirtualAccount,
 };
 pub use money::{format_amount, parse_amount, AmountError, Currency, UnknownCurrency};
 pub use stats::{CancelStats, Stats, TokenStats};
+pub use webhook::{DeliveryStatus, WebhookDelivery};
 
 use faults::ConnectionCutter;
+use ledger::Target;
 use state::SandboxState;
+use webhook::Webhooks;
 
 /// How long a graceful [`Sandbox::stop`] waits for in-flight calls (a held
 /// reply, for instance) before closing them.
@@ -83,6 +104,8 @@ pub struct Sandbox {
     addr: SocketAddr,
     handle: ServerHandle,
     server: Option<JoinHandle<io::Result<()>>>,
+    /// The webhook delivery task (V2 with a webhook target).
+    webhooks: Option<JoinHandle<()>>,
 }
 
 impl Sandbox {
@@ -93,21 +116,36 @@ impl Sandbox {
     /// workers run on their own threads, so a busy test runtime does not
     /// starve them.
     pub async fn start(config: SandboxConfig) -> io::Result<Self> {
+        let invalid = |message: &str| io::Error::new(io::ErrorKind::InvalidInput, message);
         if config.workers == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the sandbox needs at least one worker",
-            ));
+            return Err(invalid("the sandbox needs at least one worker"));
         }
-        let state = Arc::new(SandboxState::new(&config));
+        let webhook_key = match (&config.webhook, config.api) {
+            (None, _) => None,
+            (Some(_), Api::Iamport) => return Err(invalid(
+                "signed webhooks are a PortOne V2 feature: start the sandbox with the portone API",
+            )),
+            (Some(target), Api::Portone) => Some(
+                webhook::secret_key(&target.secret).map_err(|error| invalid(&error.to_string()))?,
+            ),
+        };
         let listener = TcpListener::bind(config.listen)?;
         let addr = listener.local_addr()?;
+        let (webhooks, webhook_task) = match (&config.webhook, webhook_key) {
+            (Some(target), Some(key)) => {
+                let (webhooks, task) = Webhooks::start(target.clone(), key);
+                (Some(webhooks), Some(task))
+            }
+            _ => (None, None),
+        };
+        let state = Arc::new(SandboxState::new(&config, webhooks));
 
         let data = web::Data::from(Arc::clone(&state));
+        let api = config.api;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, api))
         })
         .workers(config.workers)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
@@ -129,7 +167,7 @@ impl Sandbox {
             ));
         }
         let server = tokio::spawn(server);
-        tracing::info!(%addr, "i'mport sandbox listening");
+        tracing::info!(%addr, api = %config.api, "sandbox listening");
 
         Ok(Self {
             state,
@@ -137,6 +175,7 @@ impl Sandbox {
             addr,
             handle,
             server: Some(server),
+            webhooks: webhook_task,
         })
     }
 
@@ -145,9 +184,25 @@ impl Sandbox {
         self.addr
     }
 
-    /// `http://ADDR`, the base URL to give an i'mport client.
+    /// `http://ADDR`, the base URL to give an i'mport or PortOne client.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Which API it serves.
+    pub fn api(&self) -> Api {
+        self.config.api
+    }
+
+    /// The accepted V2 API secret.
+    pub fn api_secret(&self) -> &str {
+        &self.config.api_secret
+    }
+
+    /// The V2 store id payments belong to (the configured one, or
+    /// [`DEFAULT_STORE_ID`]).
+    pub fn store_id(&self) -> &str {
+        self.config.effective_store_id()
     }
 
     /// The accepted REST API key.
@@ -168,6 +223,39 @@ impl Sandbox {
     /// A few lines for a human starting the sandbox by hand: where it
     /// listens, which credentials it takes and how to drive it.
     pub fn banner(&self) -> String {
+        match self.config.api {
+            Api::Iamport => self.iamport_banner(),
+            Api::Portone => self.portone_banner(),
+        }
+    }
+
+    fn portone_banner(&self) -> String {
+        let base = self.base_url();
+        let webhook = match &self.config.webhook {
+            Some(target) => format!(
+                "signed webhooks to {} (secret: {})",
+                target.url, target.secret
+            ),
+            None => "no webhooks (give --webhook-url to get them)".to_owned(),
+        };
+        format!(
+            "PortOne V2 sandbox listening on {base}\n\
+             \x20 API secret: {secret} (Authorization: PortOne <secret>, or POST /login/api-secret)\n\
+             \x20 store id:   {store}\n\
+             \x20 webhooks:   {webhook}\n\
+             \x20 token TTL:  {ttl}s, added latency: {latency}ms\n\
+             \x20 seed a payment: curl -X POST {base}/sandbox/payments -H 'content-type: application/json' \
+             -d '{{\"payment_id\":\"order-1\",\"amount\":10000}}'\n\
+             \x20 control: /sandbox/payments, /sandbox/payments/{{paymentId}}/admin-cancel, \
+             /sandbox/cancellations/complete, /sandbox/faults, /sandbox/stats, /sandbox/reset-stats, /sandbox/clock",
+            secret = self.config.api_secret,
+            store = self.store_id(),
+            ttl = self.config.token_ttl.as_secs(),
+            latency = self.config.latency.as_millis(),
+        )
+    }
+
+    fn iamport_banner(&self) -> String {
         let base = self.base_url();
         format!(
             "i'mport sandbox listening on {base}\n\
@@ -185,7 +273,9 @@ impl Sandbox {
         )
     }
 
-    /// Seeds a payment (paid by default), as if a buyer had just paid.
+    /// Seeds a payment (paid by default), as if a buyer had just paid. In
+    /// V2 mode `merchant_uid` is the `paymentId` (and a `transactionId` is
+    /// generated), and a configured webhook target is notified.
     pub fn create_payment(&self, new: NewPayment) -> Result<Payment, CreatePaymentError> {
         self.state.create_payment(new)
     }
@@ -201,13 +291,31 @@ impl Sandbox {
     }
 
     /// Cancels outside the merchant's server, as the admin console would:
-    /// no checksum, no refund account, otherwise the gateway's rules.
+    /// no checksum, no refund account, otherwise the gateway's rules (V2:
+    /// trigger `CONSOLE`, and a webhook). Takes the `imp_uid` in both modes.
     pub fn admin_cancel(&self, imp_uid: &str, cancel: AdminCancel) -> Result<Payment, CancelError> {
-        self.state.admin_cancel(imp_uid, cancel)
+        self.state
+            .admin_cancel(&Target::ImpUid(imp_uid.to_owned()), cancel)
+    }
+
+    /// Completes every `REQUESTED` (asynchronous) cancel: with `succeed`,
+    /// each becomes `SUCCEEDED` (counted in the cancelled amount,
+    /// `cancelledAt` set); otherwise `FAILED` (its amount is cancellable
+    /// again). Each completion is notified by webhook. Returns how many were
+    /// completed.
+    pub fn complete_requested_cancels(&self, succeed: bool) -> usize {
+        self.state.complete_requested(succeed).len()
+    }
+
+    /// The webhooks sent so far (oldest first, at most the last 10,000),
+    /// with their attempts and status. Empty without a webhook target.
+    pub fn deliveries(&self) -> Vec<WebhookDelivery> {
+        self.state.deliveries()
     }
 
     /// Makes the next `times` calls to `target` suffer `fault`. Faults queue
-    /// up in the order they are armed.
+    /// up in the order they are armed. [`Fault::EchoAccount`] and
+    /// [`Fault::Requested`] are only drawn by cancel calls.
     pub fn inject_fault(&self, fault: Fault, target: FaultTarget, times: u32) {
         self.state.arm_fault(fault, target, times);
     }
@@ -250,8 +358,12 @@ impl Sandbox {
     }
 
     /// Stops gracefully: in-flight calls get up to two seconds to finish.
+    /// Webhooks not delivered yet are dropped.
     pub async fn stop(mut self) {
         self.handle.stop(true).await;
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
         if let Some(server) = self.server.take() {
             // The server future has returned once stop() resolves; the
             // join only collects its result.
@@ -277,5 +389,8 @@ impl Drop for Sandbox {
         // does not cancel it, so this never blocks. Sending it to a server
         // that already stopped is a no-op.
         drop(self.handle.stop(false));
+        if let Some(webhooks) = self.webhooks.take() {
+            webhooks.abort();
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! JSON shapes of the V1 API and the replies built from them.
+//! JSON shapes of the V1 API and the replies built from them (V2's are in
+//! `portone_wire`).
 //!
 //! Every answer, success or failure, is the envelope
 //! `{"code": int, "message": string|null, "response": ...}`. A refusal is
@@ -11,7 +12,7 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 
 use crate::auth::IssuedToken;
-use crate::ledger::{CancelEntry, Payment};
+use crate::ledger::{CancelEntry, CancellationStatus, Payment};
 use crate::money::JsonAmount;
 
 /// The response envelope.
@@ -227,10 +228,13 @@ impl<'a> PaymentAnnotation<'a> {
             fail_reason: payment.fail_reason.as_deref(),
             cancel_reason: payment.cancel_reason.as_deref(),
             receipt_url: &payment.receipt_url,
-            cancel_history: payment.cancel_history.iter().map(cancel).collect(),
+            // V1 has no asynchronous cancels: only done ones are history.
+            cancel_history: payment
+                .entries(CancellationStatus::Succeeded)
+                .map(cancel)
+                .collect(),
             cancel_receipt_urls: payment
-                .cancel_history
-                .iter()
+                .entries(CancellationStatus::Succeeded)
                 .map(|entry| entry.receipt_url.as_str())
                 .collect(),
             cash_receipt_issued: false,

@@ -7,14 +7,13 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::call::{arrive, run_with_fault};
 use crate::body::Fields;
-use crate::faults::{ConnectionCutter, Endpoint, Fault};
+use crate::faults::{Endpoint, Fault};
 use crate::ledger::{CancelError, CancelOrder, Payment, PaymentStatus, RefundAccount, Target};
 use crate::money::{parse_amount, Currency};
 use crate::state::SandboxState;
-use crate::wire::{
-    failure, garbage, refusal, success, unauthorized, AuthAnnotation, PaymentAnnotation,
-};
+use crate::wire::{failure, refusal, success, unauthorized, AuthAnnotation, PaymentAnnotation};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/users/getToken", web::post().to(get_token))
@@ -27,14 +26,6 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         .route("/payments/{imp_uid}", web::get().to(get_payment));
 }
 
-/// Latency and accounting, common to every gateway call.
-async fn arrive(state: &SandboxState, endpoint: Endpoint) {
-    if !state.latency.is_zero() {
-        tokio::time::sleep(state.latency).await;
-    }
-    state.record_call(endpoint);
-}
-
 /// The 401 answer, unless the request carries the live token.
 fn reject_unauthenticated(state: &SandboxState, req: &HttpRequest) -> Option<HttpResponse> {
     if state.is_authorized(req.headers()) {
@@ -45,50 +36,14 @@ fn reject_unauthenticated(state: &SandboxState, req: &HttpRequest) -> Option<Htt
     }
 }
 
-/// Runs `work` (the call's real work: for a cancel, validate and commit)
-/// under the next fault armed for `endpoint`, if any.
+/// Runs `work` under the next fault armed for `endpoint`, in V1's words.
 async fn with_faults(
     state: &SandboxState,
     req: &HttpRequest,
     endpoint: Endpoint,
     work: impl FnOnce() -> HttpResponse,
 ) -> HttpResponse {
-    let Some(fault) = state.take_fault(endpoint) else {
-        return work();
-    };
-    tracing::debug!(fault = fault.name(), ?endpoint, "injecting fault");
-    match fault {
-        Fault::FailBeforeCommit => failure(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
-        Fault::Garbage => garbage(),
-        Fault::DropBeforeCommit => cut_connection(req, StatusCode::SERVICE_UNAVAILABLE),
-        Fault::HoldAfterCommit(hold) => {
-            let reply = work();
-            tokio::time::sleep(hold).await;
-            reply
-        }
-        Fault::FailAfterCommit => {
-            // The work's own reply is lost, as behind a crashing proxy.
-            drop(work());
-            failure(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-        }
-        Fault::DropAfterCommit => {
-            drop(work());
-            cut_connection(req, StatusCode::INTERNAL_SERVER_ERROR)
-        }
-    }
-}
-
-/// Closes the client's connection with no reply. The response returned is
-/// only delivered if the connection could not be cut (then it is a 5xx, the
-/// nearest observable equivalent).
-fn cut_connection(req: &HttpRequest, fallback: StatusCode) -> HttpResponse {
-    let cut = req
-        .conn_data::<ConnectionCutter>()
-        .is_some_and(ConnectionCutter::cut);
-    if !cut {
-        tracing::warn!("connection could not be dropped; answering {fallback} instead");
-    }
-    failure(fallback, "connection dropped")
+    run_with_fault(state.take_fault(endpoint), req, failure, work).await
 }
 
 /// `POST /users/getToken`.
@@ -130,7 +85,11 @@ async fn cancel(
         Ok(fields) => fields,
         Err(error) => return failure(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    with_faults(state, &req, Endpoint::Cancel, || {
+    let fault = state.take_fault(Endpoint::Cancel);
+    if fault == Some(Fault::EchoAccount) {
+        return refusal(&echoed_refusal(&fields));
+    }
+    run_with_fault(fault, &req, failure, || {
         let outcome = cancel_target(&fields)
             .and_then(|target| state.cancel(&target, |payment| cancel_order(&fields, payment)));
         match outcome {
@@ -139,6 +98,19 @@ async fn cancel(
         }
     })
     .await
+}
+
+/// A PG refusal that repeats the refund account it was sent, as some PGs'
+/// free-text messages do (the client must mask it).
+fn echoed_refusal(fields: &Fields) -> String {
+    let field = |name| fields.text(name).ok().flatten().unwrap_or_default();
+    format!(
+        "[PG] refund to {} account {} of {} ({}) was refused by the bank",
+        field("refund_bank"),
+        field("refund_account"),
+        field("refund_holder"),
+        field("refund_tel"),
+    )
 }
 
 fn text(fields: &Fields, name: &str) -> Result<Option<String>, CancelError> {
@@ -166,6 +138,7 @@ fn cancel_order(fields: &Fields, payment: &Payment) -> Result<CancelOrder, Cance
             account: text(fields, "refund_account")?,
         },
         require_refund_account: true,
+        ..CancelOrder::default()
     })
 }
 
