@@ -102,7 +102,10 @@ impl fmt::Debug for Settings {
             .field("portone_url", &self.portone_url)
             .field("portone_secret", &redacted(&self.portone_secret))
             .field("portone_store_id", &self.portone_store_id)
-            .field("portone_webhook_secret", &redacted(&self.portone_webhook_secret))
+            .field(
+                "portone_webhook_secret",
+                &redacted(&self.portone_webhook_secret),
+            )
             .field("iamport_url", &self.iamport_url)
             .field("iamport_key", &self.iamport_key)
             .field("iamport_secret", &redacted(&self.iamport_secret))

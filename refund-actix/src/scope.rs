@@ -230,9 +230,7 @@ pub(crate) fn routes(gateway: GatewayKind) -> Vec<Route> {
 fn webhook_resource(gateway: GatewayKind) -> actix_web::Resource {
     let resource = resource("/webhook", Method::POST);
     match gateway {
-        GatewayKind::Portone => {
-            resource.route(web::post().to(crate::webhook::portone::webhook))
-        }
+        GatewayKind::Portone => resource.route(web::post().to(crate::webhook::portone::webhook)),
         _ => resource
             .route(
                 web::post()

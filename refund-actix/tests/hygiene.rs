@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use common::{cancel_request, order_id, scope_for, send, CapturedLogs, Env, ADMIN_TOKEN};
 use iamport_sandbox::{pay_method, Currency, NewPayment};
 use refund_core::{
-    CancelCommand, CancelReceipt, GatewayError, IamportClient, IamportConfig, IamportCredentials, Payment,
-    PaymentGateway, PaymentRef, PaymentStore, RefundService, RefundStatus,
+    CancelCommand, CancelReceipt, GatewayError, IamportClient, IamportConfig, IamportCredentials,
+    Payment, PaymentGateway, PaymentRef, PaymentStore, RefundService, RefundStatus,
 };
 use serde_json::{json, Value};
 

@@ -91,8 +91,9 @@ impl V2 {
             BearerTokenAuthorizer::new(ADMIN_TOKEN).unwrap(),
         );
         if options.webhooks {
-            scope =
-                scope.portone_webhook_secret(PortOneWebhookSecret::parse(DEFAULT_WEBHOOK_SECRET).unwrap());
+            scope = scope.portone_webhook_secret(
+                PortOneWebhookSecret::parse(DEFAULT_WEBHOOK_SECRET).unwrap(),
+            );
         }
         let server = HttpServer::new(move || App::new().service(scope.clone()))
             .workers(2)
@@ -171,7 +172,10 @@ impl V2 {
     }
 
     fn gateway_cancelled(&self, payment: &Payment) -> i64 {
-        self.sandbox.payment(&payment.imp_uid).unwrap().cancel_amount
+        self.sandbox
+            .payment(&payment.imp_uid)
+            .unwrap()
+            .cancel_amount
     }
 
     /// The newest refund of an order, as journaled.
@@ -286,8 +290,13 @@ async fn partial_then_full_refund_with_explicit_amounts() {
     let amounts: Vec<i64> = at_gateway.cancel_history.iter().map(|c| c.amount).collect();
     assert_eq!(amounts, [3000, 7000]);
     let first_id = view["refund"]["id"].as_str().unwrap();
-    assert_eq!(at_gateway.cancel_history[0].reason, format!("size ({first_id})"));
-    assert!(at_gateway.cancel_history[1].reason.starts_with("refund rf_"));
+    assert_eq!(
+        at_gateway.cancel_history[0].reason,
+        format!("size ({first_id})")
+    );
+    assert!(at_gateway.cancel_history[1]
+        .reason
+        .starts_with("refund rf_"));
     // The journal credits each refund with its V2 cancellation id.
     let refund = v2
         .store
@@ -331,7 +340,11 @@ async fn a_console_refund_is_found_by_the_balance_check_and_the_retry_works() {
     let body = json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 3000});
     let stale = v2.cancel(body.clone(), None).await;
     stale.assert_error(409, "payment_out_of_sync");
-    assert_eq!(v2.gateway_cancelled(&payment), 2_000, "nothing more was cancelled");
+    assert_eq!(
+        v2.gateway_cancelled(&payment),
+        2_000,
+        "nothing more was cancelled"
+    );
     let refund = v2.newest_refund(&payment.merchant_uid).await;
     assert_eq!(
         refund.state.failure().and_then(|f| f.code.as_deref()),
@@ -371,7 +384,11 @@ async fn a_pg_refusal_is_gateway_rejected_with_its_message_masked() {
     let refund = v2.newest_refund(&payment.merchant_uid).await;
     let failure = refund.state.failure().unwrap();
     assert_eq!(failure.code.as_deref(), Some("PG_PROVIDER"));
-    assert!(!failure.message.contains("110123456789"), "{}", failure.message);
+    assert!(
+        !failure.message.contains("110123456789"),
+        "{}",
+        failure.message
+    );
     assert_eq!(v2.gateway_cancelled(&payment), 0);
     v2.stop().await;
 }
@@ -394,12 +411,19 @@ async fn virtual_accounts_need_a_v2_bank_name_checked_before_any_call() {
         let refused = v2.cancel(account(bank), None).await;
         refused.assert_error(400, "invalid_request");
         assert!(
-            refused.json["message"].as_str().unwrap().contains("refund_bank"),
+            refused.json["message"]
+                .as_str()
+                .unwrap()
+                .contains("refund_bank"),
             "{}",
             refused.json
         );
     }
-    assert_eq!(v2.cancels_attempted(), 0, "no call for a request we can reject");
+    assert_eq!(
+        v2.cancels_attempted(),
+        0,
+        "no call for a request we can reject"
+    );
     let refunded = v2.cancel(account("SHINHAN"), None).await;
     assert_eq!(refunded.ok()["cancel_amount"], 10_000);
     assert_eq!(refunded.ok()["pay_method"], "vbank");
@@ -439,7 +463,8 @@ async fn dollars_are_refunded_in_cents() {
 async fn an_asynchronous_cancel_waits_for_its_signed_webhook_then_the_key_replays_it() {
     let v2 = V2::start().await;
     let payment = v2.seed_krw(10_000).await;
-    v2.sandbox.inject_fault(Fault::Requested, FaultTarget::Cancel, 1);
+    v2.sandbox
+        .inject_fault(Fault::Requested, FaultTarget::Cancel, 1);
     let body = json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 4000});
     let accepted = v2.cancel(body.clone(), Some("click-async")).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json);
@@ -459,7 +484,10 @@ async fn an_asynchronous_cancel_waits_for_its_signed_webhook_then_the_key_replay
     v2.clock.advance(Duration::from_secs(6 * 3600));
     let synced = v2
         .http
-        .post(format!("{}/payments/{}/sync", v2.base, payment.merchant_uid))
+        .post(format!(
+            "{}/payments/{}/sync",
+            v2.base, payment.merchant_uid
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
@@ -471,7 +499,10 @@ async fn an_asynchronous_cancel_waits_for_its_signed_webhook_then_the_key_replay
         RefundStatus::Pending
     );
     let other = v2
-        .cancel(json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 1000}), None)
+        .cancel(
+            json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 1000}),
+            None,
+        )
         .await;
     other.assert_error(409, "refund_in_progress");
     let replay = v2.cancel(body.clone(), Some("click-async")).await;
@@ -487,7 +518,11 @@ async fn an_asynchronous_cancel_waits_for_its_signed_webhook_then_the_key_replay
     let view = replay.ok();
     assert_eq!(view["refund"]["status"], "succeeded");
     assert_eq!(view["cancel_amount"], 4000);
-    assert_eq!(v2.cancels_attempted(), 1, "the key replays, it never sends again");
+    assert_eq!(
+        v2.cancels_attempted(),
+        1,
+        "the key replays, it never sends again"
+    );
     v2.stop().await;
 }
 
@@ -495,7 +530,8 @@ async fn an_asynchronous_cancel_waits_for_its_signed_webhook_then_the_key_replay
 async fn a_failed_asynchronous_cancel_frees_the_payment_once_reported() {
     let v2 = V2::start().await;
     let payment = v2.seed_krw(10_000).await;
-    v2.sandbox.inject_fault(Fault::Requested, FaultTarget::Cancel, 1);
+    v2.sandbox
+        .inject_fault(Fault::Requested, FaultTarget::Cancel, 1);
     let body = json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 4000});
     let accepted = v2.cancel(body.clone(), Some("click-fails")).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.json);
@@ -524,7 +560,11 @@ async fn a_5xx_after_the_commit_is_credited_and_one_before_frees_the_payment_at_
     v2.sandbox
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
     let committed = v2.cancel(body(2000), None).await;
-    assert_eq!(committed.ok()["cancel_amount"], 2000, "one lookup proved it applied");
+    assert_eq!(
+        committed.ok()["cancel_amount"],
+        2000,
+        "one lookup proved it applied"
+    );
     assert_eq!(committed.ok()["refund"]["status"], "succeeded");
     v2.sandbox
         .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
@@ -584,12 +624,25 @@ async fn login_tokens_are_cached_and_renewed_once_when_refused() {
     .await;
     let payment = v2.seed_krw(10_000).await;
     let body = |amount: i64| json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": amount});
-    assert_eq!(v2.cancel(body(1000), None).await.ok()["cancel_amount"], 1000);
-    assert_eq!(v2.cancel(body(1000), None).await.ok()["cancel_amount"], 2000);
-    assert_eq!(v2.sandbox.stats().get_token.requests, 1, "one login for every call");
+    assert_eq!(
+        v2.cancel(body(1000), None).await.ok()["cancel_amount"],
+        1000
+    );
+    assert_eq!(
+        v2.cancel(body(1000), None).await.ok()["cancel_amount"],
+        2000
+    );
+    assert_eq!(
+        v2.sandbox.stats().get_token.requests,
+        1,
+        "one login for every call"
+    );
     // Revoked (or expired) at PortOne: one 401, one fresh login, success.
     v2.sandbox.revoke_tokens();
-    assert_eq!(v2.cancel(body(1000), None).await.ok()["cancel_amount"], 3000);
+    assert_eq!(
+        v2.cancel(body(1000), None).await.ok()["cancel_amount"],
+        3000
+    );
     assert_eq!(v2.sandbox.stats().get_token.requests, 2);
     assert_eq!(v2.gateway_cancelled(&payment), 3000);
     v2.stop().await;
@@ -625,7 +678,12 @@ async fn unsigned_stale_or_foreign_notices_get_401_and_no_gateway_call() {
     hostile.push(("missing webhook-id", no_id));
     for (what, headers) in hostile {
         let reply = v2.webhook(body, &headers).await;
-        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {}", reply.json);
+        assert_eq!(
+            reply.status,
+            StatusCode::UNAUTHORIZED,
+            "{what}: {}",
+            reply.json
+        );
         assert_eq!(reply.json["code"], "invalid_signature", "{what}");
     }
     // A tampered body under a valid signature of the original.
@@ -633,7 +691,11 @@ async fn unsigned_stale_or_foreign_notices_get_401_and_no_gateway_call() {
     let tampered = String::from_utf8_lossy(body).replace("Cancelled", "Paid");
     let reply = v2.webhook(tampered.as_bytes(), &headers).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(v2.lookups(), before, "no gateway call for a notice that does not verify");
+    assert_eq!(
+        v2.lookups(),
+        before,
+        "no gateway call for a notice that does not verify"
+    );
     // Correctly signed: confirmed by one lookup. Redelivered: harmless.
     let reply = v2.webhook(body, &headers).await;
     assert_eq!(reply.ok()["code"], "ok");
@@ -642,7 +704,9 @@ async fn unsigned_stale_or_foreign_notices_get_401_and_no_gateway_call() {
     assert_eq!(v2.lookups(), before + 2);
     // Types we do not handle are acknowledged with no call.
     let billing = br#"{"type":"BillingKey.Issued","timestamp":"2026-01-01T00:00:00Z","data":{"storeId":"s","billingKey":"b"}}"#;
-    let reply = v2.webhook(billing, &signed(billing, &sandbox_key(), now_s())).await;
+    let reply = v2
+        .webhook(billing, &signed(billing, &sandbox_key(), now_s()))
+        .await;
     assert_eq!(reply.ok()["code"], "ok");
     assert_eq!(v2.lookups(), before + 2);
     // JSON only on V2.
@@ -671,13 +735,14 @@ async fn the_sandboxs_signed_webhooks_pick_up_console_refunds() {
             },
         )
         .unwrap();
-    eventually(|| async {
-        v2.view(&payment.merchant_uid).await.json["cancel_amount"] == 2_500
-    })
-    .await;
+    eventually(|| async { v2.view(&payment.merchant_uid).await.json["cancel_amount"] == 2_500 })
+        .await;
     // Our copy is current, so the next refund's balance check holds.
     let reply = v2
-        .cancel(json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 500}), None)
+        .cancel(
+            json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 500}),
+            None,
+        )
         .await;
     assert_eq!(reply.ok()["cancel_amount"], 3_000);
     v2.stop().await;

@@ -525,7 +525,8 @@ pub(crate) fn check_bank(
     use crate::gateway::GatewayKind;
     let ok = match kind {
         GatewayKind::Iamport => {
-            bank.chars().count() <= MAX_BANK_CHARS && bank.chars().all(|c| c.is_ascii_alphanumeric())
+            bank.chars().count() <= MAX_BANK_CHARS
+                && bank.chars().all(|c| c.is_ascii_alphanumeric())
         }
         GatewayKind::Portone => crate::gateway::is_portone_bank(bank),
     };
@@ -534,7 +535,9 @@ pub(crate) fn check_bank(
     }
     Err(RequestError::Invalid(
         match kind {
-            GatewayKind::Iamport => "refund_bank must be a bank code of at most 4 letters or digits",
+            GatewayKind::Iamport => {
+                "refund_bank must be a bank code of at most 4 letters or digits"
+            }
             GatewayKind::Portone => {
                 "refund_bank must be a PortOne V2 bank name (for example SHINHAN)"
             }
@@ -790,7 +793,9 @@ mod tests {
                 r#"{{"merchant_uid":"m","refund_holder":"Kim","refund_bank":"{bank}","refund_account":"1101234"}}"#
             ))
         };
-        assert!(with_bank("SHINHAN").validate_for(GatewayKind::Portone).is_ok());
+        assert!(with_bank("SHINHAN")
+            .validate_for(GatewayKind::Portone)
+            .is_ok());
         assert!(with_bank("88").validate_for(GatewayKind::Iamport).is_ok());
         // V1's numeric codes, lower case and unknown names are refused on V2,
         // and V2's long names on V1 (4 characters at most there).
@@ -800,7 +805,9 @@ mod tests {
                 .unwrap_err();
             assert!(matches!(&error, RequestError::Invalid(m) if m.contains("refund_bank")));
         }
-        assert!(with_bank("SHINHAN").validate_for(GatewayKind::Iamport).is_err());
+        assert!(with_bank("SHINHAN")
+            .validate_for(GatewayKind::Iamport)
+            .is_err());
         assert!(with_bank("KAKAO_PAY_SECURITIES")
             .validate_for(GatewayKind::Portone)
             .is_ok());

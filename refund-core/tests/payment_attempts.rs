@@ -11,8 +11,7 @@ use async_trait::async_trait;
 use refund_core::testkit::{paid_payment, unique};
 use refund_core::{
     CancelCommand, CancelReceipt, Currency, GatewayError, MemoryPaymentStore, Payment,
-    PaymentGateway, PaymentRef,
-    PaymentStatus, PaymentStore, RefundService,
+    PaymentGateway, PaymentRef, PaymentStatus, PaymentStore, RefundService,
 };
 
 /// Answers lookups from a fixed set of payments; never cancels.

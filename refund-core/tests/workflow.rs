@@ -12,9 +12,8 @@ use iamport_sandbox::{
 use refund_core::testkit::{FaultyStore, ManualClock, StoreFault, StoreOp};
 use refund_core::{
     Amount, CancelCommand, CancelOutcome, CancelReceipt, CancelRequest, FailureKind, GatewayError,
-    IamportClient, PaymentRef,
-    IamportConfig, IamportCredentials, MemoryPaymentStore, Payment, PaymentGateway, PaymentStore,
-    RefundError, RefundService, RefundState, RefundStatus,
+    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, Payment, PaymentGateway,
+    PaymentRef, PaymentStore, RefundError, RefundService, RefundState, RefundStatus,
 };
 
 /// Client timeouts short enough that "the refund can no longer be in
@@ -100,7 +99,13 @@ impl Harness {
     /// again afterwards.
     async fn applied_but_judged_not_applied(&self, key: &str) -> (String, Payment) {
         let (merchant_uid, imp_uid) = self.seed_krw(10_000).await;
-        let stale = self.gateway.inner.payment(v1(&imp_uid)).await.unwrap().unwrap();
+        let stale = self
+            .gateway
+            .inner
+            .payment(v1(&imp_uid))
+            .await
+            .unwrap()
+            .unwrap();
         self.sandbox
             .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
         self.gateway.set(Some(Tamper::Stale(stale.clone())));
@@ -494,7 +499,13 @@ async fn a_late_success_answer_wins_over_an_early_verdict() {
     let h = Arc::new(Harness::start().await);
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     let before = h.sandbox.payment(&imp_uid).unwrap();
-    let stale = h.gateway.inner.payment(v1(&imp_uid)).await.unwrap().unwrap();
+    let stale = h
+        .gateway
+        .inner
+        .payment(v1(&imp_uid))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(before.cancel_amount, 0);
     h.sandbox.inject_fault(
         Fault::HoldAfterCommit(Duration::from_millis(300)),
@@ -1042,7 +1053,12 @@ async fn token_is_fetched_once_for_many_calls() {
     let (merchant_uid, imp_uid) = h.seed_krw(100_000).await;
     for _ in 0..5 {
         refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-        h.gateway.inner.payment(v1(&imp_uid)).await.unwrap().unwrap();
+        h.gateway
+            .inner
+            .payment(v1(&imp_uid))
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(h.sandbox.stats().get_token.requests, 1);
     assert_eq!(
@@ -1151,7 +1167,13 @@ async fn a_rerun_never_runs_on_totals_newer_than_its_proof() {
 async fn a_rerun_on_a_lagging_lookup_waits_without_a_hold() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let before_console = h.gateway.inner.payment(v1(&imp_uid)).await.unwrap().unwrap();
+    let before_console = h
+        .gateway
+        .inner
+        .payment(v1(&imp_uid))
+        .await
+        .unwrap()
+        .unwrap();
     h.console_refund(&imp_uid, Some(2_000), Some("console"));
     h.service.sync(&merchant_uid).await.unwrap();
     h.sandbox

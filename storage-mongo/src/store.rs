@@ -23,8 +23,7 @@ use mongodb::options::{
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
     Amount, Payment, PaymentStore, Refund, RefundId, RefundState, RefundStatus, Settlement,
-    StoreError,
-    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
+    StoreError, StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 
 use crate::document::{

@@ -85,7 +85,7 @@ async fn handle(
         .map_err(|_| ApiError::invalid_request("the body is not a PortOne V2 webhook notice"))?;
     if !notice.kind.starts_with("Transaction.") {
         // PortOne adds types without notice: acknowledged, ignored.
-        tracing::info!(kind = ?notice.kind, "webhook of a type we do not handle ignored");
+        tracing::debug!(kind = ?notice.kind, "webhook of a type we do not handle ignored");
         return Ok(received());
     }
     let data = notice.data.unwrap_or(NoticeData {
@@ -95,7 +95,7 @@ async fn handle(
     let Some(payment_id) = data.payment_id.filter(|id| !id.is_empty()) else {
         return Err(ApiError::invalid_request("data.paymentId is required"));
     };
-    tracing::info!(kind = ?notice.kind, payment_id = ?payment_id, "PortOne webhook");
+    tracing::debug!(kind = ?notice.kind, payment_id = ?payment_id, "PortOne webhook");
     let at = PaymentRef {
         imp_uid: data.transaction_id.as_deref().unwrap_or_default(),
         merchant_uid: &payment_id,
@@ -114,7 +114,5 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<actix_web::mime::Mime>().ok())
-        .is_some_and(|mime| {
-            mime.essence_str() == actix_web::mime::APPLICATION_JSON.essence_str()
-        })
+        .is_some_and(|mime| mime.essence_str() == actix_web::mime::APPLICATION_JSON.essence_str())
 }

@@ -98,8 +98,8 @@ pub(crate) fn verify(
     if now_s.abs_diff(sent_at) > TOLERANCE_SECS.unsigned_abs() {
         return Err(SignatureError::OutsideTolerance);
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(&secret.key)
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(&secret.key).expect("HMAC takes a key of any length");
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.as_bytes());
@@ -163,7 +163,12 @@ mod tests {
         format!("v1,{}", reference_signature(key, &message))
     }
 
-    fn check(id: &str, timestamp: &str, signature: &str, body: &[u8]) -> Result<(), SignatureError> {
+    fn check(
+        id: &str,
+        timestamp: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
         let headers = SignedHeaders {
             id: Some(id),
             timestamp: Some(timestamp),
@@ -177,14 +182,20 @@ mod tests {
         let signature = signed("msg_1", NOW, BODY, &key());
         assert_eq!(check("msg_1", &NOW.to_string(), &signature, BODY), Ok(()));
         // A known vector from the Standard Webhooks specification.
-        let spec_secret = PortOneWebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let spec_secret =
+            PortOneWebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let spec = SignedHeaders {
             id: Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
             timestamp: Some("1614265330"),
             signature: Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
         };
         assert_eq!(
-            verify(&spec_secret, spec, br#"{"test": 2432232314}"#, 1_614_265_330),
+            verify(
+                &spec_secret,
+                spec,
+                br#"{"test": 2432232314}"#,
+                1_614_265_330
+            ),
             Ok(())
         );
     }
@@ -198,7 +209,11 @@ mod tests {
             format!("v2,abc {good}"),
             format!("v1,!!!notbase64 {good} v1,"),
         ] {
-            assert_eq!(check("msg_1", &NOW.to_string(), &header, BODY), Ok(()), "{header}");
+            assert_eq!(
+                check("msg_1", &NOW.to_string(), &header, BODY),
+                Ok(()),
+                "{header}"
+            );
         }
     }
 
@@ -208,20 +223,54 @@ mod tests {
         let good = signed("msg_1", NOW, BODY, &key());
         // A foreign key, a tampered body, another id, garbage.
         let foreign = signed("msg_1", NOW, BODY, b"foreign key");
-        assert_eq!(check("msg_1", &now, &foreign, BODY), Err(SignatureError::NoMatch));
+        assert_eq!(
+            check("msg_1", &now, &foreign, BODY),
+            Err(SignatureError::NoMatch)
+        );
         let tampered = br#"{"type":"Transaction.Cancelled","data":{"paymentId":"ORD-2"}}"#;
-        assert_eq!(check("msg_1", &now, &good, tampered), Err(SignatureError::NoMatch));
-        assert_eq!(check("msg_2", &now, &good, BODY), Err(SignatureError::NoMatch));
-        for garbage in ["v1,", "v1,%%%", "garbage", "v1 ,x", &good.replace("v1,", "v2,")] {
-            assert_eq!(check("msg_1", &now, garbage, BODY), Err(SignatureError::NoMatch));
+        assert_eq!(
+            check("msg_1", &now, &good, tampered),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            check("msg_2", &now, &good, BODY),
+            Err(SignatureError::NoMatch)
+        );
+        for garbage in [
+            "v1,",
+            "v1,%%%",
+            "garbage",
+            "v1 ,x",
+            &good.replace("v1,", "v2,"),
+        ] {
+            assert_eq!(
+                check("msg_1", &now, garbage, BODY),
+                Err(SignatureError::NoMatch)
+            );
         }
         // Missing headers.
-        let headers = |id, ts, sig| SignedHeaders { id, timestamp: ts, signature: sig };
+        let headers = |id, ts, sig| SignedHeaders {
+            id,
+            timestamp: ts,
+            signature: sig,
+        };
         let missing = [
-            (headers(None, Some(now.as_str()), Some(good.as_str())), "webhook-id"),
-            (headers(Some("msg_1"), None, Some(good.as_str())), "webhook-timestamp"),
-            (headers(Some("msg_1"), Some(now.as_str()), None), "webhook-signature"),
-            (headers(Some(" "), Some(now.as_str()), Some(good.as_str())), "webhook-id"),
+            (
+                headers(None, Some(now.as_str()), Some(good.as_str())),
+                "webhook-id",
+            ),
+            (
+                headers(Some("msg_1"), None, Some(good.as_str())),
+                "webhook-timestamp",
+            ),
+            (
+                headers(Some("msg_1"), Some(now.as_str()), None),
+                "webhook-signature",
+            ),
+            (
+                headers(Some(" "), Some(now.as_str()), Some(good.as_str())),
+                "webhook-id",
+            ),
         ];
         for (headers, name) in missing {
             assert_eq!(
@@ -229,7 +278,10 @@ mod tests {
                 Err(SignatureError::MissingHeader(name))
             );
         }
-        assert_eq!(check("msg_1", "soon", &good, BODY), Err(SignatureError::BadTimestamp));
+        assert_eq!(
+            check("msg_1", "soon", &good, BODY),
+            Err(SignatureError::BadTimestamp)
+        );
     }
 
     #[test]
@@ -255,7 +307,10 @@ mod tests {
         assert!(PortOneWebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
         assert!(PortOneWebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_ok());
         for bad in ["", "whsec_", "whsec_not base64!", "whsec_%%%%"] {
-            assert_eq!(PortOneWebhookSecret::parse(bad).unwrap_err(), InvalidWebhookSecret);
+            assert_eq!(
+                PortOneWebhookSecret::parse(bad).unwrap_err(),
+                InvalidWebhookSecret
+            );
         }
         let shown = format!("{:?}", secret());
         assert!(!shown.contains(&STANDARD.encode(key())), "{shown}");

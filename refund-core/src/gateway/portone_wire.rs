@@ -335,7 +335,10 @@ mod tests {
             ("PaymentMethodVirtualAccount", PayMethod::Vbank),
             ("PaymentMethodTransfer", PayMethod::Trans),
             ("PaymentMethodMobile", PayMethod::Phone),
-            ("PaymentMethodEasyPay", PayMethod::Other("PaymentMethodEasyPay".into())),
+            (
+                "PaymentMethodEasyPay",
+                PayMethod::Other("PaymentMethodEasyPay".into()),
+            ),
         ] {
             assert_eq!(pay_method(Some(v2)), ours);
         }

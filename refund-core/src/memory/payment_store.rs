@@ -216,7 +216,10 @@ impl PaymentStore for MemoryPaymentStore {
     ) -> Result<Refund, StoreError> {
         let now = self.clock.now_ms();
         let mut state = self.state();
-        let refund = state.refunds.get_mut(id).ok_or(StoreError::RefundNotFound)?;
+        let refund = state
+            .refunds
+            .get_mut(id)
+            .ok_or(StoreError::RefundNotFound)?;
         if !matches!(refund.state, RefundState::Pending { .. }) {
             return Err(StoreError::NotPending(refund.status()));
         }

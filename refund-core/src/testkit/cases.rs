@@ -820,7 +820,11 @@ pub async fn a_pending_refund_is_named_by_its_cancellation_id(store: Store) {
     assert_eq!(read.state, named);
     assert_eq!(read.amount, refund.amount);
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
-    assert_eq!(stored.pending_refund.as_ref(), Some(&refund.id), "still holds the slot");
+    assert_eq!(
+        stored.pending_refund.as_ref(),
+        Some(&refund.id),
+        "still holds the slot"
+    );
     let other = pending_refund(&payment, 500, None);
     assert!(matches!(
         store.begin_refund(&other).await,
@@ -837,9 +841,7 @@ pub async fn a_pending_refund_is_named_by_its_cancellation_id(store: Store) {
     ));
     assert_eq!(store.refund(&refund.id).await.unwrap().unwrap().state, done);
     assert!(matches!(
-        store
-            .note_cancellation_id(&RefundId::generate(), "x")
-            .await,
+        store.note_cancellation_id(&RefundId::generate(), "x").await,
         Err(StoreError::RefundNotFound)
     ));
 }

@@ -738,7 +738,10 @@ fn its_cancellation_id_credits_it_wherever_the_entry_sits() {
     // entries its base counted: the id still names it.
     let mut after = payment(
         10_000,
-        &[(2_000, "rewritten by the PG", BEGAN + 1_000), (1_000, "earlier", BEGAN + 2_000)],
+        &[
+            (2_000, "rewritten by the PG", BEGAN + 1_000),
+            (1_000, "earlier", BEGAN + 2_000),
+        ],
     );
     after.cancel_history[0].cancellation_id = Some("c-async".into());
     let verdict = decide(
@@ -761,7 +764,10 @@ fn a_requested_cancellation_keeps_it_pending_whatever_its_age() {
         (accepted(1_000, 2_000, None), &by_reason),
     ] {
         for context in [young(), old(), hours_later()] {
-            assert_eq!(decide(&refund, lookup(payment), context), Verdict::Unchanged);
+            assert_eq!(
+                decide(&refund, lookup(payment), context),
+                Verdict::Unchanged
+            );
         }
     }
     // A requested cancellation that does not name it proves nothing of it:
@@ -776,7 +782,10 @@ fn a_known_cancellation_the_gateway_no_longer_shows_is_not_applied_once_past_its
     // V2 lists failed cancellations, which move no money and are left out.
     let unchanged = after_base(&[]);
     let refund = accepted(1_000, 2_000, Some("c-async"));
-    assert_eq!(decide(&refund, lookup(&unchanged), young()), Verdict::Unchanged);
+    assert_eq!(
+        decide(&refund, lookup(&unchanged), young()),
+        Verdict::Unchanged
+    );
     let verdict = decide(&refund, lookup(&unchanged), hours_later());
     assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
     // ... only if the history otherwise adds up.
@@ -809,7 +818,10 @@ fn no_rerun_while_a_cancellation_of_its_amount_is_in_flight() {
     // Whoever it names: it may yet apply.
     for reason in [NAMED, "console"] {
         let in_flight = with_requested(after_base(&[]), &[(2_000, reason, None)]);
-        assert_eq!(rerun_proof(&not_applied, &in_flight, &[]), RerunProof::NotYet);
+        assert_eq!(
+            rerun_proof(&not_applied, &in_flight, &[]),
+            RerunProof::NotYet
+        );
     }
     let other_amount = with_requested(after_base(&[]), &[(700, "console", None)]);
     assert_eq!(
