@@ -747,3 +747,30 @@ async fn the_sandboxs_signed_webhooks_pick_up_console_refunds() {
     assert_eq!(reply.ok()["cancel_amount"], 3_000);
     v2.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_with_no_answer_stays_pending_until_it_cannot_be_on_the_wire() {
+    let v2 = V2::start_with(Options {
+        webhooks: false,
+        ..Options::default()
+    })
+    .await;
+    let payment = v2.seed_krw(10_000).await;
+    v2.sandbox
+        .inject_fault(Fault::DropAfterCommit, FaultTarget::Cancel, 1);
+    let body = json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 2500});
+    let unknown = v2.cancel(body.clone(), Some("click-drop")).await;
+    assert_eq!(unknown.status, StatusCode::ACCEPTED, "{}", unknown.json);
+    assert_eq!(
+        v2.newest_refund(&payment.merchant_uid).await.state,
+        RefundState::PENDING
+    );
+    // Once it cannot be on the wire, the sweep finds it applied.
+    v2.clock.advance(Duration::from_secs(3600));
+    v2.service.sweep().await.unwrap();
+    let replay = v2.cancel(body, Some("click-drop")).await;
+    assert_eq!(replay.ok()["refund"]["status"], "succeeded");
+    assert_eq!(v2.gateway_cancelled(&payment), 2500);
+    assert_eq!(v2.cancels_attempted(), 1);
+    v2.stop().await;
+}
