@@ -422,7 +422,8 @@ impl CancelRequest {
 
     /// Checks everything that does not need the payment: lengths, shapes,
     /// the account fields, and `refund_bank` as the gateway `kind` names
-    /// banks (see [`check_bank`]).
+    /// banks: on i'mport V1 the PG's code (at most 4 letters or digits), on
+    /// PortOne V2 a name of its `Bank` enum ([`PORTONE_BANKS`](crate::PORTONE_BANKS)).
     pub fn validate_for(
         self,
         kind: crate::gateway::GatewayKind,
