@@ -177,7 +177,19 @@ impl SandboxProcess {
     /// V2: seeds a paid payment with this `paymentId`; returns its
     /// `transactionId`.
     pub async fn create_portone_payment(&self, payment_id: &str, amount: i64) -> String {
-        let body = json!({"payment_id": payment_id, "amount": amount});
+        self.create_portone_payment_in(payment_id, amount, "KRW")
+            .await
+    }
+
+    /// V2: [`create_portone_payment`](Self::create_portone_payment) in
+    /// `currency` (`amount` in its minor unit).
+    pub async fn create_portone_payment_in(
+        &self,
+        payment_id: &str,
+        amount: i64,
+        currency: &str,
+    ) -> String {
+        let body = json!({"payment_id": payment_id, "amount": amount, "currency": currency});
         let answer = self
             .control(Method::POST, "/sandbox/payments", Some(body))
             .await;
@@ -186,6 +198,20 @@ impl SandboxProcess {
             .as_str()
             .expect("a transactionId")
             .to_owned()
+    }
+
+    /// V2: the gateway's copy of a payment, read through PortOne's own API.
+    pub async fn portone_payment(&self, payment_id: &str) -> GatewayPayment {
+        let response = self
+            .http
+            .get(format!("{}/payments/{payment_id}", self.url))
+            .header("Authorization", format!("PortOne {}", self.api_secret))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        GatewayPayment::from_portone(&answer.json)
     }
 
     /// V2: `amount.cancelled` of a payment, read through PortOne's own API.
