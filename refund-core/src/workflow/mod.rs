@@ -183,7 +183,8 @@ impl RefundService {
     /// the notice is never trusted, the payment is fetched by `imp_uid` and
     /// upserted. Repeated deliveries are harmless. Returns `None` when the
     /// gateway has no such payment; a malformed id is refused before the
-    /// gateway is asked.
+    /// gateway is asked. PortOne V2 looks payments up by the order id: use
+    /// [`refresh_payment`](Self::refresh_payment) there.
     #[tracing::instrument(skip(self))]
     pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
         validate_payment_id("imp_uid", imp_uid)?;
