@@ -1,9 +1,10 @@
-//! Demo mode: the in-process i'mport sandbox with a few seeded payments,
+//! Demo mode: the in-process sandbox (i'mport V1 or PortOne V2) with a few
+//! seeded payments,
 //! and the page that lists them and requests refunds.
 
 use actix_web::{web, HttpResponse};
-use iamport_sandbox::{Currency, NewPayment, Sandbox, SandboxConfig};
-use refund_core::{BoxError, RefundService};
+use iamport_sandbox::{Api, Currency, NewPayment, Sandbox};
+use refund_core::{BoxError, PaymentRef, RefundService};
 use serde::Serialize;
 
 /// What the page needs to know: whether this is the sandbox, the seeded
@@ -17,11 +18,6 @@ pub struct PageConfig {
     /// Prefilled only when the server generated it (sandbox mode), in
     /// which case it is printed at start anyway; a configured one never is.
     pub admin_token: Option<String>,
-}
-
-/// Starts the sandbox gateway for the demo.
-pub async fn start_sandbox() -> Result<Sandbox, BoxError> {
-    Ok(Sandbox::start(SandboxConfig::default()).await?)
 }
 
 /// Seeds one payment per interesting kind (card, virtual account, phone,
@@ -41,7 +37,17 @@ pub async fn seed_payments(
     let mut merchant_uids = Vec::with_capacity(payments.len());
     for payment in payments {
         let created = sandbox.create_payment(payment)?;
-        service.refresh(&created.imp_uid).await?;
+        // V1 looks it up by imp_uid, V2 by the order id (paymentId).
+        let imp_uid = match sandbox.api() {
+            Api::Portone => &created.transaction_id,
+            _ => &created.imp_uid,
+        };
+        service
+            .refresh_payment(PaymentRef {
+                imp_uid,
+                merchant_uid: &created.merchant_uid,
+            })
+            .await?;
         merchant_uids.push(created.merchant_uid);
     }
     Ok(merchant_uids)

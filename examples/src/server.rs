@@ -13,14 +13,12 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use iamport_sandbox::Sandbox;
 use rand::RngCore;
 use refund_actix::{Actor, BearerTokenAuthorizer, RefundScope};
-use refund_core::{
-    BoxError, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentStore,
-    RefundService, MAX_ACTOR_CHARS,
-};
+use refund_core::{BoxError, PaymentStore, RefundService, MAX_ACTOR_CHARS};
 use tokio::task::JoinHandle;
 
 use crate::backends;
 use crate::demo::{self, PageConfig};
+use crate::gateways;
 use crate::observability;
 use crate::settings::Settings;
 
@@ -104,11 +102,16 @@ impl RunningServer {
 pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     // First, so that the start-up calls are counted too.
     let metrics = observability::prometheus();
+    gateways::check_consistent(&settings)?;
+    // Bound first: in V2 sandbox mode the sandbox delivers its webhooks to
+    // this very server, so it must know the address.
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .map_err(|error| describe_bind_error(settings.listen, &error))?;
+    let addr = listener.local_addr()?;
     let sandbox = match settings.sandbox_mode() {
-        true => Some(demo::start_sandbox().await?),
+        true => Some(gateways::start_sandbox(&settings, &own_webhook_url(addr)).await?),
         false => None,
     };
-    let (iamport_url, credentials) = gateway_settings(&settings, sandbox.as_ref())?;
     // A generated token may be shown (it only guards the demo); a
     // configured one never is.
     let generated = settings.admin_token.is_none();
@@ -140,27 +143,17 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     let database_url = database_url(&settings)?;
     let store = backends::open_store(&database_url).await?;
     let tokens = backends::open_token_cache(settings.redis_url.as_deref()).await?;
-    let gateway = IamportClient::with_token_cache(
-        iamport_config(&settings, iamport_url.clone(), credentials),
-        tokens,
-    )
-    .map_err(|error| refuse(format!("cannot build the i'mport HTTP client: {error}")))?;
-    if sandbox.is_none() && settings.check_credentials {
-        check_credentials(&gateway, &iamport_url).await?;
-    }
+    let gateway = gateways::open(&settings, sandbox.as_ref(), tokens).await?;
     tracing::info!(
         storage = %backends::describe_url(&database_url),
         token_cache = %settings.redis_url.as_deref().map_or_else(
             || "in memory".to_owned(),
             backends::describe_url,
         ),
-        gateway = %format!(
-            "i'mport V1 at {iamport_url}{}",
-            if sandbox.is_some() { " (in-process sandbox)" } else { "" }
-        ),
+        gateway = %gateway.description,
         "merchant server configured"
     );
-    let mut service = RefundService::new(store.clone(), Arc::new(gateway));
+    let mut service = RefundService::new(store.clone(), gateway.client);
     if let Some(ms) = settings.settle_after_ms {
         service = service.settle_after(Duration::from_millis(ms));
     }
@@ -175,7 +168,10 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         },
         admin_token: generated.then(|| admin_token.clone()),
     };
-    let refunds = RefundScope::new(service, authorizer);
+    let mut refunds = RefundScope::new(service, authorizer);
+    if let Some(secret) = gateway.webhook_secret {
+        refunds = refunds.portone_webhook_secret(secret);
+    }
     let page_data = web::Data::new(page.clone());
     let store_data = web::Data::new(store);
     let metrics_data = web::Data::new(metrics);
@@ -191,13 +187,8 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
             .service(refunds.clone())
     })
     .disable_signals()
-    .bind(settings.listen)
+    .listen(listener)
     .map_err(|error| describe_bind_error(settings.listen, &error))?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or("the server bound no address")?;
     let server = server.run();
     let handle = server.handle();
     let server = tokio::spawn(server);
@@ -205,7 +196,11 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
 
     if sandbox.is_some() {
         tracing::warn!(
-            "SANDBOX MODE: payments and refunds are simulated by an in-process i'mport sandbox"
+            "SANDBOX MODE: payments and refunds are simulated by an in-process {} sandbox",
+            match settings.gateway {
+                crate::settings::GatewayChoice::Iamport => "i'mport V1",
+                crate::settings::GatewayChoice::Portone => "PortOne V2",
+            }
         );
         if generated {
             tracing::warn!("SANDBOX MODE: admin token for the refund routes: {admin_token}");
@@ -221,41 +216,6 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
         page,
         sandbox,
     })
-}
-
-/// Asks i'mport for a token once: refused credentials stop the start;
-/// an unreachable gateway only warns (refunds answer `gateway_error` until
-/// it is back, and the token is fetched then).
-async fn check_credentials(gateway: &IamportClient, url: &str) -> Result<(), BoxError> {
-    match gateway.check_credentials().await {
-        Ok(()) => {
-            tracing::info!(
-                "i'mport at {url} accepted REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET"
-            );
-            Ok(())
-        }
-        Err(GatewayError::Unauthorized) => Err(refuse(format!(
-            "i'mport at {url} refused REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET: copy the \
-             REST API key and secret from the i'mport console (or unset REFUND_IAMPORT_URL \
-             for sandbox mode)"
-        ))),
-        Err(GatewayError::Rejected { message, .. }) => Err(refuse(format!(
-            "i'mport at {url} refused the access-token request ({message}): check \
-             REFUND_IAMPORT_URL, REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET"
-        ))),
-        Err(GatewayError::InvalidResponse(_)) => Err(refuse(format!(
-            "{url} does not answer like i'mport (its token answer is unreadable): check \
-             REFUND_IAMPORT_URL (e.g. https://api.iamport.kr)"
-        ))),
-        Err(error) => {
-            let cause = backends::root_cause(&error);
-            tracing::warn!(
-                "could not ask i'mport at {url} for an access token ({cause}); starting \
-                 anyway: refunds answer gateway_error until it is reachable"
-            );
-            Ok(())
-        }
-    }
 }
 
 /// One sentence for a listen address that cannot be bound.
@@ -282,55 +242,19 @@ fn describe_bind_error(addr: SocketAddr, error: &std::io::Error) -> BoxError {
     refuse(format!("cannot listen on {addr} (REFUND_LISTEN): {why}"))
 }
 
-/// i'mport's URL and credentials: the sandbox's, or the configured ones.
-fn gateway_settings(
-    settings: &Settings,
-    sandbox: Option<&Sandbox>,
-) -> Result<(String, IamportCredentials), BoxError> {
-    let configured = (
-        settings.iamport_key.as_deref(),
-        settings.iamport_secret.as_deref(),
-    );
-    let (url, (key, secret)) = match (sandbox, &settings.iamport_url) {
-        (Some(_), _) if configured != (None, None) => {
-            // Real credentials without i'mport's URL: a forgotten setting,
-            // not a wish to send them to the sandbox.
-            return Err(
-                "REFUND_IAMPORT_KEY/REFUND_IAMPORT_SECRET are set but REFUND_IAMPORT_URL is not: \
-                 set it (e.g. https://api.iamport.kr) or unset them for sandbox mode"
-                    .into(),
-            );
-        }
-        (Some(sandbox), _) => (
-            sandbox.base_url(),
-            (Some(sandbox.imp_key()), Some(sandbox.imp_secret())),
-        ),
-        (None, Some(url)) => (url.clone(), configured),
-        (None, None) => unreachable!("sandbox mode is decided by the URL"),
+/// The server's own webhook route, as the in-process sandbox reaches it.
+fn own_webhook_url(addr: SocketAddr) -> String {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+        ip if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
     };
-    match (key, secret) {
-        (Some(key), Some(secret)) => Ok((url, IamportCredentials::new(key, secret))),
-        _ => Err(
-            "REFUND_IAMPORT_KEY and REFUND_IAMPORT_SECRET are required with REFUND_IAMPORT_URL"
-                .into(),
-        ),
-    }
-}
-
-/// The i'mport client's configuration, with the timeouts the settings override.
-fn iamport_config(
-    settings: &Settings,
-    url: String,
-    credentials: IamportCredentials,
-) -> IamportConfig {
-    let mut config = IamportConfig::new(url, credentials);
-    if let Some(ms) = settings.iamport_connect_timeout_ms {
-        config = config.connect_timeout(Duration::from_millis(ms));
-    }
-    if let Some(ms) = settings.iamport_timeout_ms {
-        config = config.request_timeout(Duration::from_millis(ms));
-    }
-    config
+    format!(
+        "http://{host}:{}{}/webhook",
+        addr.port(),
+        refund_actix::DEFAULT_PREFIX
+    )
 }
 
 /// The configured database, or a SQLite file under `./data`. In sandbox

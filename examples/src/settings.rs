@@ -20,6 +20,21 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `REFUND_REDIS_URL`: Redis for the shared token cache; unset means in memory.
     pub redis_url: Option<String>,
+    /// `REFUND_GATEWAY`: which API the gateway speaks, `iamport` (V1, the
+    /// default) or `portone` (V2).
+    #[serde(default)]
+    pub gateway: GatewayChoice,
+    /// `REFUND_PORTONE_URL`: PortOne V2's base URL; unset (with
+    /// `REFUND_GATEWAY=portone`) means the in-process V2 sandbox.
+    pub portone_url: Option<String>,
+    /// `REFUND_PORTONE_SECRET`: the V2 API secret.
+    pub portone_secret: Option<String>,
+    /// `REFUND_PORTONE_STORE_ID`: the V2 store id sent with calls.
+    pub portone_store_id: Option<String>,
+    /// `REFUND_PORTONE_WEBHOOK_SECRET`: the V2 Standard Webhooks secret
+    /// (`whsec_...`); unset outside sandbox mode means notices are only
+    /// confirmed by fetching the payment.
+    pub portone_webhook_secret: Option<String>,
     /// `REFUND_IAMPORT_URL`: i'mport's base URL; unset means the in-process sandbox.
     pub iamport_url: Option<String>,
     /// `REFUND_IAMPORT_KEY`: REST API key.
@@ -32,11 +47,12 @@ pub struct Settings {
     /// journal as `requested_by` and `resolved_by` (default `admin`).
     #[serde(default = "default_admin_name")]
     pub admin_name: String,
-    /// `REFUND_IAMPORT_CONNECT_TIMEOUT_MS`: the i'mport client's connect
-    /// timeout; unset means refund-core's default (3 s).
+    /// `REFUND_IAMPORT_CONNECT_TIMEOUT_MS`: the gateway client's connect
+    /// timeout (i'mport's or PortOne's); unset means refund-core's default
+    /// (3 s).
     pub iamport_connect_timeout_ms: Option<u64>,
-    /// `REFUND_IAMPORT_TIMEOUT_MS`: the i'mport client's whole-call timeout;
-    /// unset means refund-core's default (15 s).
+    /// `REFUND_IAMPORT_TIMEOUT_MS`: the gateway client's whole-call timeout
+    /// (i'mport's or PortOne's); unset means refund-core's default (15 s).
     pub iamport_timeout_ms: Option<u64>,
     /// `REFUND_SETTLE_AFTER_MS`: how old a pending refund the gateway does
     /// not show must be before it is declared failed; unset means
@@ -61,6 +77,11 @@ impl Default for Settings {
             listen: default_listen(),
             database_url: None,
             redis_url: None,
+            gateway: GatewayChoice::default(),
+            portone_url: None,
+            portone_secret: None,
+            portone_store_id: None,
+            portone_webhook_secret: None,
             iamport_url: None,
             iamport_key: None,
             iamport_secret: None,
@@ -82,6 +103,14 @@ impl fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("database_url", &redacted(&self.database_url))
             .field("redis_url", &redacted(&self.redis_url))
+            .field("gateway", &self.gateway)
+            .field("portone_url", &self.portone_url)
+            .field("portone_secret", &redacted(&self.portone_secret))
+            .field("portone_store_id", &self.portone_store_id)
+            .field(
+                "portone_webhook_secret",
+                &redacted(&self.portone_webhook_secret),
+            )
             .field("iamport_url", &self.iamport_url)
             .field("iamport_key", &self.iamport_key)
             .field("iamport_secret", &redacted(&self.iamport_secret))
@@ -113,10 +142,15 @@ fn default_admin_name() -> String {
 
 /// Every key `merchant-server` knows: the configuration file's keys, and in
 /// upper case after `REFUND_`, the environment variables.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 18] = [
     "listen",
     "database_url",
     "redis_url",
+    "gateway",
+    "portone_url",
+    "portone_secret",
+    "portone_store_id",
+    "portone_webhook_secret",
     "iamport_url",
     "iamport_key",
     "iamport_secret",
@@ -128,6 +162,31 @@ pub const KEYS: [&str; 13] = [
     "sweep_interval_ms",
     "check_credentials",
 ];
+
+/// `REFUND_GATEWAY`: the API the merchant's PortOne account speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum GatewayChoice {
+    /// The classic i'mport REST API (PortOne V1).
+    #[default]
+    Iamport,
+    /// The PortOne V2 API.
+    Portone,
+}
+
+impl TryFrom<String> for GatewayChoice {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "iamport" => Ok(GatewayChoice::Iamport),
+            "portone" => Ok(GatewayChoice::Portone),
+            _ => Err(format!(
+                "`{name}` is not a gateway: use `iamport` (V1) or `portone` (V2)"
+            )),
+        }
+    }
+}
 
 /// Why the settings could not be read: one sentence naming the setting and
 /// the fix.
@@ -214,9 +273,13 @@ impl Settings {
             .map_err(|error| SettingsError(describe_config_error(&error)))
     }
 
-    /// True when no i'mport URL is configured: run against the in-process sandbox.
+    /// True when the chosen gateway has no URL configured: run against the
+    /// in-process sandbox.
     pub fn sandbox_mode(&self) -> bool {
-        self.iamport_url.is_none()
+        match self.gateway {
+            GatewayChoice::Iamport => self.iamport_url.is_none(),
+            GatewayChoice::Portone => self.portone_url.is_none(),
+        }
     }
 
     /// How often the pending-refund sweep runs (0 is read as 1 ms, since a
@@ -309,6 +372,32 @@ mod tests {
         .unwrap();
         assert_eq!(settings.listen.port(), 9999);
         assert!(!settings.check_credentials);
+    }
+
+    #[test]
+    fn the_gateway_is_chosen_by_name() {
+        let settings = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(settings.gateway, GatewayChoice::Iamport);
+        assert!(settings.sandbox_mode());
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("REFUND_GATEWAY", "portone"),
+                ("REFUND_PORTONE_URL", "https://api.portone.io"),
+                ("REFUND_PORTONE_SECRET", "secret"),
+                ("REFUND_PORTONE_STORE_ID", "store-1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.gateway, GatewayChoice::Portone);
+        assert!(!settings.sandbox_mode());
+        assert!(!format!("{settings:?}").contains("\"secret\""));
+        let error = Settings::load_from(None, env(&[("REFUND_GATEWAY", "stripe")]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("REFUND_GATEWAY"), "{error}");
+        assert!(error.contains("portone"), "{error}");
     }
 
     #[test]

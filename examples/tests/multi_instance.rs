@@ -7,7 +7,8 @@
 //! gateway once, no answer was a 5xx, and the whole cluster used one
 //! access token.
 //!
-//! Runs once per shared database: PostgreSQL, MariaDB and MongoDB. Needs
+//! Runs once per shared database: PostgreSQL, MariaDB and MongoDB, and on
+//! PostgreSQL once more with the cluster on PortOne V2. Needs
 //! the cargo features `postgres`, `mysql`, `mongo` and `redis` (the
 //! binaries pick backends by feature); `scripts/test` builds with
 //! `--all-features`, and a build without them fails these tests under
@@ -43,6 +44,11 @@ async fn two_instances_share_postgresql_and_redis() {
     };
     if let Some(database) = TestDatabase::postgres().await {
         run(database, &redis).await;
+    }
+    // Then the same on PortOne V2, after (not beside) the others: three
+    // clusters at once are what a shared CI machine bears.
+    if let Some(database) = TestDatabase::postgres().await {
+        run_on(database, &redis, Api::Portone).await;
     }
 }
 
@@ -91,28 +97,53 @@ struct Sent {
     answer: Answer,
 }
 
+/// Which gateway API the cluster speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Iamport,
+    /// PortOne V2 with its API secret (no tokens to share).
+    Portone,
+}
+
 async fn run(database: TestDatabase, redis: &str) {
-    let label = database.engine.label();
-    let sandbox = SandboxProcess::start().await;
+    run_on(database, redis, Api::Iamport).await;
+}
+
+async fn run_on(database: TestDatabase, redis: &str, api: Api) {
+    let label = match api {
+        Api::Iamport => database.engine.label().to_owned(),
+        Api::Portone => format!("{}, PortOne V2", database.engine.label()),
+    };
+    let sandbox = match api {
+        Api::Iamport => SandboxProcess::start().await,
+        Api::Portone => SandboxProcess::start_portone().await,
+    };
     let redis_env = [("REFUND_REDIS_URL", redis)];
     // Both start (and migrate or index the database) at the same time.
-    let (a, b) = tokio::join!(
-        MerchantServer::start(&sandbox, &database.url, &redis_env),
-        MerchantServer::start(&sandbox, &database.url, &redis_env),
-    );
+    let start = || async {
+        match api {
+            Api::Iamport => MerchantServer::start(&sandbox, &database.url, &redis_env).await,
+            Api::Portone => {
+                MerchantServer::start_portone(&sandbox, &database.url, &redis_env).await
+            }
+        }
+    };
+    let (a, b) = tokio::join!(start(), start());
     let servers = Arc::new([a, b]);
 
-    let orders = seed_orders(&sandbox, &servers).await;
+    let orders = seed_orders(&sandbox, &servers, api).await;
     let seed: u64 = rand::random();
     let plan = Arc::new(plan_requests(&orders, seed));
-    let imported = sandbox.stats().await;
-    assert_eq!(
-        imported.get_token.requests, 1,
-        "both instances imported payments with one token fetched for the cluster"
-    );
-    // The shared token dies just before the storm: the first requests on
-    // both instances get a 401 at once, and the cluster must refresh once.
-    sandbox.arm(json!({"fault": "revoke_tokens"})).await;
+    if api == Api::Iamport {
+        let imported = sandbox.stats().await;
+        assert_eq!(
+            imported.get_token.requests, 1,
+            "both instances imported payments with one token fetched for the cluster"
+        );
+        // The shared token dies just before the storm: the first requests on
+        // both instances get a 401 at once, and the cluster must refresh once.
+        sandbox.arm(json!({"fault": "revoke_tokens"})).await;
+    }
     let before = sandbox.stats().await;
 
     let started = Instant::now();
@@ -128,37 +159,54 @@ async fn run(database: TestDatabase, redis: &str) {
         committed as usize, distinct,
         "one gateway cancel per distinct succeeded refund (keyed twins included)"
     );
-    assert_eq!(
-        (after.get_token.requests, after.get_token.minted),
-        (2, 2),
-        "the whole cluster shares one access token through Redis, and one refresh"
-    );
+    if api == Api::Iamport {
+        assert_eq!(
+            (after.get_token.requests, after.get_token.minted),
+            (2, 2),
+            "the whole cluster shares one access token through Redis, and one refresh"
+        );
+    }
     // Cancels were the storm's only authenticated calls (no refusal made
     // anyone re-read a payment), so every 401 was a cancel, retried once.
+    // On V2 a cancel's answer names the cancellation only, so each applied
+    // one is read back once, and nothing else is.
+    let read_backs = match api {
+        Api::Iamport => 0,
+        Api::Portone => committed,
+    };
     assert_eq!(
         (after.get_payment, after.find_payment),
-        (before.get_payment, before.find_payment)
+        (before.get_payment + read_backs, before.find_payment)
     );
     let refused_tokens = after.unauthorized - before.unauthorized;
-    assert!(refused_tokens >= 1, "the revoked token was refused");
+    assert!(
+        refused_tokens >= 1 || api == Api::Portone,
+        "the revoked token was refused"
+    );
     assert_eq!(
         attempted,
         committed + refused_tokens,
         "no cancel reached the gateway only to be refused (stale checksum)"
     );
-    check_payments(&sandbox, &servers, &orders, &succeeded).await;
+    check_payments(&sandbox, &servers, &orders, &succeeded, api).await;
     check_replays(&sandbox, &servers, &plan, &sent).await;
 
+    let credentials = match api {
+        Api::Iamport => format!(
+            "access tokens for the cluster: {} minted in {} getToken calls (the first revoked \
+             before the storm, {refused_tokens} calls refused with 401 and retried)",
+            after.get_token.minted, after.get_token.requests,
+        ),
+        Api::Portone => {
+            format!("the API secret on every call; {read_backs} applied cancels read back")
+        }
+    };
     report(&format!(
         "multi-instance [{label}] (seed {seed}): {PAYMENTS} payments, {REQUESTS} planned refunds \
          = {} HTTP requests over 2 instances, concurrency {CONCURRENCY}, in {elapsed:.2?}: {}; \
-         gateway: {committed} cancels committed of {attempted} attempted; access tokens for \
-         the cluster: {} minted in {} getToken calls (the first revoked before the storm, \
-         {refused_tokens} calls refused with 401 and retried)",
+         gateway: {committed} cancels committed of {attempted} attempted; {credentials}",
         sent.len(),
         tally(&sent),
-        after.get_token.minted,
-        after.get_token.requests,
     ));
     drop(servers);
     database.remove().await;
@@ -166,7 +214,11 @@ async fn run(database: TestDatabase, redis: &str) {
 
 /// Seeds the payments at the gateway and imports each through the webhook
 /// of one instance or the other.
-async fn seed_orders(sandbox: &SandboxProcess, servers: &[MerchantServer; 2]) -> Vec<Order> {
+async fn seed_orders(
+    sandbox: &SandboxProcess,
+    servers: &[MerchantServer; 2],
+    api: Api,
+) -> Vec<Order> {
     let run = common::random_hex(4);
     let mut orders = Vec::new();
     for i in 0..PAYMENTS {
@@ -176,8 +228,23 @@ async fn seed_orders(sandbox: &SandboxProcess, servers: &[MerchantServer; 2]) ->
             true => ("100", json!({"currency": "USD"}), Currency::Usd),
             false => ("10000", json!({}), Currency::Krw),
         };
-        let imp_uid = sandbox.create_payment(&merchant_uid, amount, extra).await;
-        servers[i % 2].import(&imp_uid, &merchant_uid).await;
+        let imp_uid = match api {
+            Api::Iamport => sandbox.create_payment(&merchant_uid, amount, extra).await,
+            Api::Portone => {
+                let minor = currency.parse_major(amount).unwrap().minor();
+                let transaction_id = sandbox
+                    .create_portone_payment_in(&merchant_uid, minor, currency.code())
+                    .await;
+                let answer = servers[i % 2]
+                    .portone_webhook(&merchant_uid, &transaction_id)
+                    .await;
+                assert_eq!(answer.status, 200, "webhook: {}", answer.text);
+                transaction_id
+            }
+        };
+        if api == Api::Iamport {
+            servers[i % 2].import(&imp_uid, &merchant_uid).await;
+        }
         orders.push(Order {
             merchant_uid,
             imp_uid,
@@ -312,9 +379,13 @@ async fn check_payments(
     servers: &[MerchantServer; 2],
     orders: &[Order],
     succeeded: &[HashMap<String, i64>],
+    api: Api,
 ) {
     for (order, refunds) in orders.iter().zip(succeeded) {
-        let gateway = sandbox.payment(&order.imp_uid).await;
+        let gateway = match api {
+            Api::Iamport => sandbox.payment(&order.imp_uid).await,
+            Api::Portone => sandbox.portone_payment(&order.merchant_uid).await,
+        };
         assert_eq!(gateway.merchant_uid, order.merchant_uid);
         assert!(gateway.cancel_amount() <= gateway.amount(), "over-refunded");
         let answered: i64 = refunds.values().sum();

@@ -242,3 +242,53 @@ async fn refused_gateway_credentials_stop_the_start() {
     assert_eq!(sandbox.stats().get_token.requests, 1, "asked once");
     sandbox.stop().await;
 }
+
+#[test]
+fn an_unknown_gateway_is_refused_with_the_choices() {
+    let dir = scratch();
+    let run = run(dir.path(), &[("REFUND_GATEWAY", "stripe")], &[]);
+    run.refused_with(&["REFUND_GATEWAY", "`iamport`", "`portone`"]);
+}
+
+#[test]
+fn the_other_gateways_settings_are_refused_by_name() {
+    let dir = scratch();
+    let run = run(
+        dir.path(),
+        &[
+            ("REFUND_GATEWAY", "portone"),
+            ("REFUND_IAMPORT_URL", "https://api.iamport.kr"),
+        ],
+        &[],
+    );
+    run.refused_with(&["REFUND_IAMPORT_URL", "REFUND_GATEWAY"]);
+    let run = run_v2_with(dir.path(), &[("REFUND_PORTONE_SECRET", "real-secret")]);
+    let sentence = run.refused_with(&["REFUND_PORTONE_SECRET", "REFUND_PORTONE_URL"]);
+    assert!(!sentence.contains("real-secret"), "{sentence}");
+}
+
+#[test]
+fn a_bad_portone_webhook_secret_stops_the_start() {
+    let dir = scratch();
+    let run = run_v2_with(
+        dir.path(),
+        &[
+            ("REFUND_PORTONE_URL", "http://127.0.0.1:9"),
+            ("REFUND_PORTONE_SECRET", "secret"),
+            ("REFUND_PORTONE_WEBHOOK_SECRET", "whsec_not base64!"),
+            ("REFUND_ADMIN_TOKEN", "an-admin-token-0123456789"),
+        ],
+    );
+    let sentence = run.refused_with(&["REFUND_PORTONE_WEBHOOK_SECRET", "whsec_"]);
+    assert!(!sentence.contains("not base64"), "{sentence}");
+}
+
+/// `run` on PortOne V2 with `env` added.
+fn run_v2_with(dir: &Path, env: &[(&str, &str)]) -> Run {
+    let mut all = vec![
+        ("REFUND_GATEWAY", "portone"),
+        ("REFUND_LISTEN", "127.0.0.1:0"),
+    ];
+    all.extend_from_slice(env);
+    run(dir, &all, &[])
+}

@@ -105,7 +105,18 @@ impl ApiError {
         }
     }
 
-    fn payload_too_large(limit: usize) -> Self {
+    /// `401 invalid_signature`: a PortOne V2 webhook whose signature or
+    /// timestamp does not verify.
+    pub(crate) fn invalid_signature() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the webhook signature does not verify",
+        )
+    }
+
+    /// `413 payload_too_large`.
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -113,7 +124,8 @@ impl ApiError {
         )
     }
 
-    fn unsupported_media_type(expected: &str) -> Self {
+    /// `415 unsupported_media_type`, naming what the route takes.
+    pub(crate) fn unsupported_media_type(expected: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

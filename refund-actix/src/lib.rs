@@ -125,6 +125,7 @@ mod openapi;
 mod routes;
 mod scope;
 mod webhook_gate;
+mod webhook;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;
@@ -134,3 +135,4 @@ pub use authorize::{
 /// Re-exported: an [`Authorizer`] names the [`Actor`] of each request it allows.
 pub use refund_core::Actor;
 pub use scope::{RefundScope, DEFAULT_BODY_LIMIT, DEFAULT_PREFIX, IAMPORT_WEBHOOK_IPS};
+pub use webhook::standard::{InvalidWebhookSecret, PortOneWebhookSecret};

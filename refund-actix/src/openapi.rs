@@ -222,6 +222,13 @@ pub(crate) struct WebhookAnswerDoc {
 
 /// An i'mport V1 webhook notice (JSON or form-urlencoded). Only `imp_uid`
 /// is used, and only to fetch the payment from the gateway.
+///
+/// On PortOne V2 the route takes V2's notice instead, as JSON only:
+/// `{type, timestamp, data: {paymentId, storeId, transactionId,
+/// cancellationId?}}` with the Standard Webhooks headers `webhook-id`,
+/// `webhook-timestamp` and `webhook-signature` (checked over the raw body
+/// when a webhook secret is configured). `Transaction.*` notices make the
+/// plugin fetch payment `paymentId`; other types are acknowledged.
 #[derive(ToSchema)]
 #[schema(as = WebhookNotice)]
 pub(crate) struct WebhookNoticeDoc {
@@ -365,7 +372,7 @@ mod tests {
             assert!(path.starts_with("/payments/"), "{path}");
             documented += item.as_object().unwrap().len();
         }
-        let registered = routes();
+        let registered = routes(refund_core::GatewayKind::Iamport);
         for route in &registered {
             let path = format!("/payments{}", route.path);
             let method = route.method.as_str().to_ascii_lowercase();

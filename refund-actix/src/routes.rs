@@ -365,11 +365,12 @@ pub(crate) struct WebhookNotice {
         (WebhookNoticeDoc = "application/x-www-form-urlencoded")
     )),
     responses(
-        (status = 200, description = "Received (the same answer whether or not the gateway knows the payment)", body = WebhookAnswerDoc),
-        (status = 400, description = "`invalid_request`: no `imp_uid`, or not a notice", body = ErrorDoc),
+        (status = 200, description = "Received (the same answer whether or not the gateway knows the payment; on PortOne V2 also for notice types other than `Transaction.*`, which are ignored)", body = WebhookAnswerDoc),
+        (status = 400, description = "`invalid_request`: no `imp_uid` (V1) or `data.paymentId` (V2), or not a notice", body = ErrorDoc),
+        (status = 401, description = "`invalid_signature`: PortOne V2 with a webhook secret configured, and the Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`) or its timestamp (within 5 minutes) does not verify; no gateway call was made", body = ErrorDoc),
         (status = 403, description = "`forbidden`: the source is outside the webhook allowlist", body = ErrorDoc),
         (status = 413, description = "`payload_too_large`", body = ErrorDoc),
-        (status = 415, description = "`unsupported_media_type`: neither JSON nor form-urlencoded", body = ErrorDoc),
+        (status = 415, description = "`unsupported_media_type`: neither JSON nor form-urlencoded (V1), not JSON (V2)", body = ErrorDoc),
         (status = 502, description = "`gateway_error`: the payment could not be fetched", body = ErrorDoc),
         (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
         (status = 503, description = "`storage_unavailable` (the database is down or read-only; no gateway call was made) or `overloaded` (too many notices were being looked up to look this one up in time: send it again later)", body = ErrorDoc),
@@ -402,7 +403,7 @@ pub(crate) async fn webhook_form(
 async fn webhook(req: &HttpRequest, state: &ScopeState, notice: WebhookNotice) -> Answer {
     let answer = webhook_inner(req, state, notice).await;
     let outcome = answer.as_ref().map_or_else(ApiError::code, |_| "ok");
-    refund_core::metrics::webhook_handled("iamport", outcome);
+    refund_core::metrics::webhook_handled(state.service.gateway_kind().as_str(), outcome);
     answer
 }
 

@@ -11,12 +11,13 @@ use actix_web::guard::{self, GuardContext};
 use actix_web::http::header::ContentType;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, ResponseError, Scope};
-use refund_core::{Actor, RefundService};
+use refund_core::{Actor, GatewayKind, RefundService};
 
 use crate::authorize::{Action, Authorizer, Denied};
 use crate::error::{self, ApiError};
 use crate::routes;
 use crate::webhook_gate::{WebhookGate, WebhookLimits};
+use crate::webhook::standard::PortOneWebhookSecret;
 
 /// Default mount point, as in DESIGN.md.
 pub const DEFAULT_PREFIX: &str = "/payments";
@@ -51,6 +52,7 @@ pub struct RefundScope {
     /// after it (one per worker), so the bounds hold per instance; changing
     /// the limits starts a new one.
     webhook_gate: Arc<OnceLock<Arc<WebhookGate>>>,
+    portone_webhook_secret: Option<Arc<PortOneWebhookSecret>>,
 }
 
 impl fmt::Debug for RefundScope {
@@ -60,6 +62,7 @@ impl fmt::Debug for RefundScope {
             .field("body_limit", &self.body_limit)
             .field("webhook_allowlist", &self.webhook_allowlist)
             .field("webhook_limits", &self.webhook_limits)
+            .field("portone_webhook_secret", &self.portone_webhook_secret)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +79,7 @@ impl RefundScope {
             webhook_allowlist: None,
             webhook_limits: WebhookLimits::default(),
             webhook_gate: Arc::default(),
+            portone_webhook_secret: None,
         }
     }
 
@@ -138,6 +142,19 @@ impl RefundScope {
         self
     }
 
+    /// Verifies PortOne V2 webhooks with this secret (Standard Webhooks:
+    /// HMAC-SHA256 over `id.timestamp.body`, a timestamp within 5 minutes):
+    /// a notice that does not verify gets `401 invalid_signature` and causes
+    /// no gateway call. Parse the secret at start-up with
+    /// [`PortOneWebhookSecret::parse`], so a bad one stops the server rather
+    /// than every notice. Without it, V2 notices are only a cue to fetch the
+    /// payment (as V1's are). Unused on i'mport V1.
+    #[must_use]
+    pub fn portone_webhook_secret(mut self, secret: PortOneWebhookSecret) -> Self {
+        self.portone_webhook_secret = Some(Arc::new(secret));
+        self
+    }
+
     /// The actix-web scope: `App::new().service(refunds.into_scope())`.
     ///
     /// Routes: `POST /cancel`, `POST /webhook`, `GET /openapi.json`
@@ -152,6 +169,7 @@ impl RefundScope {
             .to_json()
             .map(web::Bytes::from)
             .unwrap_or_default();
+        let gateway = self.service.gateway_kind();
         let state = ScopeState {
             service: self.service,
             authorizer: self.authorizer,
@@ -160,6 +178,8 @@ impl RefundScope {
                 self.webhook_gate
                     .get_or_init(|| Arc::new(WebhookGate::new(self.webhook_limits))),
             ),
+            portone_webhook_secret: self.portone_webhook_secret,
+            body_limit: limit,
             openapi,
         };
         let mut scope = web::scope(&self.prefix)
@@ -176,7 +196,7 @@ impl RefundScope {
                     .error_handler(error::form_error_handler),
             )
             .app_data(web::PathConfig::default().error_handler(error::path_error_handler));
-        for route in routes() {
+        for route in routes(gateway) {
             scope = scope.service(route.resource);
         }
         scope.default_service(web::to(|| async { ApiError::no_route().error_response() }))
@@ -210,8 +230,8 @@ pub(crate) struct Route {
 
 /// Every route, in registration order: the fixed paths first, so that
 /// `cancel`, `webhook`, `openapi.json` and `refunds` are never read as
-/// order ids.
-pub(crate) fn routes() -> Vec<Route> {
+/// order ids. The webhook takes the configured gateway's shape only.
+pub(crate) fn routes(gateway: GatewayKind) -> Vec<Route> {
     let route = |method: Method, path: &'static str, resource: actix_web::Resource| Route {
         method,
         path,
@@ -223,17 +243,7 @@ pub(crate) fn routes() -> Vec<Route> {
             "/cancel",
             resource("/cancel", Method::POST).route(web::post().to(routes::cancel)),
         ),
-        route(
-            Method::POST,
-            "/webhook",
-            resource("/webhook", Method::POST)
-                .route(
-                    web::post()
-                        .guard(guard::fn_guard(is_form))
-                        .to(routes::webhook_form),
-                )
-                .route(web::post().to(routes::webhook_json)),
-        ),
+        route(Method::POST, "/webhook", webhook_resource(gateway)),
         route(
             Method::GET,
             "/openapi.json",
@@ -263,6 +273,21 @@ pub(crate) fn routes() -> Vec<Route> {
     ]
 }
 
+/// `/webhook`: V1 notices as JSON or form-urlencoded; V2 notices as JSON.
+fn webhook_resource(gateway: GatewayKind) -> actix_web::Resource {
+    let resource = resource("/webhook", Method::POST);
+    match gateway {
+        GatewayKind::Portone => resource.route(web::post().to(crate::webhook::portone::webhook)),
+        _ => resource
+            .route(
+                web::post()
+                    .guard(guard::fn_guard(is_form))
+                    .to(routes::webhook_form),
+            )
+            .route(web::post().to(routes::webhook_json)),
+    }
+}
+
 /// A resource whose wrong-method answer is our JSON error with `Allow`.
 fn resource(path: &str, method: Method) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move || {
@@ -287,6 +312,10 @@ pub(crate) struct ScopeState {
     webhook_allowlist: Option<Arc<[IpAddr]>>,
     /// The webhook flood bounds, shared by every worker of the scope.
     pub(crate) webhook_gate: Arc<WebhookGate>,
+    /// Verifies PortOne V2 webhooks, when set.
+    pub(crate) portone_webhook_secret: Option<Arc<PortOneWebhookSecret>>,
+    /// Largest body read by hand (the V2 webhook, which needs raw bytes).
+    pub(crate) body_limit: usize,
     /// `openapi.json`, rendered once for this scope's prefix.
     pub(crate) openapi: web::Bytes,
 }

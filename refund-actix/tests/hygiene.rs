@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use common::{cancel_request, order_id, scope_for, send, CapturedLogs, Env, ADMIN_TOKEN};
 use iamport_sandbox::{pay_method, Currency, NewPayment};
 use refund_core::{
-    CancelCommand, GatewayError, IamportClient, IamportConfig, IamportCredentials, Payment,
-    PaymentGateway, PaymentStore, RefundService, RefundStatus,
+    CancelCommand, CancelReceipt, GatewayError, IamportClient, IamportConfig, IamportCredentials,
+    Payment, PaymentGateway, PaymentRef, PaymentStore, RefundService, RefundStatus,
 };
 use serde_json::{json, Value};
 
@@ -296,7 +296,7 @@ struct EchoingGateway {
 
 #[async_trait]
 impl PaymentGateway for EchoingGateway {
-    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
         let account = command
             .account
             .as_ref()
@@ -315,8 +315,8 @@ impl PaymentGateway for EchoingGateway {
         })
     }
 
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
-        self.lookups.payment(imp_uid).await
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        self.lookups.payment(at).await
     }
 
     async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {

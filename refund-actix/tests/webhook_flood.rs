@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use common::{order_id, scope_for, Env};
 use iamport_sandbox::SandboxConfig;
 use refund_core::{
-    CancelCommand, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
-    Payment, PaymentGateway, RefundService,
+    CancelCommand, CancelReceipt, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
+    Payment, PaymentGateway, PaymentRef, RefundService,
 };
 use serde_json::json;
 
@@ -40,14 +40,14 @@ struct PeakLookups {
 
 #[async_trait]
 impl PaymentGateway for PeakLookups {
-    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
         self.inner.cancel(command).await
     }
 
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let answer = self.inner.payment(imp_uid).await;
+        let answer = self.inner.payment(at).await;
         self.running.fetch_sub(1, Ordering::SeqCst);
         answer
     }

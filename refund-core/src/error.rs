@@ -43,18 +43,18 @@ pub enum RefundError {
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
     /// Our copy of the payment was stale; it has been re-synced.
-    #[error("the payment changed at i'mport; it has been re-synced, please retry")]
+    #[error("the payment changed at the gateway; it has been re-synced, please retry")]
     PaymentOutOfSync,
     /// The payment cannot be refunded (not paid, or a phone payment of an
     /// earlier month).
     #[error("{0}")]
     NotRefundable(String),
-    /// i'mport refused the cancel.
-    #[error("i'mport refused the refund")]
+    /// The gateway refused the cancel.
+    #[error("the gateway refused the refund")]
     GatewayRejected {
-        /// The gateway's code.
+        /// The gateway's code (V1's numeric `code`, V2's error `type`).
         code: Option<String>,
-        /// i'mport's message.
+        /// The gateway's (or the PG's) message, masked.
         message: String,
     },
     /// The gateway was unreachable, or answered without applying the refund

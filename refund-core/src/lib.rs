@@ -1,4 +1,4 @@
-//! Safe refunds for merchants on i'mport (PortOne V1).
+//! Safe refunds for merchants on i'mport (PortOne V1) and PortOne V2.
 //!
 //! A refund touches money in two places, our database and the gateway, and
 //! either call can fail, time out, or race another server instance. This
@@ -7,13 +7,19 @@
 //! - a write-ahead **journal**: each refund is recorded as `pending` in the
 //!   [`PaymentStore`] before the gateway is called, and at most one refund
 //!   per payment is pending at a time, across every server instance;
-//! - i'mport's **checksum** (the cancelable amount we believe in) on every
-//!   cancel, so a stale request cannot refund twice;
+//! - the gateway's **balance check** (V1 `checksum`, V2
+//!   `currentCancellableAmount`: the cancelable amount we believe in) on
+//!   every cancel, so a stale request cannot refund twice;
 //! - **reconciliation**: an unknown outcome (timeout, 5xx) stays pending and
 //!   is settled later from the gateway's numbers, by a sync, a webhook, the
 //!   next refund, or the background [`RefundService::sweep`];
 //! - **exact money**: [`Amount`]s are integers in the currency's minor unit,
-//!   converted from and to i'mport's JSON numbers by their text.
+//!   converted from and to i'mport's JSON numbers by their text (PortOne V2
+//!   already speaks minor units).
+//!
+//! The gateway is [`IamportClient`] (V1) or [`PortOneClient`] (V2, whose
+//! asynchronous cancels stay pending under their cancellation id until the
+//! payment shows them finished).
 //!
 //! # Using it
 //! Most merchants use it through the `refund-actix` scope. Directly:
@@ -71,8 +77,9 @@ pub use actor::{Actor, InvalidActor, MAX_ACTOR_CHARS};
 pub use clock::{now_ms, Clock, SystemClock};
 pub use error::RefundError;
 pub use gateway::{
-    CancelCommand, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
-    PaymentGateway, Secret,
+    is_portone_bank, CancelCommand, CancelReceipt, GatewayError, GatewayKind, IamportClient,
+    IamportConfig, IamportCredentials, PaymentGateway, PaymentRef, PortOneAuth, PortOneClient,
+    PortOneConfig, Secret, PORTONE_BANKS,
 };
 pub use listing::{
     capped_limit, InvalidCursor, RefundCursor, RefundFilter, RefundPage, MAX_LIST_LIMIT,

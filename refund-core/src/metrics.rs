@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | [`CANCEL_REQUESTS`] `refund_cancel_requests_total` | counter | `code`: `ok`, `refund_pending` or the error code |
 //! | [`SETTLEMENTS`] `refund_settlements_total` | counter | `status` (the journal's), `via`: `answer`, `sync`, `webhook`, `next_refund`, `sweep`, `review` |
-//! | [`GATEWAY_REQUESTS`] `refund_gateway_requests_total` | counter | `gateway`, `operation` (`token`, `cancel`, `payment`, `find_payment`), `outcome` (`ok`, `not_found` or the error kind) |
+//! | [`GATEWAY_REQUESTS`] `refund_gateway_requests_total` | counter | `gateway`, `operation` (`token`, `cancel`, `payment`, `find_payment`), `outcome` (`ok`, `accepted` (a cancel taken, outcome later), `not_found` or the error kind) |
 //! | [`GATEWAY_REQUEST_DURATION`] `refund_gateway_request_duration_seconds` | histogram | `gateway`, `operation` |
 //! | [`TOKEN_FETCHES`] `refund_token_fetches_total` | counter | `gateway` |
 //! | [`WEBHOOKS`] `refund_webhooks_total` | counter | `gateway`, `outcome` (`ok` or the error code) |
@@ -19,7 +19,7 @@
 use std::future::Future;
 use std::time::Instant;
 
-use crate::gateway::GatewayError;
+use crate::gateway::{CancelReceipt, GatewayError};
 use crate::payment::Payment;
 use crate::token::AccessToken;
 
@@ -66,6 +66,16 @@ pub trait GatewayOutcome {
 impl GatewayOutcome for Result<Payment, GatewayError> {
     fn outcome(&self) -> &'static str {
         self.as_ref().map_or_else(error_kind, |_| "ok")
+    }
+}
+
+impl GatewayOutcome for Result<CancelReceipt, GatewayError> {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Ok(CancelReceipt::Applied(_)) => "ok",
+            Ok(CancelReceipt::Accepted { .. }) => "accepted",
+            Err(error) => error_kind(error),
+        }
     }
 }
 

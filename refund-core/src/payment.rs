@@ -148,6 +148,13 @@ pub struct Payment {
     pub paid_at: i64,
     /// Every cancellation, oldest first.
     pub cancel_history: Vec<CancelEntry>,
+    /// Cancellations the gateway has taken but not finished (PortOne V2
+    /// `REQUESTED` ones; `cancelled_at` is when they were requested). Not
+    /// counted in `cancel_amount`. Only ever filled from a gateway answer,
+    /// for the verdict to see a refund still in flight: stores need not
+    /// keep it (a stored payment may come back with it empty), and i'mport
+    /// V1 has none.
+    pub requested_cancels: Vec<CancelEntry>,
 }
 
 impl Payment {

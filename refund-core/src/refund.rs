@@ -453,9 +453,19 @@ pub enum RequestError {
 }
 
 impl CancelRequest {
-    /// Checks everything that does not need the payment: lengths, shapes,
-    /// the account fields.
+    /// [`validate_for`](Self::validate_for) i'mport V1.
     pub fn validate(self) -> Result<ValidRequest, RequestError> {
+        self.validate_for(crate::gateway::GatewayKind::Iamport)
+    }
+
+    /// Checks everything that does not need the payment: lengths, shapes,
+    /// the account fields, and `refund_bank` as the gateway `kind` names
+    /// banks: on i'mport V1 the PG's code (at most 4 letters or digits), on
+    /// PortOne V2 a name of its `Bank` enum ([`PORTONE_BANKS`](crate::PORTONE_BANKS)).
+    pub fn validate_for(
+        self,
+        kind: crate::gateway::GatewayKind,
+    ) -> Result<ValidRequest, RequestError> {
         let invalid = |m: &str| Err(RequestError::Invalid(m.to_owned()));
         validate_payment_id("merchant_uid", &self.merchant_uid)?;
         let reason = self
@@ -504,10 +514,8 @@ impl CancelRequest {
         if holder.as_ref().is_some_and(|h| has_control(h)) {
             return invalid("refund_holder must not contain control characters");
         }
-        if bank.as_ref().is_some_and(|b| {
-            b.chars().count() > MAX_BANK_CHARS || !b.chars().all(|c| c.is_ascii_alphanumeric())
-        }) {
-            return invalid("refund_bank must be a bank code of at most 4 letters or digits");
+        if let Some(bank) = &bank {
+            check_bank(bank, kind)?;
         }
         if account_number.as_ref().is_some_and(|a| {
             a.chars().count() > MAX_ACCOUNT_CHARS
@@ -542,6 +550,39 @@ impl CancelRequest {
             vat_amount: self.vat_amount,
         })
     }
+}
+
+/// The one place that decides what a `refund_bank` may be, per gateway:
+/// i'mport V1 takes the PG's bank code (its format differs per PG, so only
+/// its shape is checked: at most 4 letters or digits); PortOne V2 takes a
+/// name of its `Bank` enum ([`PORTONE_BANKS`](crate::PORTONE_BANKS)), so a
+/// V1-style numeric code is refused there before any call.
+pub(crate) fn check_bank(
+    bank: &str,
+    kind: crate::gateway::GatewayKind,
+) -> Result<(), RequestError> {
+    use crate::gateway::GatewayKind;
+    let ok = match kind {
+        GatewayKind::Iamport => {
+            bank.chars().count() <= MAX_BANK_CHARS
+                && bank.chars().all(|c| c.is_ascii_alphanumeric())
+        }
+        GatewayKind::Portone => crate::gateway::is_portone_bank(bank),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(RequestError::Invalid(
+        match kind {
+            GatewayKind::Iamport => {
+                "refund_bank must be a bank code of at most 4 letters or digits"
+            }
+            GatewayKind::Portone => {
+                "refund_bank must be a PortOne V2 bank name (for example SHINHAN)"
+            }
+        }
+        .to_owned(),
+    ))
 }
 
 fn has_control(s: &str) -> bool {
@@ -781,5 +822,33 @@ mod tests {
             fp(r#"{"merchant_uid":"m"}"#),
             fp(r#"{"merchant_uid":"m","reason":"x"}"#)
         );
+    }
+
+    #[test]
+    fn bank_names_follow_the_gateway() {
+        use crate::gateway::GatewayKind;
+        let with_bank = |bank: &str| {
+            body(&format!(
+                r#"{{"merchant_uid":"m","refund_holder":"Kim","refund_bank":"{bank}","refund_account":"1101234"}}"#
+            ))
+        };
+        assert!(with_bank("SHINHAN")
+            .validate_for(GatewayKind::Portone)
+            .is_ok());
+        assert!(with_bank("88").validate_for(GatewayKind::Iamport).is_ok());
+        // V1's numeric codes, lower case and unknown names are refused on V2,
+        // and V2's long names on V1 (4 characters at most there).
+        for bank in ["88", "088", "shinhan", "SHINHAN_BANK"] {
+            let error = with_bank(bank)
+                .validate_for(GatewayKind::Portone)
+                .unwrap_err();
+            assert!(matches!(&error, RequestError::Invalid(m) if m.contains("refund_bank")));
+        }
+        assert!(with_bank("SHINHAN")
+            .validate_for(GatewayKind::Iamport)
+            .is_err());
+        assert!(with_bank("KAKAO_PAY_SECURITIES")
+            .validate_for(GatewayKind::Portone)
+            .is_ok());
     }
 }

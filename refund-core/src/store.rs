@@ -199,6 +199,20 @@ pub trait PaymentStore: Send + Sync + 'static {
         checksum: crate::money::Amount,
     ) -> Result<Refund, StoreError>;
 
+    /// Records the id the gateway accepted pending refund `id` under (an
+    /// asynchronous PortOne V2 cancel), atomically, only while it is still
+    /// pending: its state becomes `Pending { cancellation_id: Some(..) }`
+    /// and `updated_at_ms` the store's clock; `created_at_ms` (the start of
+    /// its in-flight bound) and the payment's pending slot stay as they
+    /// are. A refund no longer pending gives [`StoreError::NotPending`] with
+    /// its status and nothing changes; an unknown id gives
+    /// [`StoreError::RefundNotFound`]. Returns the refund as stored.
+    async fn note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, StoreError>;
+
     /// Resolves a payment's review, atomically, only if it is held
     /// ([`StoreError::NotOnHold`] otherwise; unknown payments give
     /// [`StoreError::PaymentNotFound`]):

@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use refund_core::testkit::{paid_payment, unique};
 use refund_core::{
-    CancelCommand, Currency, GatewayError, MemoryPaymentStore, Payment, PaymentGateway,
-    PaymentStatus, PaymentStore, RefundService,
+    CancelCommand, CancelReceipt, Currency, GatewayError, MemoryPaymentStore, Payment,
+    PaymentGateway, PaymentRef, PaymentStatus, PaymentStore, RefundService,
 };
 
 /// Answers lookups from a fixed set of payments; never cancels.
@@ -19,12 +19,12 @@ struct CannedGateway(HashMap<String, Payment>);
 
 #[async_trait]
 impl PaymentGateway for CannedGateway {
-    async fn cancel(&self, _: &CancelCommand) -> Result<Payment, GatewayError> {
+    async fn cancel(&self, _: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
         Err(GatewayError::Unreachable("not used here".into()))
     }
 
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
-        Ok(self.0.get(imp_uid).cloned())
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.0.get(at.imp_uid).cloned())
     }
 
     async fn find_payment(&self, _: &str) -> Result<Option<Payment>, GatewayError> {

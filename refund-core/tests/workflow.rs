@@ -11,9 +11,9 @@ use iamport_sandbox::{
 };
 use refund_core::testkit::{FaultyStore, ManualClock, StoreFault, StoreOp};
 use refund_core::{
-    Amount, CancelCommand, CancelOutcome, CancelRequest, FailureKind, GatewayError, IamportClient,
-    IamportConfig, IamportCredentials, MemoryPaymentStore, Payment, PaymentGateway, PaymentStore,
-    RefundError, RefundService, RefundState, RefundStatus,
+    Amount, CancelCommand, CancelOutcome, CancelReceipt, CancelRequest, FailureKind, GatewayError,
+    IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore, Payment, PaymentGateway,
+    PaymentRef, PaymentStore, RefundError, RefundService, RefundState, RefundStatus,
 };
 
 /// Client timeouts short enough that "the refund can no longer be in
@@ -101,7 +101,13 @@ impl Harness {
     /// again afterwards.
     async fn applied_but_judged_not_applied(&self, key: &str) -> (String, Payment) {
         let (merchant_uid, imp_uid) = self.seed_krw(10_000).await;
-        let stale = self.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+        let stale = self
+            .gateway
+            .inner
+            .payment(v1(&imp_uid))
+            .await
+            .unwrap()
+            .unwrap();
         self.sandbox
             .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
         self.gateway.set(Some(Tamper::Stale(stale.clone())));
@@ -227,7 +233,7 @@ impl Tampering {
 
 #[async_trait::async_trait]
 impl PaymentGateway for Tampering {
-    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
         {
             let mut tamper = self.tamper.lock().unwrap();
             if matches!(*tamper, Some(Tamper::StaleUntilCancel(_))) {
@@ -237,8 +243,8 @@ impl PaymentGateway for Tampering {
         self.inner.cancel(command).await
     }
 
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
-        Ok(self.apply(self.inner.payment(imp_uid).await?))
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.apply(self.inner.payment(at).await?))
     }
 
     async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
@@ -495,7 +501,13 @@ async fn a_late_success_answer_wins_over_an_early_verdict() {
     let h = Arc::new(Harness::start().await);
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
     let before = h.sandbox.payment(&imp_uid).unwrap();
-    let stale = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    let stale = h
+        .gateway
+        .inner
+        .payment(v1(&imp_uid))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(before.cancel_amount, 0);
     h.sandbox.inject_fault(
         Fault::HoldAfterCommit(Duration::from_millis(300)),
@@ -1106,13 +1118,18 @@ async fn token_is_fetched_once_for_many_calls() {
     let (merchant_uid, imp_uid) = h.seed_krw(100_000).await;
     for _ in 0..5 {
         refunded(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
-        h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+        h.gateway
+            .inner
+            .payment(v1(&imp_uid))
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(h.sandbox.stats().get_token.requests, 1);
     assert_eq!(
         h.gateway
             .inner
-            .payment(&imp_uid)
+            .payment(v1(&imp_uid))
             .await
             .unwrap()
             .unwrap()
@@ -1182,7 +1199,7 @@ async fn a_rerun_never_runs_on_totals_newer_than_its_proof() {
     let current = h
         .gateway
         .inner
-        .payment(&stale.imp_uid)
+        .payment(v1(&stale.imp_uid))
         .await
         .unwrap()
         .unwrap();
@@ -1215,7 +1232,13 @@ async fn a_rerun_never_runs_on_totals_newer_than_its_proof() {
 async fn a_rerun_on_a_lagging_lookup_waits_without_a_hold() {
     let h = Harness::start().await;
     let (merchant_uid, imp_uid) = h.seed_krw(10_000).await;
-    let before_console = h.gateway.inner.payment(&imp_uid).await.unwrap().unwrap();
+    let before_console = h
+        .gateway
+        .inner
+        .payment(v1(&imp_uid))
+        .await
+        .unwrap()
+        .unwrap();
     h.console_refund(&imp_uid, Some(2_000), Some("console"));
     h.service.sync(&merchant_uid).await.unwrap();
     h.sandbox
@@ -1239,4 +1262,12 @@ async fn a_rerun_on_a_lagging_lookup_waits_without_a_hold() {
             .await,
     );
     assert_eq!(json(&view.cancel_amount), "3000");
+}
+
+/// A V1 lookup by `imp_uid`.
+fn v1(imp_uid: &str) -> PaymentRef<'_> {
+    PaymentRef {
+        imp_uid,
+        merchant_uid: "",
+    }
 }

@@ -333,6 +333,8 @@ impl PaymentFields {
                     receipt_url: entry.receipt_url,
                 })
                 .collect(),
+            // Not stored: only ever read from the gateway's own answers.
+            requested_cancels: Vec::new(),
         })
     }
 }

@@ -571,6 +571,71 @@ impl PaymentStore for MongoPaymentStore {
         )))
     }
 
+    async fn note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, StoreError> {
+        let id = id.as_str();
+        // One element, matched by id and pending status, updated in place:
+        // atomic within its payment's document.
+        let filter = doc! {
+            "refunds": { "$elemMatch": { "id": id, "status": RefundStatus::Pending.as_str() } },
+        };
+        let noted = doc! { "$mergeObjects": [
+            "$$refund",
+            { "cancellation_id": literal(cancellation_id), "updated_at_ms": server_now_ms() },
+        ] };
+        let update = vec![doc! { "$set": {
+            "refunds": { "$map": {
+                "input": "$refunds",
+                "as": "refund",
+                "in": { "$cond": [
+                    { "$and": [
+                        { "$eq": ["$$refund.id", literal(id)] },
+                        { "$eq": ["$$refund.status", literal(RefundStatus::Pending.as_str())] },
+                    ] },
+                    noted,
+                    "$$refund",
+                ] },
+            } },
+        } }];
+        let updated = self
+            .payments
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "refunds": 1 })
+            .await
+            .map_err(store_error("note_cancellation_id"))?;
+        let document = match updated {
+            Some(document) => document,
+            None => {
+                let Some(document) = self
+                    .payments
+                    .find_one(doc! { "refunds.id": id })
+                    .projection(doc! { "refunds": 1 })
+                    .await
+                    .map_err(store_error("note_cancellation_id"))?
+                else {
+                    return Err(StoreError::RefundNotFound);
+                };
+                let journal: JournalDocument = decode(document)?;
+                let current = journal
+                    .into_refunds()?
+                    .into_iter()
+                    .find(|r| r.id.as_str() == id)
+                    .ok_or_else(|| StoreError::corrupt("refund missing from its payment"))?;
+                return Err(StoreError::NotPending(current.status()));
+            }
+        };
+        let journal: JournalDocument = decode(document)?;
+        journal
+            .into_refunds()?
+            .into_iter()
+            .find(|r| r.id.as_str() == id)
+            .ok_or_else(|| StoreError::corrupt("noted refund missing from its payment"))
+    }
+
     async fn resolve_review(
         &self,
         merchant_uid: &str,

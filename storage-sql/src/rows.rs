@@ -148,6 +148,8 @@ fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPaymen
             status: columns.text("status")?.as_str().into(),
             paid_at: columns.int("paid_at")?,
             cancel_history: parse_cancel_history(&columns.text("cancel_history")?)?,
+            // Not stored: only ever read from the gateway's own answers.
+            requested_cancels: Vec::new(),
         },
         pending_refund: columns
             .opt_text("pending_refund_id")?

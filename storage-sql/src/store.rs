@@ -519,6 +519,31 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         Ok(refund)
     }
 
+    async fn try_note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, Abort> {
+        let sql = DB::statements();
+        let mut conn = self.pool.acquire().await?;
+        let noted = DB::execute(
+            &mut conn,
+            &sql.note_cancellation,
+            &[Param::Text(cancellation_id), Param::Text(id.as_str())],
+        )
+        .await?;
+        let row =
+            DB::fetch_optional(&mut conn, &sql.select_refund, &[Param::Text(id.as_str())]).await?;
+        let Some(row) = row else {
+            return Err(StoreError::RefundNotFound.into());
+        };
+        let refund = rows::refund::<DB>(&row)?;
+        if DB::rows_affected(&noted) == 0 {
+            return Err(StoreError::NotPending(refund.status()).into());
+        }
+        Ok(refund)
+    }
+
     /// `resolve_review` as one write transaction: lifts the hold (only
     /// while held), records the resolution on the payment's open reviews,
     /// applies the snapshot, and reads the payment back.
@@ -623,6 +648,15 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         checksum: refund_core::Amount,
     ) -> Result<Refund, StoreError> {
         self.write(|| self.try_retry_refund(id, base_cancel_amount, checksum))
+            .await
+    }
+
+    async fn note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, StoreError> {
+        self.write(|| self.try_note_cancellation_id(id, cancellation_id))
             .await
     }
 

@@ -108,6 +108,34 @@ pub struct GatewayPayment {
 }
 
 impl GatewayPayment {
+    /// A PortOne V2 `Payment`, in the plugin's vocabulary (`transactionId`
+    /// as `imp_uid`, statuses as the views name them).
+    pub fn from_portone(json: &Value) -> GatewayPayment {
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        let currency: Currency = text(&json["currency"]).parse().expect("a currency");
+        let major = |v: &Value| {
+            let minor = v
+                .as_i64()
+                .unwrap_or_else(|| panic!("not an amount: {json}"));
+            DecimalText::new(currency.format_major(refund_core::Amount::from_minor(minor)))
+                .expect("a decimal")
+        };
+        let status = match json["status"].as_str() {
+            Some("PAID" | "PARTIAL_CANCELLED") => "paid",
+            Some("CANCELLED") => "cancelled",
+            Some("FAILED") => "failed",
+            _ => "ready",
+        };
+        GatewayPayment {
+            imp_uid: text(&json["transactionId"]),
+            merchant_uid: text(&json["id"]),
+            currency,
+            status: status.to_owned(),
+            amount: major(&json["amount"]["total"]),
+            cancel_amount: major(&json["amount"]["cancelled"]),
+        }
+    }
+
     /// The amount paid, in minor units.
     pub fn amount(&self) -> i64 {
         minor(&self.amount, self.currency)

@@ -139,10 +139,107 @@ pub struct SandboxProcess {
     pub url: String,
     pub imp_key: String,
     pub imp_secret: String,
+    /// The V2 API secret (a sandbox started with [`Self::start_portone`]).
+    pub api_secret: String,
     http: reqwest::Client,
 }
 
 impl SandboxProcess {
+    /// Starts a PortOne V2 sandbox (no webhook target) and waits until it
+    /// serves.
+    pub async fn start_portone() -> SandboxProcess {
+        let api_secret = format!("v2secret_{}", random_hex(16));
+        let mut process = Process::spawn(
+            "iamport-sandbox",
+            Command::new(env!("CARGO_BIN_EXE_iamport-sandbox"))
+                .args(["--listen", "127.0.0.1:0", "--api", "portone"])
+                .args(["--api-secret", &api_secret])
+                .env("NO_COLOR", "1")
+                .env("RUST_LOG", "warn"),
+        );
+        let addr = process
+            .wait_for_line("the sandbox's address", |line| {
+                address_after(line, "listening on http://")
+            })
+            .await;
+        let sandbox = SandboxProcess {
+            process,
+            url: format!("http://{addr}"),
+            imp_key: String::new(),
+            imp_secret: String::new(),
+            api_secret,
+            http: http_client(),
+        };
+        sandbox.stats().await;
+        sandbox
+    }
+
+    /// V2: seeds a paid payment with this `paymentId`; returns its
+    /// `transactionId`.
+    pub async fn create_portone_payment(&self, payment_id: &str, amount: i64) -> String {
+        self.create_portone_payment_in(payment_id, amount, "KRW")
+            .await
+    }
+
+    /// V2: [`create_portone_payment`](Self::create_portone_payment) in
+    /// `currency` (`amount` in its minor unit).
+    pub async fn create_portone_payment_in(
+        &self,
+        payment_id: &str,
+        amount: i64,
+        currency: &str,
+    ) -> String {
+        let body = json!({"payment_id": payment_id, "amount": amount, "currency": currency});
+        let answer = self
+            .control(Method::POST, "/sandbox/payments", Some(body))
+            .await;
+        assert_eq!(answer.status, 200, "seeding a payment: {}", answer.text);
+        answer.json["transactionId"]
+            .as_str()
+            .expect("a transactionId")
+            .to_owned()
+    }
+
+    /// V2: the gateway's copy of a payment, read through PortOne's own API.
+    pub async fn portone_payment(&self, payment_id: &str) -> GatewayPayment {
+        let response = self
+            .http
+            .get(format!("{}/payments/{payment_id}", self.url))
+            .header("Authorization", format!("PortOne {}", self.api_secret))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        GatewayPayment::from_portone(&answer.json)
+    }
+
+    /// V2: `amount.cancelled` of a payment, read through PortOne's own API.
+    pub async fn portone_cancelled(&self, payment_id: &str) -> i64 {
+        let response = self
+            .http
+            .get(format!("{}/payments/{payment_id}", self.url))
+            .header("Authorization", format!("PortOne {}", self.api_secret))
+            .send()
+            .await
+            .expect("the sandbox answers");
+        let answer = Answer::read(response).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        answer.json["amount"]["cancelled"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no amount.cancelled: {}", answer.text))
+    }
+
+    /// V2: completes every asynchronous (`REQUESTED`) cancel, succeeding or
+    /// failing them.
+    pub async fn complete_requested(&self, succeed: bool) {
+        let body = json!({"succeed": succeed});
+        let answer = self
+            .control(Method::POST, "/sandbox/cancellations/complete", Some(body))
+            .await;
+        assert_eq!(answer.status, 200, "completing cancels: {}", answer.text);
+    }
+
     /// Starts a sandbox and waits until it serves.
     pub async fn start() -> SandboxProcess {
         let imp_key = format!("key_{}", random_hex(6));
@@ -165,6 +262,7 @@ impl SandboxProcess {
             url: format!("http://{addr}"),
             imp_key,
             imp_secret,
+            api_secret: String::new(),
             http: http_client(),
         };
         sandbox.stats().await;
@@ -224,6 +322,10 @@ impl SandboxProcess {
             }
         })
         .await;
+        // V1 wraps control answers in its envelope; V2 answers them bare.
+        if answer.json.get("code").is_none() {
+            return serde_json::from_value(answer.json).expect("stats");
+        }
         let envelope: Envelope<Stats> = answer.parse();
         envelope.response.expect("stats")
     }
@@ -295,20 +397,50 @@ impl MerchantServer {
         database_url: &str,
         extra: &[(&str, &str)],
     ) -> MerchantServer {
-        let admin_token = format!("admin_{}", random_hex(16));
-        let mut env: Vec<(String, String)> = [
-            ("REFUND_LISTEN", "127.0.0.1:0"),
-            ("REFUND_DATABASE_URL", database_url),
-            ("REFUND_IAMPORT_URL", &sandbox.url),
+        let gateway = [
+            ("REFUND_IAMPORT_URL", sandbox.url.as_str()),
             ("REFUND_IAMPORT_KEY", &sandbox.imp_key),
             ("REFUND_IAMPORT_SECRET", &sandbox.imp_secret),
-            ("REFUND_ADMIN_TOKEN", &admin_token),
-            ("RUST_LOG", "info"),
-            ("NO_COLOR", "1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ];
+        Self::start_with_gateway(&gateway, database_url, extra).await
+    }
+
+    /// Like [`start`](Self::start), on PortOne V2 against a sandbox from
+    /// [`SandboxProcess::start_portone`] (no webhook secret: notices are a
+    /// cue to fetch).
+    pub async fn start_portone(
+        sandbox: &SandboxProcess,
+        database_url: &str,
+        extra: &[(&str, &str)],
+    ) -> MerchantServer {
+        let gateway = [
+            ("REFUND_GATEWAY", "portone"),
+            ("REFUND_PORTONE_URL", sandbox.url.as_str()),
+            ("REFUND_PORTONE_SECRET", &sandbox.api_secret),
+        ];
+        let server = Self::start_with_gateway(&gateway, database_url, extra).await;
+        server.wait_until_healthy().await;
+        server
+    }
+
+    async fn start_with_gateway(
+        gateway: &[(&str, &str)],
+        database_url: &str,
+        extra: &[(&str, &str)],
+    ) -> MerchantServer {
+        let admin_token = format!("admin_{}", random_hex(16));
+        let mut env: Vec<(String, String)> = gateway
+            .iter()
+            .copied()
+            .chain([
+                ("REFUND_LISTEN", "127.0.0.1:0"),
+                ("REFUND_DATABASE_URL", database_url),
+                ("REFUND_ADMIN_TOKEN", &admin_token),
+                ("RUST_LOG", "info"),
+                ("NO_COLOR", "1"),
+            ])
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         for (key, value) in extra {
             env.retain(|(k, _)| k != key);
             env.push((key.to_string(), value.to_string()));
@@ -422,6 +554,18 @@ impl MerchantServer {
         let request = self
             .anonymous(Method::POST, "/payments/webhook")
             .json(&json!({"imp_uid": imp_uid, "merchant_uid": merchant_uid, "status": "paid"}));
+        self.send(request).await
+    }
+
+    /// A PortOne V2 notice for a payment, unsigned (the server has no
+    /// webhook secret: it is a cue to fetch).
+    pub async fn portone_webhook(&self, payment_id: &str, transaction_id: &str) -> Answer {
+        let body = json!({"type": "Transaction.Paid", "timestamp": "2026-01-01T00:00:00Z",
+                          "data": {"paymentId": payment_id, "transactionId": transaction_id,
+                                   "storeId": "store"}});
+        let request = self
+            .anonymous(Method::POST, "/payments/webhook")
+            .json(&body);
         self.send(request).await
     }
 

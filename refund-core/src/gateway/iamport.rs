@@ -9,14 +9,14 @@ use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::wire::{Auth, CancelBody, Envelope, PaymentAnnotation, TokenRequest};
-use super::{CancelCommand, GatewayError, PaymentGateway, Secret};
+use super::{CancelCommand, CancelReceipt, GatewayError, PaymentGateway, PaymentRef, Secret};
 use crate::clock::now_ms;
 use crate::memory::MemoryTokenCache;
 use crate::payment::{Payment, PaymentStatus};
 use crate::token::{AccessToken, TokenCache, TokenSource};
 
 /// The `gateway` label of this client's metrics.
-const GATEWAY: &str = "iamport";
+const GATEWAY: &str = crate::gateway::GatewayKind::Iamport.as_str();
 
 /// The REST API key and secret of an i'mport account.
 #[derive(Clone, Debug)]
@@ -259,7 +259,7 @@ impl IamportClient {
 #[async_trait]
 impl PaymentGateway for IamportClient {
     #[tracing::instrument(skip_all, fields(imp_uid = %command.imp_uid))]
-    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError> {
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
         let currency = command.currency;
         let account = command.account.as_ref();
         let body = CancelBody {
@@ -282,7 +282,9 @@ impl PaymentGateway for IamportClient {
                 .await?;
             // A cancel answered with something unreadable may still have
             // happened; the gateway is done with it, so a lookup tells.
-            read_payment(response, GatewayError::Garbled).await
+            read_payment(response, GatewayError::Garbled)
+                .await
+                .map(CancelReceipt::Applied)
         };
         let call = async {
             tokio::time::timeout(self.cancel_budget(), call)
@@ -293,9 +295,10 @@ impl PaymentGateway for IamportClient {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError> {
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        // i'mport V1 keys payments by its own id.
         let call = async {
-            match path_segment(imp_uid) {
+            match path_segment(at.imp_uid) {
                 Some(segment) => self.get_payment(format!("/payments/{segment}")).await,
                 None => Ok(None),
             }
@@ -348,7 +351,7 @@ fn classify(error: reqwest::Error) -> GatewayError {
 
 /// Percent-encodes an id as one URL path segment; `None` for ids no
 /// payment can have (empty, or dot segments that URLs collapse).
-fn path_segment(id: &str) -> Option<String> {
+pub(super) fn path_segment(id: &str) -> Option<String> {
     if matches!(id, "" | "." | "..") {
         return None;
     }

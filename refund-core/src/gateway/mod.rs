@@ -1,6 +1,10 @@
-//! The payment gateway behind a trait, and the i'mport V1 client.
+//! The payment gateway behind a trait, and its clients: i'mport V1 and
+//! PortOne V2.
 
+mod bank;
 mod iamport;
+mod portone;
+mod portone_wire;
 mod wire;
 
 use std::fmt;
@@ -13,7 +17,9 @@ use crate::payment::Payment;
 use crate::refund::RefundAccount;
 use crate::store::BoxError;
 
+pub use bank::{is_portone_bank, PORTONE_BANKS};
 pub use iamport::{IamportClient, IamportConfig, IamportCredentials};
+pub use portone::{PortOneAuth, PortOneClient, PortOneConfig};
 
 /// One cancellation to ask of the gateway. Always carries an explicit amount
 /// and checksum: i'mport reads a missing amount as "cancel everything".
@@ -86,17 +92,76 @@ impl GatewayError {
     }
 }
 
-/// A payment gateway: i'mport V1 today; PortOne V2 or a test double can plug in.
+/// What a refusal's code means for the answer (the workflow's one place
+/// that reads gateway codes; V1 codes are numbers and never match).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RefusalMeaning {
+    /// Any refusal: `gateway_rejected` (or `payment_out_of_sync` when the
+    /// lookup that follows shows our copy was stale).
+    Refused,
+    /// PortOne V2 `PAYMENT_NOT_PAID`: the payment cannot be refunded
+    /// (`not_refundable`).
+    NotPaid,
+}
+
+impl RefusalMeaning {
+    /// The meaning of a refusal with this code.
+    pub(crate) fn of(code: Option<&str>) -> Self {
+        match code {
+            Some("PAYMENT_NOT_PAID") => RefusalMeaning::NotPaid,
+            _ => RefusalMeaning::Refused,
+        }
+    }
+}
+
+/// What the gateway said to a cancel it took.
+///
+/// The two cases decide money differently, so they are typed: a payment
+/// afterwards can credit the refund at once; a cancellation taken under an
+/// id (PortOne V2's asynchronous `REQUESTED` cancels, or a `SUCCEEDED` one
+/// whose payment could not be read back) keeps the refund pending with that
+/// id until a lookup of the payment shows the cancellation's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelReceipt {
+    /// The cancel applied: the payment afterwards (i'mport V1 always).
+    Applied(Payment),
+    /// The gateway took the cancel under this id; its outcome is read from
+    /// the payment later (its `cancellations`, a webhook, the sweep).
+    Accepted {
+        /// The gateway's id of the cancellation.
+        cancellation_id: String,
+    },
+}
+
+/// Which payment to look up: both ids, since the gateways key payments
+/// differently. i'mport V1 looks payments up by `imp_uid`; PortOne V2 by
+/// `paymentId`, the merchant's order id (`merchant_uid`), and reports the
+/// attempt's `transactionId` as `imp_uid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaymentRef<'a> {
+    /// The gateway's id of the payment attempt (V1 `imp_uid`, V2
+    /// `transactionId`); may be empty where it is not known (V2 only).
+    pub imp_uid: &'a str,
+    /// The merchant's order id (V2 `paymentId`); may be empty where it is
+    /// not known (V1 only).
+    pub merchant_uid: &'a str,
+}
+
+/// A payment gateway: i'mport V1 or PortOne V2; test doubles plug in too.
 ///
 /// Implementations report money in exact [`Amount`]s and classify failures
 /// by whether the gateway may have acted (see [`GatewayError`]).
 #[async_trait]
 pub trait PaymentGateway: Send + Sync + 'static {
-    /// Cancels (part of) a payment and returns the payment afterwards.
-    async fn cancel(&self, command: &CancelCommand) -> Result<Payment, GatewayError>;
+    /// Cancels (part of) a payment: [`CancelReceipt::Applied`] with the
+    /// payment afterwards, or [`CancelReceipt::Accepted`] when the gateway
+    /// took it under an id whose outcome is known only later.
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError>;
 
-    /// The payment with this i'mport id, or `None` if the gateway has none.
-    async fn payment(&self, imp_uid: &str) -> Result<Option<Payment>, GatewayError>;
+    /// The payment these ids name, or `None` if the gateway has none. A V2
+    /// gateway may answer another attempt of the same order (another
+    /// `transactionId`): callers compare `imp_uid` before trusting it.
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError>;
 
     /// The payment of this order id to refund: its paid attempt if any,
     /// else its most recent one; `None` if there is none.
@@ -125,7 +190,7 @@ pub enum GatewayKind {
 
 impl GatewayKind {
     /// The name used in views, metrics and configuration.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             GatewayKind::Iamport => "iamport",
             GatewayKind::Portone => "portone",

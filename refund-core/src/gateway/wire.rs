@@ -105,6 +105,8 @@ impl PaymentAnnotation {
             status: PaymentStatus::from(self.status.as_str()),
             paid_at: self.paid_at.unwrap_or(0),
             cancel_history,
+            // i'mport V1 applies cancels synchronously.
+            requested_cancels: Vec::new(),
         })
     }
 }

@@ -211,6 +211,27 @@ impl PaymentStore for MemoryPaymentStore {
         Ok(refund.clone())
     }
 
+    async fn note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, StoreError> {
+        let now = self.clock.now_ms();
+        let mut state = self.state();
+        let refund = state
+            .refunds
+            .get_mut(id)
+            .ok_or(StoreError::RefundNotFound)?;
+        if !matches!(refund.state, RefundState::Pending { .. }) {
+            return Err(StoreError::NotPending(refund.status()));
+        }
+        refund.state = RefundState::Pending {
+            cancellation_id: Some(cancellation_id.to_owned()),
+        };
+        refund.updated_at_ms = now;
+        Ok(refund.clone())
+    }
+
     async fn resolve_review(
         &self,
         merchant_uid: &str,

@@ -861,6 +861,52 @@ pub async fn every_state_round_trips(store: Store) {
     }
 }
 
+/// An asynchronous cancel's id is recorded on its pending refund, which
+/// stays pending, keeps its start and its payment's slot; a settled refund
+/// is never renamed, and unknown ids are refused.
+pub async fn a_pending_refund_is_named_by_its_cancellation_id(store: Store) {
+    let payment = paid_payment(&unique("accepted"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 1_000, Some(&unique("key")));
+    store.begin_refund(&refund).await.unwrap();
+    let begun = store.refund(&refund.id).await.unwrap().unwrap();
+    let id = unique("cxl");
+    let noted = store.note_cancellation_id(&refund.id, &id).await.unwrap();
+    let named = RefundState::Pending {
+        cancellation_id: Some(id.clone()),
+    };
+    assert_eq!(noted.state, named);
+    assert_eq!(noted.created_at_ms, begun.created_at_ms, "its start stays");
+    let read = store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(read.state, named);
+    assert_eq!(read.amount, refund.amount);
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(
+        stored.pending_refund.as_ref(),
+        Some(&refund.id),
+        "still holds the slot"
+    );
+    let other = pending_refund(&payment, 500, None);
+    assert!(matches!(
+        store.begin_refund(&other).await,
+        Err(StoreError::RefundInProgress)
+    ));
+    // Settled with that id; a settled refund is never renamed.
+    let done = RefundState::Succeeded {
+        cancellation_id: Some(id.clone()),
+    };
+    store.finish_refund(&refund.id, &done, None).await.unwrap();
+    assert!(matches!(
+        store.note_cancellation_id(&refund.id, "another").await,
+        Err(StoreError::NotPending(RefundStatus::Succeeded))
+    ));
+    assert_eq!(store.refund(&refund.id).await.unwrap().unwrap().state, done);
+    assert!(matches!(
+        store.note_cancellation_id(&RefundId::generate(), "x").await,
+        Err(StoreError::RefundNotFound)
+    ));
+}
+
 /// Late evidence wins: a `not_applied` failure may still become
 /// `succeeded` (or go to review, when a retry finds ambiguous evidence),
 /// and nothing else settled ever moves.

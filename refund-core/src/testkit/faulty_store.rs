@@ -28,7 +28,8 @@ pub enum StoreOp {
     ApplySnapshot,
     /// [`PaymentStore::begin_refund`] and [`PaymentStore::retry_refund`].
     BeginRefund,
-    /// [`PaymentStore::finish_refund`].
+    /// [`PaymentStore::finish_refund`] and
+    /// [`PaymentStore::note_cancellation_id`].
     FinishRefund,
     /// [`PaymentStore::resolve_review`].
     ResolveReview,
@@ -151,6 +152,15 @@ impl PaymentStore for FaultyStore {
         self.inner
             .retry_refund(id, base_cancel_amount, checksum)
             .await
+    }
+
+    async fn note_cancellation_id(
+        &self,
+        id: &RefundId,
+        cancellation_id: &str,
+    ) -> Result<Refund, StoreError> {
+        self.check(StoreOp::FinishRefund)?;
+        self.inner.note_cancellation_id(id, cancellation_id).await
     }
 
     async fn resolve_review(

@@ -73,6 +73,7 @@ macro_rules! store_conformance_tests {
             ping_answers,
             the_journal_is_stamped_by_the_store_clock,
             every_state_round_trips,
+            a_pending_refund_is_named_by_its_cancellation_id,
             only_not_applied_failures_may_still_succeed,
             a_refund_that_changed_nothing_runs_again_as_the_same_row,
             a_retry_is_refused_like_a_begin,
@@ -151,6 +152,7 @@ pub fn paid_payment(merchant_uid: &str, amount: i64, currency: Currency) -> Paym
         status: PaymentStatus::Paid,
         paid_at: 1_764_000_000,
         cancel_history: Vec::new(),
+        requested_cancels: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@ use super::verdict::{decide, rerun_proof, Context, Evidence, RerunProof, Verdict
 use super::{RefundService, Via};
 use crate::actor::Actor;
 use crate::error::RefundError;
-use crate::gateway::{CancelCommand, GatewayError};
+use crate::gateway::{CancelCommand, CancelReceipt, GatewayError, RefusalMeaning};
 use crate::masking::mask_gateway_message;
 use crate::payment::{PayMethod, Payment, PaymentStatus, StoredPayment};
 use crate::refund::{
@@ -40,7 +40,7 @@ impl RefundService {
         request: CancelRequest,
         idempotency_key: Option<&str>,
     ) -> Result<CancelOutcome, RefundError> {
-        let request = request.validate()?;
+        let request = request.validate_for(self.gateway.kind())?;
         if let Some(key) = idempotency_key {
             validate_idempotency_key(key)?;
         }
@@ -174,7 +174,7 @@ impl RefundService {
     ) -> Result<Begun, Retry> {
         let lookup = self
             .gateway
-            .payment(&existing.imp_uid)
+            .payment(super::refund_ref(&existing))
             .await
             .map_err(RefundError::Gateway)?
             .filter(|p| p.imp_uid == existing.imp_uid);
@@ -350,9 +350,19 @@ impl RefundService {
     ) -> Result<CancelOutcome, RefundError> {
         let pending = || CancelOutcome::Pending(RefundView::new(&refund, payment.currency));
         let judged = match self.gateway.cancel(&command).await {
-            Ok(after) => {
+            Ok(CancelReceipt::Applied(after)) => {
                 let snapshot = (after.imp_uid == refund.imp_uid).then_some(&after);
                 self.settle_answer(&refund, Evidence::Applied(&after), snapshot)
+                    .await
+                    .map(|recorded| (recorded, None))
+            }
+            Ok(CancelReceipt::Accepted { cancellation_id }) => {
+                // Taken, not finished (V2 `REQUESTED`, or a success whose
+                // payment could not be read back): the refund stays pending
+                // under the gateway's id, which credits it once a lookup
+                // shows that cancellation succeeded (202 meanwhile).
+                tracing::info!(refund_id = %refund.id, "the gateway accepted the refund; it settles when the cancellation completes");
+                self.note_accepted(&refund, &cancellation_id)
                     .await
                     .map(|recorded| (recorded, None))
             }
@@ -377,7 +387,7 @@ impl RefundService {
                 // lookup tells whether it applied, and the payment is
                 // refundable again at once if it did not.
                 tracing::warn!(refund_id = %refund.id, %error, "the gateway answered without a usable result; looking the payment up");
-                let lookup = match self.gateway.payment(&refund.imp_uid).await {
+                let lookup = match self.gateway.payment(super::refund_ref(&refund)).await {
                     Ok(lookup) => lookup.filter(|p| p.imp_uid == refund.imp_uid),
                     Err(lookup_error) => {
                         tracing::warn!(refund_id = %refund.id, error = %lookup_error, "could not look the payment up; the refund stays pending");
@@ -422,6 +432,48 @@ impl RefundService {
         }
     }
 
+    /// Step 4's asynchronous case: records the id the gateway took the
+    /// refund under on its pending journal row (the strongest evidence
+    /// later). If that write fails the refund is still pending and its
+    /// reason still names it, so it is only logged.
+    async fn note_accepted(
+        &self,
+        refund: &Refund,
+        cancellation_id: &str,
+    ) -> Result<Recorded, RefundError> {
+        match self
+            .store
+            .note_cancellation_id(&refund.id, cancellation_id)
+            .await
+        {
+            Ok(noted) => Ok(Recorded {
+                refund: noted,
+                settlement: None,
+            }),
+            Err(StoreError::NotPending(_)) => self
+                .store
+                .refund(&refund.id)
+                .await?
+                .map(|refund| Recorded {
+                    refund,
+                    settlement: None,
+                })
+                .ok_or_else(|| RefundError::Internal("a pending refund vanished".into())),
+            Err(error) => {
+                tracing::warn!(refund_id = %refund.id, %error, "could not record the gateway's cancellation id; the refund's reason still names it");
+                Ok(Recorded {
+                    refund: Refund {
+                        state: RefundState::Pending {
+                            cancellation_id: Some(cancellation_id.to_owned()),
+                        },
+                        ..refund.clone()
+                    },
+                    settlement: None,
+                })
+            }
+        }
+    }
+
     /// Step 5: the gateway refused. The payment, looked up, tells why: our
     /// copy was stale (its total moved: re-synced, `payment_out_of_sync`)
     /// or a plain refusal (`gateway_rejected`); and [`decide`] puts a
@@ -432,7 +484,7 @@ impl RefundService {
         code: Option<&str>,
         message: &str,
     ) -> Result<(Recorded, Option<RefundError>), RefundError> {
-        let lookup = match self.gateway.payment(&refund.imp_uid).await {
+        let lookup = match self.gateway.payment(super::refund_ref(refund)).await {
             Ok(lookup) => lookup.filter(|p| p.imp_uid == refund.imp_uid),
             Err(error) => {
                 tracing::warn!(%error, "could not re-read the payment after a refusal");
@@ -457,10 +509,13 @@ impl RefundService {
                 ..
             })
         );
-        Ok((
-            recorded,
-            (rejected && stale).then_some(RefundError::PaymentOutOfSync),
-        ))
+        let answer = match (rejected, stale, RefusalMeaning::of(code)) {
+            (false, _, _) => None,
+            (true, true, _) => Some(RefundError::PaymentOutOfSync),
+            (true, false, RefusalMeaning::NotPaid) => Some(not_paid()),
+            (true, false, RefusalMeaning::Refused) => None,
+        };
+        Ok((recorded, answer))
     }
 
     /// Judges the cancel call's own answer and records the verdict, with
@@ -586,7 +641,9 @@ impl RefundService {
             (RefundState::Failed(_), Some(error)) => Err(error),
             (RefundState::Failed(failure), None) => {
                 let message = failure.message.clone();
+                let meaning = RefusalMeaning::of(failure.code.as_deref());
                 Err(match failure.kind {
+                    FailureKind::Rejected if meaning == RefusalMeaning::NotPaid => not_paid(),
                     FailureKind::Rejected => RefundError::GatewayRejected {
                         code: failure.code.clone(),
                         message,
@@ -706,6 +763,11 @@ fn check_refundable(
         ));
     }
     Ok(amount)
+}
+
+/// The answer to a refusal that says the payment is not paid.
+fn not_paid() -> RefundError {
+    RefundError::NotRefundable("the gateway says the payment is not paid".to_owned())
 }
 
 /// An error and its sources, for logs.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::actor::Actor;
 use crate::error::RefundError;
-use crate::gateway::PaymentGateway;
+use crate::gateway::{PaymentGateway, PaymentRef};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{validate_payment_id, RefundStatus};
 use crate::store::PaymentStore;
@@ -123,6 +123,11 @@ impl RefundService {
         self
     }
 
+    /// Which API the gateway speaks (the webhook shape, metric labels).
+    pub fn gateway_kind(&self) -> crate::gateway::GatewayKind {
+        self.gateway.kind()
+    }
+
     /// The store, for health checks and operator tools.
     pub fn store(&self) -> &Arc<dyn PaymentStore> {
         &self.store
@@ -153,7 +158,7 @@ impl RefundService {
         // Read before the lookup (see `judge`).
         let now_ms = self.store.now_ms().await?;
         let snapshot = match &stored {
-            Some(stored) => self.gateway.payment(&stored.payment.imp_uid).await,
+            Some(stored) => self.gateway.payment(payment_ref(&stored.payment)).await,
             None => self.gateway.find_payment(merchant_uid).await,
         }
         .map_err(RefundError::Gateway)?;
@@ -179,13 +184,37 @@ impl RefundService {
     /// the notice is never trusted, the payment is fetched by `imp_uid` and
     /// upserted. Repeated deliveries are harmless. Returns `None` when the
     /// gateway has no such payment; a malformed id is refused before the
-    /// gateway is asked.
+    /// gateway is asked. PortOne V2 looks payments up by the order id: use
+    /// [`refresh_payment`](Self::refresh_payment) there.
     #[tracing::instrument(skip(self), fields(actor = Actor::WEBHOOK))]
     pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
         validate_payment_id("imp_uid", imp_uid)?;
+        self.refresh_payment(PaymentRef {
+            imp_uid,
+            merchant_uid: "",
+        })
+        .await
+    }
+
+    /// [`refresh`](Self::refresh) by both ids, as a PortOne V2 webhook
+    /// names a payment (`paymentId` is the order id, `transactionId` the
+    /// attempt): the payment is fetched from the gateway (V1 by `imp_uid`,
+    /// V2 by `merchant_uid`) and upserted. Each id given must be well
+    /// formed; an empty one is not known.
+    #[tracing::instrument(skip(self))]
+    pub async fn refresh_payment(
+        &self,
+        at: PaymentRef<'_>,
+    ) -> Result<Option<PaymentView>, RefundError> {
+        if !at.imp_uid.is_empty() {
+            validate_payment_id("imp_uid", at.imp_uid)?;
+        }
+        if !at.merchant_uid.is_empty() {
+            validate_payment_id("merchant_uid", at.merchant_uid)?;
+        }
         let Some(snapshot) = self
             .gateway
-            .payment(imp_uid)
+            .payment(at)
             .await
             .map_err(RefundError::Gateway)?
         else {
@@ -296,6 +325,22 @@ impl RefundService {
     async fn past_in_flight(&self, refund: &crate::refund::Refund) -> Result<bool, RefundError> {
         let now = self.store.now_ms().await?;
         Ok(!verdict::may_be_on_the_wire(refund, now, self.settle_after))
+    }
+}
+
+/// Both ids of a payment, for a gateway lookup.
+pub(crate) fn payment_ref(payment: &Payment) -> PaymentRef<'_> {
+    PaymentRef {
+        imp_uid: &payment.imp_uid,
+        merchant_uid: &payment.merchant_uid,
+    }
+}
+
+/// Both ids of a refund's payment, for a gateway lookup.
+pub(crate) fn refund_ref(refund: &crate::refund::Refund) -> PaymentRef<'_> {
+    PaymentRef {
+        imp_uid: &refund.imp_uid,
+        merchant_uid: &refund.merchant_uid,
     }
 }
 

@@ -23,7 +23,7 @@ impl RefundService {
         let now_ms = self.store.now_ms().await?;
         let snapshot = self
             .gateway
-            .payment(&refund.imp_uid)
+            .payment(super::refund_ref(refund))
             .await
             .map_err(RefundError::Gateway)?;
         if snapshot

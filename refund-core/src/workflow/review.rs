@@ -52,7 +52,7 @@ impl RefundService {
         // payment it no longer knows is resolved without new numbers.
         let snapshot = self
             .gateway
-            .payment(imp_uid)
+            .payment(super::payment_ref(&stored.payment))
             .await
             .map_err(RefundError::Gateway)?
             .filter(|p| &p.imp_uid == imp_uid);

@@ -23,7 +23,15 @@
 //!   or someone else's: neither "applied" nor "changed nothing" is proven);
 //! - late evidence wins: a `not_applied` refund that a crediting entry or
 //!   its own answer later proves applied becomes `succeeded`. Nothing else
-//!   that is settled ever changes.
+//!   that is settled ever changes;
+//! - a gateway cancellation id is the strongest evidence: an entry with the
+//!   id a pending refund was accepted under (PortOne V2) credits it at any
+//!   position in the history;
+//! - a cancellation the gateway has taken but not finished (V2 `REQUESTED`)
+//!   that names the refund (by its cancellation id, or by its amount and
+//!   reason when no id is known) keeps it pending **whatever its age**: an
+//!   asynchronous cancel may take hours, and judging it not applied would
+//!   let it run again next to the one still in progress (a double refund).
 
 use std::time::Duration;
 
@@ -115,11 +123,18 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                     Attribution::Ours(cancellation_id) => Some(cancellation_id),
                     _ => None,
                 });
+            let in_flight = after.is_some_and(|after| {
+                attribute(refund, after, context.claimed) == Attribution::InFlight
+            });
             if let Some(cancellation_id) = credited {
                 // An entry names this refund: an earlier attempt of it (run
                 // again after it was judged not applied) did apply, and this
                 // attempt's checksum was refused because of it.
                 succeeded(cancellation_id)
+            } else if in_flight {
+                // An earlier attempt of it is still being processed: this
+                // refusal does not say how that one ends.
+                Verdict::Unchanged
             } else {
                 Verdict::Settle(RefundState::Failed(Failure {
                     kind: FailureKind::Rejected,
@@ -148,6 +163,8 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                 Attribution::Ours(cancellation_id) => succeeded(cancellation_id),
                 // A later look can still credit it: decide nothing now.
                 Attribution::Stale => Verdict::Unchanged,
+                // Still being processed, however long ago it began.
+                Attribution::InFlight => Verdict::Unchanged,
                 _ if !pending || on_wire => Verdict::Unchanged,
                 Attribution::Absent => Verdict::Settle(RefundState::Failed(Failure::new(
                     FailureKind::NotApplied,
@@ -184,8 +201,11 @@ enum Attribution {
     Ours(Option<String>),
     /// The history adds up and no entry is its own.
     Absent,
-    /// Older than the refund's base: says nothing about it.
+    /// Older than the refund's base, or another attempt of the order:
+    /// says nothing about it.
     Stale,
+    /// A cancellation the gateway took but has not finished names it.
+    InFlight,
     /// The numbers do not add up.
     Unexplained(String),
 }
@@ -256,16 +276,53 @@ pub(crate) enum RerunProof {
 }
 
 /// What `payment` proves about `refund` running again (see [`RerunProof`]).
+///
+/// A cancellation of the refund's amount that the gateway is still
+/// processing, whoever it names, is `NotYet`: it may yet apply, and running
+/// the refund beside it could refund twice.
 pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, claimed: &[&str]) -> RerunProof {
+    if payment.imp_uid == refund.imp_uid
+        && payment
+            .requested_cancels
+            .iter()
+            .any(|entry| entry.amount == refund.amount)
+    {
+        return RerunProof::NotYet;
+    }
     match attribute(refund, payment, claimed) {
         Attribution::Absent => RerunProof::NothingMoved,
-        Attribution::Stale => RerunProof::NotYet,
+        Attribution::Stale | Attribution::InFlight => RerunProof::NotYet,
         Attribution::Ours(_) | Attribution::Unexplained(_) => RerunProof::Ambiguous,
     }
 }
 
 /// Whether `payment` shows `refund` applied, by an entry that names it.
 fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attribution {
+    if payment.imp_uid != refund.imp_uid {
+        return Attribution::Stale;
+    }
+    let own_id = match &refund.state {
+        RefundState::Pending { cancellation_id } => cancellation_id.as_deref(),
+        _ => None,
+    };
+    // The id the gateway accepted the refund under names it alone: an entry
+    // with it is the refund's, wherever it sits in the history.
+    if let Some(id) = own_id {
+        if payment
+            .cancel_history
+            .iter()
+            .any(|entry| entry.cancellation_id.as_deref() == Some(id))
+        {
+            return Attribution::Ours(Some(id.to_owned()));
+        }
+    }
+    if payment
+        .requested_cancels
+        .iter()
+        .any(|entry| names_in_flight(refund, own_id, entry))
+    {
+        return Attribution::InFlight;
+    }
     let later = match entries_after_base(refund, payment, claimed) {
         Ok(later) => later,
         Err(attribution) => return attribution,
@@ -304,6 +361,23 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
         "the gateway shows {lookalikes} unclaimed cancel(s) of this refund's amount that do not \
          name it (another reason or date): applied with a changed reason, or made outside"
     ))
+}
+
+/// True when `entry`, a cancellation the gateway has not finished, is
+/// `refund`'s: by the id the refund was accepted under, or, with no id
+/// known, by its amount and the reason that names the refund.
+fn names_in_flight(refund: &Refund, own_id: Option<&str>, entry: &CancelEntry) -> bool {
+    match (own_id, entry.cancellation_id.as_deref()) {
+        (Some(own), Some(theirs)) if own == theirs => true,
+        _ => {
+            entry.amount == refund.amount
+                && refund
+                    .reason
+                    .as_deref()
+                    .is_some_and(|reason| reason.contains(refund.id.as_str()))
+                && same_reason(entry.reason.as_deref(), refund.reason.as_deref())
+        }
+    }
 }
 
 /// The entry the refund's own success answer created. The answer names

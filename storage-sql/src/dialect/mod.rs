@@ -404,6 +404,7 @@ pub struct Statements {
     pub(crate) stale_pending: String,
     pub(crate) now: String,
     pub(crate) reopen_refund: String,
+    pub(crate) note_cancellation: String,
     pub(crate) begin_refund_cte: String,
     pub(crate) finish_refund_cte: String,
     pub(crate) finish_refund_joined: String,
@@ -470,6 +471,12 @@ impl Statements {
                  updated_at_ms = {now_ms} \
                  WHERE id = ? AND status = 'failed' \
                  AND failure_kind IN ('not_sent', 'not_applied')"
+            )),
+            // Names the gateway's cancellation of a refund only while it is
+            // pending; its start (created_at_ms) and the slot stay.
+            note_cancellation: render(format!(
+                "UPDATE refund_journal SET cancellation_id = ?, updated_at_ms = {now_ms} \
+                 WHERE id = ? AND status = 'pending'"
             )),
             // Settles a refund only while it is pending, or (late evidence)
             // moves a not-applied failure to success or review: a second

@@ -37,6 +37,7 @@ fn payment(amount: i64, history: &[(i64, &str, i64)]) -> Payment {
         status: PaymentStatus::Paid,
         paid_at: 0,
         cancel_history,
+        requested_cancels: Vec::new(),
     }
 }
 
@@ -691,6 +692,199 @@ proptest! {
         if answer_arrives && applied {
             // Unless an operator already holds it for review.
             prop_assert!(credited || refund.status() == RefundStatus::NeedsReview, "{:?}", refund.state);
+        }
+    }
+}
+
+/// The reason a refund's cancel carries: it names the refund.
+const NAMED: &str = "size exchange (rf_test)";
+
+/// A pending refund whose reason names it, accepted under `id` if given.
+fn accepted(base: i64, amount: i64, id: Option<&str>) -> Refund {
+    let mut refund = refund(
+        base,
+        amount,
+        RefundState::Pending {
+            cancellation_id: id.map(str::to_owned),
+        },
+    );
+    refund.reason = Some(NAMED.to_owned());
+    refund
+}
+
+/// `payment` with these cancellations still being processed.
+fn with_requested(mut payment: Payment, requested: &[(i64, &str, Option<&str>)]) -> Payment {
+    payment.requested_cancels = requested
+        .iter()
+        .map(|(amount, reason, id)| CancelEntry {
+            pg_tid: None,
+            amount: Amount::from_minor(*amount),
+            cancelled_at: BEGAN / 1000,
+            reason: Some((*reason).to_owned()),
+            cancellation_id: id.map(str::to_owned),
+            receipt_url: None,
+        })
+        .collect();
+    payment
+}
+
+fn hours_later() -> Context<'static> {
+    at(Duration::from_secs(6 * 3600))
+}
+
+#[test]
+fn its_cancellation_id_credits_it_wherever_the_entry_sits() {
+    // The gateway's entry has another reason and sits first, before the
+    // entries its base counted: the id still names it.
+    let mut after = payment(
+        10_000,
+        &[
+            (2_000, "rewritten by the PG", BEGAN + 1_000),
+            (1_000, "earlier", BEGAN + 2_000),
+        ],
+    );
+    after.cancel_history[0].cancellation_id = Some("c-async".into());
+    let verdict = decide(
+        &accepted(1_000, 2_000, Some("c-async")),
+        lookup(&after),
+        hours_later(),
+    );
+    assert_eq!(verdict, succeeded_with("c-async"));
+}
+
+#[test]
+fn a_requested_cancellation_keeps_it_pending_whatever_its_age() {
+    let base = after_base(&[]);
+    // By its id, whatever the entry's reason and amount say.
+    let by_id = with_requested(base.clone(), &[(2_000, "other text", Some("c-async"))]);
+    // With no id known: by its amount and the reason that names it.
+    let by_reason = with_requested(base.clone(), &[(2_000, NAMED, Some("c-x"))]);
+    for (refund, payment) in [
+        (accepted(1_000, 2_000, Some("c-async")), &by_id),
+        (accepted(1_000, 2_000, None), &by_reason),
+    ] {
+        for context in [young(), old(), hours_later()] {
+            assert_eq!(
+                decide(&refund, lookup(payment), context),
+                Verdict::Unchanged
+            );
+        }
+    }
+    // A requested cancellation that does not name it proves nothing of it:
+    // past its bound, with no entry of its own, it never applied.
+    let other = with_requested(base, &[(2_000, "console", None), (500, NAMED, None)]);
+    let verdict = decide(&accepted(1_000, 2_000, None), lookup(&other), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+}
+
+#[test]
+fn a_known_cancellation_the_gateway_no_longer_shows_is_not_applied_once_past_its_bound() {
+    // V2 lists failed cancellations, which move no money and are left out.
+    let unchanged = after_base(&[]);
+    let refund = accepted(1_000, 2_000, Some("c-async"));
+    assert_eq!(
+        decide(&refund, lookup(&unchanged), young()),
+        Verdict::Unchanged
+    );
+    let verdict = decide(&refund, lookup(&unchanged), hours_later());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // ... only if the history otherwise adds up.
+    let mut broken = unchanged.clone();
+    broken.cancel_amount = Amount::from_minor(4_000);
+    let verdict = decide(&refund, lookup(&broken), hours_later());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+}
+
+#[test]
+fn a_refusal_while_an_earlier_attempt_is_in_flight_decides_nothing() {
+    let in_flight = with_requested(after_base(&[]), &[(2_000, NAMED, Some("c-async"))]);
+    let verdict = decide(
+        &accepted(1_000, 2_000, None),
+        Evidence::Rejected {
+            code: Some("CANCEL_AMOUNT_EXCEEDS_CANCELLABLE_AMOUNT"),
+            message: "too much",
+            after: Some(&in_flight),
+        },
+        young(),
+    );
+    assert_eq!(verdict, Verdict::Unchanged);
+}
+
+#[test]
+fn no_rerun_while_a_cancellation_of_its_amount_is_in_flight() {
+    use super::{rerun_proof, RerunProof};
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
+    // Whoever it names: it may yet apply.
+    for reason in [NAMED, "console"] {
+        let in_flight = with_requested(after_base(&[]), &[(2_000, reason, None)]);
+        assert_eq!(
+            rerun_proof(&not_applied, &in_flight, &[]),
+            RerunProof::NotYet
+        );
+    }
+    let other_amount = with_requested(after_base(&[]), &[(700, "console", None)]);
+    assert_eq!(
+        rerun_proof(&not_applied, &other_amount, &[]),
+        RerunProof::NothingMoved
+    );
+}
+
+proptest! {
+    /// An asynchronous cancel of ours sits `REQUESTED` until it settles,
+    /// however long that takes, then succeeds or fails (and vanishes from
+    /// what counts). Looked up at any time, with or without its id known,
+    /// among console refunds of other amounts: it is credited only once it
+    /// succeeded, declared not applied only once it failed, and never run
+    /// again while it is in flight.
+    #[test]
+    fn an_asynchronous_cancel_is_judged_only_once_it_settles(
+        settles_at in 0..50 * 100_000i64,
+        succeeds in prop::bool::ANY,
+        looked_at in 0..60 * 100_000i64,
+        id_known in prop::bool::ANY,
+        console in prop::collection::vec((0..60 * 100_000i64, 1..1_999i64), 0..3),
+    ) {
+        let ours = 2_000;
+        let id = id_known.then_some("c-async");
+        let refund = accepted(1_000, ours, id);
+        let mut history = vec![(1_000, "earlier", BEGAN - 86_400_000)];
+        history.extend(
+            console
+                .iter()
+                .filter(|(at, _)| *at <= looked_at)
+                .map(|(at, amount)| (*amount, "console", BEGAN + at)),
+        );
+        let settled = looked_at >= settles_at;
+        if settled && succeeds {
+            history.push((ours, NAMED, BEGAN + settles_at));
+        }
+        history.sort_by_key(|(_, _, at)| *at);
+        let mut snapshot = payment(1_000_000, &history);
+        if let Some(entry) = snapshot.cancel_history.iter_mut().find(|e| e.amount.minor() == ours) {
+            entry.cancellation_id = Some("c-async".into());
+        }
+        if !settled {
+            snapshot = with_requested(snapshot, &[(ours, NAMED, Some("c-async"))]);
+        }
+        let context = Context { now_ms: Some(BEGAN + looked_at), in_flight: IN_FLIGHT, claimed: &[] };
+        let verdict = decide(&refund, lookup(&snapshot), context);
+        match &verdict {
+            Verdict::Settle(RefundState::Succeeded { cancellation_id }) => {
+                prop_assert!(settled && succeeds);
+                prop_assert_eq!(cancellation_id.as_deref(), Some("c-async"));
+            }
+            Verdict::Settle(RefundState::Failed(f)) => {
+                prop_assert_eq!(f.kind, FailureKind::NotApplied);
+                prop_assert!(settled && !succeeds, "judged not applied while in flight or applied");
+            }
+            Verdict::Settle(other) => prop_assert!(false, "unexpected {other:?}"),
+            Verdict::Unchanged => prop_assert!(!(settled && succeeds), "a success must credit it"),
+        }
+        let mut rerun = refund.clone();
+        rerun.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
+        if !settled {
+            prop_assert_eq!(super::rerun_proof(&rerun, &snapshot, &[]), super::RerunProof::NotYet);
         }
     }
 }
