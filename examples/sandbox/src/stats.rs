@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::faults::Endpoint;
 
 /// Counts of gateway calls since start or the last reset. Every call that
-/// reaches an endpoint counts, including ones answered 401 or faulted.
+/// reaches an endpoint counts, including ones answered 401 or faulted. V2
+/// calls count in the fields of their V1 counterparts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
-    /// `POST /users/getToken`.
+    /// `POST /users/getToken`; V2 `/login/api-secret` and `/token/refresh`.
     pub get_token: TokenStats,
-    /// `POST /payments/cancel`.
+    /// `POST /payments/cancel`; V2 `POST /payments/{paymentId}/cancel`.
     pub cancel: CancelStats,
-    /// `GET /payments/{imp_uid}` calls.
+    /// `GET /payments/{imp_uid}` calls; V2 `GET /payments/{paymentId}`.
     pub get_payment: u64,
     /// `GET /payments/find/...` calls.
     pub find_payment: u64,
@@ -27,7 +28,7 @@ pub struct TokenStats {
     /// Calls made.
     pub requests: u64,
     /// Calls that created a new token (the rest reused the live one or were
-    /// refused).
+    /// refused). Every successful V2 login or refresh creates one.
     pub minted: u64,
 }
 
@@ -36,7 +37,8 @@ pub struct TokenStats {
 pub struct CancelStats {
     /// Calls made.
     pub attempted: u64,
-    /// Calls that changed a payment. Admin-console cancels are not counted.
+    /// Calls that changed a payment (a V2 `REQUESTED` cancel included).
+    /// Admin-console cancels are not counted.
     pub committed: u64,
 }
 

@@ -467,3 +467,41 @@ async fn control_endpoints_seed_cancel_and_count() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_account_refuses_repeating_the_refund_account() {
+    let h = Harness::start().await;
+    let token = h.token().await;
+    let payment = h.seed(
+        iamport_sandbox::NewPayment::new("m-echo", 1000, iamport_sandbox::Currency::Krw)
+            .pay_method(iamport_sandbox::pay_method::VBANK),
+    );
+    h.control(
+        Method::POST,
+        "/sandbox/faults",
+        Some(json!({"fault": "echo_account"})),
+    )
+    .await
+    .assert_ok();
+    let body = json!({"imp_uid": payment.imp_uid, "refund_holder": "홍길동",
+                      "refund_bank": "088", "refund_account": "110123456789"});
+    let reply = h.cancel(&token, body.clone()).await;
+    reply.assert_refused();
+    let message = reply.json["message"].as_str().unwrap();
+    assert!(message.contains("110123456789") && message.contains("홍길동"));
+    assert_eq!(
+        h.sandbox.payment(&payment.imp_uid).unwrap().cancel_amount,
+        0
+    );
+    // A lookup does not use the fault up; the next cancel does and succeeds.
+    h.sandbox
+        .inject_fault(Fault::EchoAccount, FaultTarget::Any, 1);
+    h.get(&format!("/payments/{}", payment.imp_uid), &token)
+        .await
+        .assert_ok();
+    h.cancel(&token, body.clone()).await.assert_refused();
+    assert_eq!(
+        h.cancel(&token, body).await.assert_ok()["cancel_amount"],
+        1000
+    );
+}
