@@ -774,3 +774,30 @@ async fn a_cancel_with_no_answer_stays_pending_until_it_cannot_be_on_the_wire() 
     assert_eq!(v2.cancels_attempted(), 1);
     v2.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bank_name_we_accept_is_one_portone_accepts() {
+    // The sandbox transcribes the V2 schema's Bank enum on its own: each
+    // name we let through must be one it takes.
+    let v2 = V2::start_with(Options {
+        webhooks: false,
+        ..Options::default()
+    })
+    .await;
+    let payment = v2
+        .seed(NewPayment::new(order_id(), 1_000_000, Currency::Krw).pay_method("vbank"))
+        .await;
+    for bank in refund_core::PORTONE_BANKS {
+        let reply = v2
+            .cancel(
+                json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": 100,
+                       "refund_holder": "Kim", "refund_bank": bank, "refund_account": "1101234567"}),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{bank}: {}", reply.json);
+    }
+    let count = i64::try_from(refund_core::PORTONE_BANKS.len()).unwrap();
+    assert_eq!(v2.gateway_cancelled(&payment), 100 * count);
+    v2.stop().await;
+}
