@@ -1,8 +1,9 @@
 //! Demo mode: the in-process i'mport sandbox with a few seeded payments,
-//! and the page that lists them and requests refunds.
+//! and the operator console that lists them, their refunds and the refunds
+//! waiting for an operator, and requests refunds.
 
 use actix_web::{web, HttpResponse};
-use iamport_sandbox::{Currency, NewPayment, Sandbox, SandboxConfig};
+use iamport_sandbox::{AdminCancel, Currency, NewPayment, Sandbox, SandboxConfig};
 use refund_core::{BoxError, RefundService};
 use serde::Serialize;
 
@@ -24,23 +25,53 @@ pub async fn start_sandbox() -> Result<Sandbox, BoxError> {
     Ok(Sandbox::start(SandboxConfig::default()).await?)
 }
 
-/// Seeds one payment per interesting kind (card, virtual account, phone,
-/// dollars) at the sandbox and records them through the service, as a
-/// webhook would. Order ids are unique per run.
+/// Seeds one payment per state the console shows: a card, a virtual
+/// account (refunds need an account), a phone payment, dollars (cents), one
+/// partly refunded outside this service (at the sandbox's admin console,
+/// so its history shows a refund "made outside") and one refunded in full
+/// there (nothing left: Refund is disabled). Each is recorded through the
+/// service, as a webhook would. Order ids are unique per run.
 pub async fn seed_payments(
     sandbox: &Sandbox,
     service: &RefundService,
 ) -> Result<Vec<String>, BoxError> {
     let run = sandbox.now();
+    let outside = |amount, reason: &str| AdminCancel {
+        amount,
+        reason: Some(reason.to_owned()),
+    };
     let payments = [
-        NewPayment::new(format!("demo-{run}-card"), 50_000, Currency::Krw),
-        NewPayment::new(format!("demo-{run}-vbank"), 30_000, Currency::Krw).pay_method("vbank"),
-        NewPayment::new(format!("demo-{run}-phone"), 12_000, Currency::Krw).pay_method("phone"),
-        NewPayment::new(format!("demo-{run}-usd"), 2_550, Currency::Usd),
+        (
+            NewPayment::new(format!("demo-{run}-card"), 50_000, Currency::Krw),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-vbank"), 30_000, Currency::Krw).pay_method("vbank"),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-usd"), 2_550, Currency::Usd),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-outside"), 1_280_000, Currency::Krw),
+            Some(outside(Some(80_000), "goodwill credit by phone support")),
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-phone"), 12_000, Currency::Krw).pay_method("phone"),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-refunded"), 9_900, Currency::Krw),
+            Some(outside(None, "order cancelled before shipping")),
+        ),
     ];
     let mut merchant_uids = Vec::with_capacity(payments.len());
-    for payment in payments {
+    for (payment, cancelled_outside) in payments {
         let created = sandbox.create_payment(payment)?;
+        if let Some(cancel) = cancelled_outside {
+            sandbox.admin_cancel(&created.imp_uid, cancel)?;
+        }
         service.refresh(&created.imp_uid).await?;
         merchant_uids.push(created.merchant_uid);
     }
