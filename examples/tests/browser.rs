@@ -182,7 +182,10 @@ async fn a_partial_refund_shows_processing_then_its_result_beside_the_payment() 
     };
     let card = console.order("card");
     console.shot("loaded").await;
-    assert_eq!(console.cell_when(&card, "refundable", |_| true).await, "₩50,000");
+    assert_eq!(
+        console.cell_when(&card, "refundable", |_| true).await,
+        "₩50,000"
+    );
     console.open_refund(&card).await;
     let form = format!("{} .refund-form", payment(&card));
     assert!(
@@ -205,9 +208,11 @@ async fn a_partial_refund_shows_processing_then_its_result_beside_the_payment() 
     assert_eq!(vbank_fields, true, "no account fields for a card payment");
 
     // The gateway takes its time: the request is visibly in flight.
-    console
-        .sandbox()
-        .inject_fault(Fault::HoldAfterCommit(Duration::from_millis(1_200)), FaultTarget::Cancel, 1);
+    console.sandbox().inject_fault(
+        Fault::HoldAfterCommit(Duration::from_millis(1_200)),
+        FaultTarget::Cancel,
+        1,
+    );
     console
         .browser
         .type_into(&format!("{form} input[data-name=amount]"), "1,000")
@@ -243,10 +248,15 @@ async fn a_partial_refund_shows_processing_then_its_result_beside_the_payment() 
         "the result shows where the eye is"
     );
     assert_eq!(
-        console.cell_when(&card, "refunded", |t| t == "₩1,000").await,
+        console
+            .cell_when(&card, "refunded", |t| t == "₩1,000")
+            .await,
         "₩1,000"
     );
-    assert_eq!(console.cell_when(&card, "refundable", |_| true).await, "₩49,000");
+    assert_eq!(
+        console.cell_when(&card, "refundable", |_| true).await,
+        "₩49,000"
+    );
     let entry = console
         .browser
         .text_when(
@@ -254,7 +264,10 @@ async fn a_partial_refund_shows_processing_then_its_result_beside_the_payment() 
             |t| !t.is_empty(),
         )
         .await;
-    assert!(entry.contains("₩1,000") && entry.contains("Refunded"), "{entry}");
+    assert!(
+        entry.contains("₩1,000") && entry.contains("Refunded"),
+        "{entry}"
+    );
     assert!(entry.contains("by admin"), "who refunded: {entry}");
     assert!(entry.contains("size too small"), "{entry}");
     assert!(entry.contains("Receipt"), "a receipt link: {entry}");
@@ -274,7 +287,10 @@ async fn a_virtual_account_refund_asks_for_the_account_then_refunds_everything_l
     let vbank = console.order("vbank");
     console.open_refund(&vbank).await;
     let form = format!("{} .refund-form", payment(&vbank));
-    console.browser.find(&format!("{form} .vbank-fields input[data-name=holder]")).await;
+    console
+        .browser
+        .find(&format!("{form} .vbank-fields input[data-name=holder]"))
+        .await;
 
     // Without the account: said in the form's words, nothing sent.
     let result = console.submit(&vbank).await;
@@ -295,22 +311,33 @@ async fn a_virtual_account_refund_asks_for_the_account_then_refunds_everything_l
         .await;
     console
         .browser
-        .type_into(&format!("{form} input[data-name=account]"), "12345678901234")
+        .type_into(
+            &format!("{form} input[data-name=account]"),
+            "12345678901234",
+        )
         .await;
     console
         .browser
-        .type_into(&format!("{form} input[data-name=reason]"), "order cancelled")
+        .type_into(
+            &format!("{form} input[data-name=reason]"),
+            "order cancelled",
+        )
         .await;
     console.shot("account-filled").await;
     // No amount: everything that is left.
     let result = console.submit(&vbank).await;
     assert_eq!(result, "Refunded ₩30,000. ₩0 left to refund.");
     assert_eq!(
-        console.cell_when(&vbank, "status", |t| t == "Fully refunded").await,
+        console
+            .cell_when(&vbank, "status", |t| t == "Fully refunded")
+            .await,
         "Fully refunded"
     );
     assert!(
-        !console.browser.is_enabled(&format!("{form} button.refund-submit")).await,
+        !console
+            .browser
+            .is_enabled(&format!("{form} button.refund-submit"))
+            .await,
         "nothing is left: the form cannot be sent again"
     );
     console
@@ -354,7 +381,10 @@ async fn an_over_refund_is_refused_in_the_forms_words_and_dollars_keep_their_cen
     console.open_refund(&usd).await;
 
     let result = console.request_refund(&usd, "30", "too much").await;
-    assert_eq!(result, "That is more than is left to refund: at most $25.50.");
+    assert_eq!(
+        result,
+        "That is more than is left to refund: at most $25.50."
+    );
     console.shot("over-refund").await;
     assert_eq!(
         console.sandbox().stats().cancel.attempted,
@@ -371,7 +401,9 @@ async fn an_over_refund_is_refused_in_the_forms_words_and_dollars_keep_their_cen
     let result = console.request_refund(&usd, "10.50", "one item back").await;
     assert_eq!(result, "Refunded $10.50. $15.00 left to refund.");
     assert_eq!(
-        console.cell_when(&usd, "refundable", |t| t == "$15.00").await,
+        console
+            .cell_when(&usd, "refundable", |t| t == "$15.00")
+            .await,
         "$15.00"
     );
     let gateway = console.sandbox().payment_by_merchant_uid(&usd).unwrap();
@@ -385,14 +417,22 @@ async fn a_wrong_admin_token_and_an_unknown_order_are_explained() {
     let Some(mut console) = Console::open("token-and-unknown-order", 390).await else {
         return;
     };
-    console.browser.type_into("#lookup-order", "no-such-order").await;
-    console.browser.click("#lookup-form button[type=submit]").await;
+    console
+        .browser
+        .type_into("#lookup-order", "no-such-order")
+        .await;
+    console
+        .browser
+        .click("#lookup-form button[type=submit]")
+        .await;
     let said = console
         .browser
         .text_when("#lookup-result", |t| !t.is_empty())
         .await;
     assert!(
-        said.starts_with("No payment with order id “no-such-order” is known, here or at the gateway."),
+        said.starts_with(
+            "No payment with order id “no-such-order” is known, here or at the gateway."
+        ),
         "{said}"
     );
     console.shot("unknown-order").await;
@@ -401,7 +441,10 @@ async fn a_wrong_admin_token_and_an_unknown_order_are_explained() {
         .browser
         .type_into("#admin-token", "not-the-admin-token")
         .await;
-    console.browser.click("#token-form button[type=submit]").await;
+    console
+        .browser
+        .click("#token-form button[type=submit]")
+        .await;
     let said = console
         .browser
         .text_when("#token-problem", |t| !t.is_empty())
@@ -411,7 +454,10 @@ async fn a_wrong_admin_token_and_an_unknown_order_are_explained() {
 
     let token = console.running.admin_token().to_owned();
     console.browser.type_into("#admin-token", &token).await;
-    console.browser.click("#token-form button[type=submit]").await;
+    console
+        .browser
+        .click("#token-form button[type=submit]")
+        .await;
     console.browser.gone("#token-problem").await;
     let card = console.order("card");
     console.browser.find(&payment(&card)).await;
@@ -438,7 +484,9 @@ async fn a_pending_refund_is_listed_and_settled_with_sync() {
     assert!(item.contains("by admin"), "{item}");
     assert!(item.contains("wrong colour"), "{item}");
     assert_eq!(
-        console.cell_when(&card, "status", |t| t == "Refund pending").await,
+        console
+            .cell_when(&card, "status", |t| t == "Refund pending")
+            .await,
         "Refund pending"
     );
     console.shot("pending").await;
@@ -457,12 +505,17 @@ async fn a_pending_refund_is_listed_and_settled_with_sync() {
     );
     console.browser.gone(&queued("pending", &card)).await;
     assert_eq!(
-        console.cell_when(&card, "refunded", |t| t == "₩2,000").await,
+        console
+            .cell_when(&card, "refunded", |t| t == "₩2,000")
+            .await,
         "₩2,000"
     );
     console
         .browser
-        .find(&format!("{} .history li[data-status=succeeded]", payment(&card)))
+        .find(&format!(
+            "{} .history li[data-status=succeeded]",
+            payment(&card)
+        ))
         .await;
     console.shot("synced").await;
     let gateway = console.sandbox().payment_by_merchant_uid(&card).unwrap();
@@ -512,15 +565,20 @@ async fn a_held_payment_is_resolved_with_a_note() {
     let card = console.order("card");
     hold_for_review(&mut console, &card).await;
     assert_eq!(
-        console.cell_when(&card, "status", |t| t.starts_with("Held for review")).await.lines().next(),
+        console
+            .cell_when(&card, "status", |t| t.starts_with("Held for review"))
+            .await
+            .lines()
+            .next(),
         Some("Held for review")
     );
     let history = payment(&card);
     console
         .browser
-        .text_when(&format!("{history} .history li[data-status=outside]"), |t| {
-            t.contains("Made outside this console") && t.contains("₩2,000")
-        })
+        .text_when(
+            &format!("{history} .history li[data-status=outside]"),
+            |t| t.contains("Made outside this console") && t.contains("₩2,000"),
+        )
         .await;
     console
         .browser
@@ -530,7 +588,10 @@ async fn a_held_payment_is_resolved_with_a_note() {
 
     // A note is required.
     let item = queued("review", &card);
-    console.browser.click(&format!("{item} button.resolve")).await;
+    console
+        .browser
+        .click(&format!("{item} button.resolve"))
+        .await;
     let said = console
         .browser
         .text_when(&format!("{item} .resolve-result"), |t| !t.is_empty())
@@ -544,7 +605,10 @@ async fn a_held_payment_is_resolved_with_a_note() {
             "Phone support refunded this order at i'mport; ours never reached it.",
         )
         .await;
-    console.browser.click(&format!("{item} button.resolve")).await;
+    console
+        .browser
+        .click(&format!("{item} button.resolve"))
+        .await;
     let said = console
         .browser
         .text_when("#console-status", |t| t.starts_with("Resolved"))
@@ -555,7 +619,9 @@ async fn a_held_payment_is_resolved_with_a_note() {
     );
     console.browser.gone(&item).await;
     assert_eq!(
-        console.cell_when(&card, "status", |t| t == "Partly refunded").await,
+        console
+            .cell_when(&card, "status", |t| t == "Partly refunded")
+            .await,
         "Partly refunded"
     );
     assert!(
@@ -591,7 +657,9 @@ async fn the_console_fits_a_desktop_and_a_phone() {
     let usd = console.order("usd");
     let outside = console.order("outside");
     console.open_refund(&card).await;
-    let result = console.request_refund(&card, "15000", "two items returned").await;
+    let result = console
+        .request_refund(&card, "15000", "two items returned")
+        .await;
     assert!(result.starts_with("Refunded"), "{result}");
     console
         .browser

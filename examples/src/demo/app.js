@@ -270,13 +270,16 @@ function renderPayments(orders) {
   for (const [uid, body] of state.bodies) {
     if (!orders.includes(uid)) { body.remove(); state.bodies.delete(uid); }
   }
+  let previous = table.tHead;
   for (const uid of orders) {
     let body = state.bodies.get(uid);
     if (!body) {
       body = createPaymentBody(uid);
       state.bodies.set(uid, body);
     }
-    table.append(body); // keeps the order of `orders`
+    // Moved only when out of place: moving a node drops the focus inside it.
+    if (previous.nextElementSibling !== body) previous.after(body);
+    previous = body;
     updatePaymentBody(body, state.views.get(uid));
   }
   $("payments-empty").hidden = orders.length > 0;
@@ -384,10 +387,12 @@ function historyEntry(item, currency) {
     );
     li.dataset.status = "outside";
   } else {
-    const tone = { succeeded: "ok", pending: "warn", failed: "bad", needs_review: "warn" }[record.status] || "muted";
+    const resolved = record.status === "needs_review" && record.review && record.review.resolved_at;
+    const tone = resolved ? "info"
+      : { succeeded: "ok", pending: "warn", failed: "bad", needs_review: "warn" }[record.status] || "muted";
     head.append(
       el("span", { class: "entry-amount", text: money(record.amount, currency) }),
-      badge(REFUND_STATUS[record.status] || record.status, tone),
+      badge(resolved ? "Review resolved" : REFUND_STATUS[record.status] || record.status, tone),
     );
     li.dataset.status = record.status;
   }
@@ -447,6 +452,7 @@ function toggleRefundForm(uid) {
     result.id = body.id + "-result";
     form.addEventListener("submit", (event) => { event.preventDefault(); requestRefund(uid, form); });
     form.querySelector(".refund-close").addEventListener("click", () => closeRefundForm(uid));
+    form.addEventListener("input", (event) => event.target.setAttribute("aria-invalid", "false"));
     form.addEventListener("keydown", (event) => { if (event.key === "Escape") closeRefundForm(uid); });
     formRow.firstElementChild.append(form);
   }
@@ -619,10 +625,27 @@ function renderQueue(which, records, unavailable) {
     updateQueueItem(li, record);
     return li;
   });
-  list.replaceChildren(...items);
+  placeChildren(list, items);
   count.textContent = shown.length ? "(" + shown.length + ")" : "";
   empty.textContent = which === "pending" ? "Nothing pending." : "Nothing to review.";
   empty.hidden = shown.length > 0;
+}
+
+/** Makes `items` the children of `list`, in order, moving only what is out
+ * of place (so that a note being typed keeps its focus). */
+function placeChildren(list, items) {
+  for (const child of [...list.children]) {
+    if (!items.includes(child)) child.remove();
+  }
+  let previous = null;
+  for (const item of items) {
+    const expected = previous ? previous.nextElementSibling : list.firstElementChild;
+    if (expected !== item) {
+      if (previous) previous.after(item);
+      else list.prepend(item);
+    }
+    previous = item;
+  }
 }
 
 function queueItem(which, record) {

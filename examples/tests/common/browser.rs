@@ -220,10 +220,9 @@ impl Browser {
                     .await
                 {
                     Ok(_) => return,
-                    Err(error) => assert!(
-                        Instant::now() < deadline,
-                        "could not click {css}: {error}"
-                    ),
+                    Err(error) => {
+                        assert!(Instant::now() < deadline, "could not click {css}: {error}")
+                    }
                 }
             }
             assert!(Instant::now() < deadline, "{css} never became clickable");
@@ -304,7 +303,7 @@ impl Browser {
         let size = self
             .script(
                 "return [window.innerWidth, window.innerHeight, \
-                 document.documentElement.scrollHeight];",
+                 document.documentElement.scrollHeight, window.scrollY];",
             )
             .await;
         let width = size[0].as_u64().unwrap_or(1280) as u32;
@@ -313,6 +312,9 @@ impl Browser {
         self.resize(width, full).await;
         let png = self.call(Method::GET, "/screenshot", Value::Null).await;
         self.resize(width, height).await;
+        // Back where the test left the page (growing the viewport scrolled it).
+        self.script(&format!("window.scrollTo(0, {});", size[3]))
+            .await;
         let png = decode_base64(png.as_str().expect("a base64 screenshot"));
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
