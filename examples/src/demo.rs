@@ -78,31 +78,45 @@ pub async fn seed_payments(
     Ok(merchant_uids)
 }
 
-/// The page and its assets, served by the binary (no CDN: works offline).
+/// The console's scripts (ES modules) and style sheet, served under
+/// `/demo/` by name.
+const ASSETS: [(&str, &str, &str); 11] = [
+    ("app.css", CSS, include_str!("demo/app.css")),
+    ("app.js", JS, include_str!("demo/app.js")),
+    ("api.js", JS, include_str!("demo/api.js")),
+    ("dom.js", JS, include_str!("demo/dom.js")),
+    ("format.js", JS, include_str!("demo/format.js")),
+    ("messages.js", JS, include_str!("demo/messages.js")),
+    ("payments.js", JS, include_str!("demo/payments.js")),
+    ("queues.js", JS, include_str!("demo/queues.js")),
+    ("refund-form.js", JS, include_str!("demo/refund-form.js")),
+    ("state.js", JS, include_str!("demo/state.js")),
+    ("index.html", HTML, include_str!("demo/index.html")),
+];
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// The console and its assets, served by the binary (no CDN: works
+/// offline).
 pub fn routes(config: &mut web::ServiceConfig) {
     config
+        .route("/", web::get().to(|| asset("index.html")))
+        .route("/demo/config", web::get().to(page_config))
         .route(
-            "/",
-            web::get().to(|| asset("text/html; charset=utf-8", include_str!("demo/index.html"))),
-        )
-        .route(
-            "/demo/app.js",
-            web::get().to(|| {
-                asset(
-                    "text/javascript; charset=utf-8",
-                    include_str!("demo/app.js"),
-                )
-            }),
-        )
-        .route(
-            "/demo/app.css",
-            web::get().to(|| asset("text/css; charset=utf-8", include_str!("demo/app.css"))),
-        )
-        .route("/demo/config", web::get().to(page_config));
+            "/demo/{file}",
+            web::get().to(|file: web::Path<String>| asset(file.into_inner())),
+        );
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok().content_type(content_type).body(body)
+async fn asset(name: impl AsRef<str>) -> HttpResponse {
+    match ASSETS.iter().find(|(file, ..)| *file == name.as_ref()) {
+        Some((_, content_type, body)) => HttpResponse::Ok()
+            .content_type(*content_type)
+            .insert_header(("Cache-Control", "no-cache"))
+            .body(*body),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 async fn page_config(config: web::Data<PageConfig>) -> HttpResponse {
