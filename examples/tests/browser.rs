@@ -703,6 +703,21 @@ async fn the_console_fits_a_desktop_and_a_phone() {
         )
         .await;
     assert_eq!(unlabelled, serde_json::json!([]), "every field has a label");
+    // The keyboard moves from the order id to its button, and shows where.
+    console.browser.click("#lookup-order").await;
+    console.browser.press_tab("#lookup-order").await;
+    let focused = console
+        .browser
+        .script(
+            "const e = document.activeElement, s = getComputedStyle(e); \
+             return [e.textContent, s.outlineStyle, s.outlineWidth];",
+        )
+        .await;
+    assert_eq!(
+        focused,
+        serde_json::json!(["Find payment", "solid", "3px"]),
+        "a visible focus"
+    );
     if std::env::var_os("UPDATE_CONSOLE_SCREENSHOT").is_some() {
         console.browser.resize(1280, 900).await;
         let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/console.png");

@@ -146,14 +146,16 @@ async function requestRefund(uid, form) {
   submit.classList.add("busy");
   showResult(form, "processing", "Processing the refund with the gateway…");
   const answer = await api("POST", "/cancel", json, { "Idempotency-Key": form.dataset.key });
+  if (answer.status === 200 || (answer.status >= 400 && answer.status < 500)) {
+    delete form.dataset.lastBody; // settled: a new request gets a new key
+  }
+  // Still busy until the payment's new numbers are shown: a second click
+  // must not be made against the old ones.
+  await refresh();
   form.removeAttribute("aria-busy");
   submit.textContent = "Request Refund";
   submit.classList.remove("busy");
   submit.disabled = false;
-  if (answer.status === 200 || (answer.status >= 400 && answer.status < 500)) {
-    delete form.dataset.lastBody; // settled: a new request gets a new key
-  }
-  await refresh();
   const latest = state.views.get(uid) || view;
   if (answer.status === 200) {
     const refunded = answer.body.refund ? money(answer.body.refund.amount, answer.body.currency) : "The refund";

@@ -244,6 +244,17 @@ impl Browser {
         .await;
     }
 
+    /// Presses Tab in the element `css` selects (the focus moves on).
+    pub async fn press_tab(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(
+            Method::POST,
+            &format!("/element/{id}/value"),
+            json!({ "text": "\u{E004}" }),
+        )
+        .await;
+    }
+
     async fn is_enabled_id(&self, id: &str) -> bool {
         self.call(Method::GET, &format!("/element/{id}/enabled"), Value::Null)
             .await
