@@ -108,3 +108,6 @@ $("lookup-order").addEventListener("input", () => {
   $("lookup-result").hidden = true;
 });
 loadConfig().then(refresh);
+// Refunds also settle in the background (the server's sweep, webhooks):
+// keep the queues current while the page is looked at.
+setInterval(() => { if (!document.hidden) refresh(); }, 15000);
