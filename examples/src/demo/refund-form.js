@@ -4,7 +4,7 @@
 import { $, state } from "./state.js";
 import { api } from "./api.js";
 import { sentence } from "./messages.js";
-import { money, decimalsOf, refundBlocked } from "./format.js";
+import { money, decimalsOf, pendingOf, refundBlocked } from "./format.js";
 import { updatePaymentBody } from "./payments.js";
 import { refresh } from "./app.js";
 
@@ -69,12 +69,23 @@ export function updateRefundForm(form, view) {
   if (!form.hasAttribute("aria-busy")) {
     const blocked = refundBlocked(view);
     submit.disabled = Boolean(blocked);
-    if (blocked && !form.querySelector(".refund-result").textContent) showResult(form, "failure", blocked);
+    const result = form.querySelector(".refund-result");
+    // A "pending" or "blocked" line says how things stood; once they have
+    // changed it gives way to how they stand now.
+    const stale = result.dataset.blocked ||
+      (result.classList.contains("pending") && pendingOf(view).length === 0);
+    if (blocked && (!result.textContent || stale)) {
+      showResult(form, "failure", blocked);
+      result.dataset.blocked = "true";
+    } else if (!blocked && stale) {
+      showResult(form, "", "");
+    }
   }
 }
 
 function showResult(form, kind, text) {
   const result = form.querySelector(".refund-result");
+  delete result.dataset.blocked;
   result.className = "refund-result " + kind;
   result.textContent = text;
   result.setAttribute("role", kind === "failure" ? "alert" : "status");
