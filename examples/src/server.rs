@@ -12,10 +12,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use iamport_sandbox::Sandbox;
 use rand::RngCore;
-use refund_actix::{BearerTokenAuthorizer, RefundScope};
+use refund_actix::{Actor, BearerTokenAuthorizer, RefundScope};
 use refund_core::{
     BoxError, GatewayError, IamportClient, IamportConfig, IamportCredentials, PaymentStore,
-    RefundService,
+    RefundService, MAX_ACTOR_CHARS,
 };
 use tokio::task::JoinHandle;
 
@@ -122,12 +122,20 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
             )))
         }
     };
-    let authorizer = BearerTokenAuthorizer::new(admin_token.clone()).map_err(|weak| {
+    let admin = Actor::new(settings.admin_name.clone()).map_err(|_| {
         refuse(format!(
-            "REFUND_ADMIN_TOKEN is too weak: {weak}, without spaces; \
-             set a longer one ({TOKEN_HINT})"
+            "REFUND_ADMIN_NAME is not a usable name: set it to the admin's user name, \
+             1 to {MAX_ACTOR_CHARS} characters without control characters or surrounding spaces"
         ))
     })?;
+    let authorizer = BearerTokenAuthorizer::new(admin_token.clone())
+        .map_err(|weak| {
+            refuse(format!(
+                "REFUND_ADMIN_TOKEN is too weak: {weak}, without spaces; \
+                 set a longer one ({TOKEN_HINT})"
+            ))
+        })?
+        .actor(admin);
 
     let database_url = database_url(&settings)?;
     let store = backends::open_store(&database_url).await?;

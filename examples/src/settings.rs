@@ -28,6 +28,10 @@ pub struct Settings {
     pub iamport_secret: Option<String>,
     /// `REFUND_ADMIN_TOKEN`: the bearer token the demo authorizer accepts.
     pub admin_token: Option<String>,
+    /// `REFUND_ADMIN_NAME`: who the token's holder acts as, recorded in the
+    /// journal as `requested_by` and `resolved_by` (default `admin`).
+    #[serde(default = "default_admin_name")]
+    pub admin_name: String,
     /// `REFUND_IAMPORT_CONNECT_TIMEOUT_MS`: the i'mport client's connect
     /// timeout; unset means refund-core's default (3 s).
     pub iamport_connect_timeout_ms: Option<u64>,
@@ -61,6 +65,7 @@ impl Default for Settings {
             iamport_key: None,
             iamport_secret: None,
             admin_token: None,
+            admin_name: default_admin_name(),
             iamport_connect_timeout_ms: None,
             iamport_timeout_ms: None,
             settle_after_ms: None,
@@ -81,6 +86,7 @@ impl fmt::Debug for Settings {
             .field("iamport_key", &self.iamport_key)
             .field("iamport_secret", &redacted(&self.iamport_secret))
             .field("admin_token", &redacted(&self.admin_token))
+            .field("admin_name", &self.admin_name)
             .field(
                 "iamport_connect_timeout_ms",
                 &self.iamport_connect_timeout_ms,
@@ -101,9 +107,13 @@ fn default_true() -> bool {
     true
 }
 
+fn default_admin_name() -> String {
+    refund_actix::DEFAULT_ADMIN_ACTOR.to_owned()
+}
+
 /// Every key `merchant-server` knows: the configuration file's keys, and in
 /// upper case after `REFUND_`, the environment variables.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "listen",
     "database_url",
     "redis_url",
@@ -111,6 +121,7 @@ pub const KEYS: [&str; 12] = [
     "iamport_key",
     "iamport_secret",
     "admin_token",
+    "admin_name",
     "iamport_connect_timeout_ms",
     "iamport_timeout_ms",
     "settle_after_ms",

@@ -1,5 +1,6 @@
-//! Who may refund: the merchant's own policy behind [`Authorizer`], and a
-//! ready-made admin-token check, [`BearerTokenAuthorizer`].
+//! Who may refund, and who is acting: the merchant's own policy behind
+//! [`Authorizer`], and a ready-made admin-token check,
+//! [`BearerTokenAuthorizer`].
 //!
 //! Refunds move money out of the merchant's account, so the scope cannot be
 //! built without an authorizer. Only the webhook route is public: it never
@@ -11,6 +12,7 @@ use std::fmt;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::HttpRequest;
 use async_trait::async_trait;
+use refund_core::Actor;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -36,9 +38,19 @@ pub enum Action<'a> {
         /// The order, from the path.
         merchant_uid: &'a str,
     },
-    /// `POST {prefix}/{merchant_uid}/sync`: reconcile with the gateway and
-    /// lift a review hold (an operator's action).
+    /// `POST {prefix}/{merchant_uid}/sync`: reconcile with the gateway
+    /// (it never lifts a review hold).
     Sync {
+        /// The order, from the path.
+        merchant_uid: &'a str,
+    },
+    /// `GET {prefix}/refunds`: list refund records across payments (asked
+    /// before the query is read, like [`Action::CancelAttempt`]).
+    List,
+    /// `POST {prefix}/{merchant_uid}/review`: resolve the payment's review
+    /// and lift its hold (an operator's action; the journal records the
+    /// actor as `resolved_by`).
+    Review {
         /// The order, from the path.
         merchant_uid: &'a str,
     },
@@ -46,31 +58,41 @@ pub enum Action<'a> {
 
 impl Action<'_> {
     /// The order the action concerns; empty for [`Action::CancelAttempt`],
-    /// which is asked before the order is known (no order id is empty).
+    /// which is asked before the order is known, and for [`Action::List`],
+    /// which concerns many (no order id is empty).
     pub fn merchant_uid(&self) -> &str {
         match self {
-            Action::CancelAttempt => "",
+            Action::CancelAttempt | Action::List => "",
             Action::Cancel { merchant_uid }
             | Action::View { merchant_uid }
-            | Action::Sync { merchant_uid } => merchant_uid,
+            | Action::Sync { merchant_uid }
+            | Action::Review { merchant_uid } => merchant_uid,
         }
     }
 
-    /// A short name for logs: `cancel` (both cancel actions), `view` or `sync`.
+    /// A short name for logs: `cancel` (both cancel actions), `view`,
+    /// `sync`, `list` or `review`.
     pub fn name(&self) -> &'static str {
         match self {
             Action::CancelAttempt | Action::Cancel { .. } => "cancel",
             Action::View { .. } => "view",
             Action::Sync { .. } => "sync",
+            Action::List => "list",
+            Action::Review { .. } => "review",
         }
+    }
+
+    /// True for the actions that only read (viewing a payment, listing
+    /// refunds): what support staff who may look but not refund are
+    /// allowed.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Action::View { .. } | Action::List)
     }
 }
 
-/// An authorizer's verdict.
+/// Why an authorizer refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Go ahead.
-    Allow,
+pub enum Denied {
     /// The caller is not authenticated (missing or wrong credentials): 401.
     Unauthorized,
     /// The caller is known but may not do this: 403.
@@ -78,7 +100,10 @@ pub enum Decision {
 }
 
 /// The merchant's authorization policy, asked before every route except the
-/// webhook.
+/// webhook: it allows a request by naming who acts (an [`Actor`], such as
+/// the signed-in agent's user name), or refuses it ([`Denied`]). The
+/// journal records the actor as a refund's `requested_by` and a review's
+/// `resolved_by`.
 ///
 /// It sees the whole request (headers, cookies, peer address, extensions
 /// set by the host's middleware such as a session) and the [`Action`]. It
@@ -90,32 +115,38 @@ pub enum Decision {
 ///
 /// ```
 /// use actix_web::HttpRequest;
-/// use refund_actix::{async_trait, Action, Authorizer, Decision};
+/// use refund_actix::{async_trait, Action, Actor, Authorizer, Denied};
 ///
-/// /// Support staff may look; only the finance team may refund or sync.
+/// /// Support staff may look (view payments, list refunds); only the
+/// /// finance team may refund, sync or resolve reviews.
 /// struct StaffOnly;
 ///
 /// #[async_trait(?Send)]
 /// impl Authorizer for StaffOnly {
-///     async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Decision {
-///         let role = request.headers().get("x-staff-role").and_then(|v| v.to_str().ok());
-///         match (role, action) {
-///             (None, _) => Decision::Unauthorized,
-///             (Some("finance"), _) | (Some("support"), Action::View { .. }) => Decision::Allow,
-///             (Some(_), _) => Decision::Forbidden,
+///     async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Result<Actor, Denied> {
+///         let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok());
+///         let (Some(user), Some(role)) = (header("x-staff-user"), header("x-staff-role")) else {
+///             return Err(Denied::Unauthorized);
+///         };
+///         let actor = Actor::new(user).map_err(|_| Denied::Unauthorized)?;
+///         match role {
+///             "finance" => Ok(actor),
+///             "support" if action.is_read_only() => Ok(actor),
+///             _ => Err(Denied::Forbidden),
 ///         }
 ///     }
 /// }
 /// ```
-/// (A real policy would check a session or a signed token, not a header
+/// (A real policy would check a session or a signed token, not headers
 /// the client sets.)
 #[async_trait(?Send)]
 pub trait Authorizer: Send + Sync + 'static {
-    /// Decides whether `request` may perform `action`.
-    async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Decision;
+    /// Decides whether `request` may perform `action`: `Ok` with who acts,
+    /// or why not.
+    async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Result<Actor, Denied>;
 
     /// The `WWW-Authenticate` challenge sent with a 401
-    /// [`Decision::Unauthorized`] answer: the scheme the caller should
+    /// [`Denied::Unauthorized`] answer: the scheme the caller should
     /// authenticate with (e.g. `Bearer`). `None`, the default, sends no
     /// challenge (a cookie session has no scheme to name).
     fn challenge(&self) -> Option<HeaderValue> {
@@ -124,14 +155,19 @@ pub trait Authorizer: Send + Sync + 'static {
 }
 
 /// Allows any action to a caller presenting one admin token as
-/// `Authorization: Bearer <token>`.
+/// `Authorization: Bearer <token>`, acting as one configurable actor
+/// ([`actor`](Self::actor), `admin` by default).
 ///
 /// The comparison runs in constant time over SHA-256 digests, so neither
 /// the token's content nor its length leaks through response timing. The
 /// token itself is not kept, and never printed.
 pub struct BearerTokenAuthorizer {
     digest: [u8; 32],
+    actor: Actor,
 }
+
+/// The actor a [`BearerTokenAuthorizer`] names unless told otherwise.
+pub const DEFAULT_ADMIN_ACTOR: &str = "admin";
 
 /// Shortest admin token accepted: anything shorter is guessable.
 const MIN_TOKEN_CHARS: usize = 16;
@@ -146,7 +182,16 @@ impl BearerTokenAuthorizer {
         }
         Ok(BearerTokenAuthorizer {
             digest: Sha256::digest(token.as_bytes()).into(),
+            actor: Actor::from_stored(DEFAULT_ADMIN_ACTOR),
         })
+    }
+
+    /// Who the token's holder acts as (default [`DEFAULT_ADMIN_ACTOR`]):
+    /// what the journal records as `requested_by` and `resolved_by`.
+    #[must_use]
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
     }
 
     fn accepts(&self, presented: &str) -> bool {
@@ -158,16 +203,17 @@ impl BearerTokenAuthorizer {
 impl fmt::Debug for BearerTokenAuthorizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerTokenAuthorizer")
+            .field("actor", &self.actor)
             .finish_non_exhaustive()
     }
 }
 
 #[async_trait(?Send)]
 impl Authorizer for BearerTokenAuthorizer {
-    async fn authorize(&self, request: &HttpRequest, _: Action<'_>) -> Decision {
+    async fn authorize(&self, request: &HttpRequest, _: Action<'_>) -> Result<Actor, Denied> {
         match bearer_token(request) {
-            Some(token) if self.accepts(token) => Decision::Allow,
-            _ => Decision::Unauthorized,
+            Some(token) if self.accepts(token) => Ok(self.actor.clone()),
+            _ => Err(Denied::Unauthorized),
         }
     }
 
@@ -215,7 +261,7 @@ mod tests {
     const TOKEN: &str = "correct-horse-battery-staple";
     const VIEW: Action<'static> = Action::View { merchant_uid: "m" };
 
-    async fn decide(authorization: Option<&str>) -> Decision {
+    async fn decide(authorization: Option<&str>) -> Result<Actor, Denied> {
         let authorizer = BearerTokenAuthorizer::new(TOKEN).unwrap();
         let mut request = TestRequest::default();
         if let Some(value) = authorization {
@@ -226,14 +272,12 @@ mod tests {
 
     #[actix_web::test]
     async fn accepts_only_the_exact_bearer_token() {
+        let admin = Actor::new(DEFAULT_ADMIN_ACTOR).unwrap();
         assert_eq!(
             decide(Some(&format!("Bearer {TOKEN}"))).await,
-            Decision::Allow
+            Ok(admin.clone())
         );
-        assert_eq!(
-            decide(Some(&format!("bearer {TOKEN}"))).await,
-            Decision::Allow
-        );
+        assert_eq!(decide(Some(&format!("bearer {TOKEN}"))).await, Ok(admin));
         for refused in [
             None,
             Some(TOKEN),
@@ -242,8 +286,25 @@ mod tests {
             Some("Bearer correct-horse-battery-staple2"),
             Some("Basic Y29ycmVjdC1ob3JzZQ=="),
         ] {
-            assert_eq!(decide(refused).await, Decision::Unauthorized, "{refused:?}");
+            assert_eq!(
+                decide(refused).await,
+                Err(Denied::Unauthorized),
+                "{refused:?}"
+            );
         }
+    }
+
+    #[actix_web::test]
+    async fn names_the_configured_actor() {
+        let kim = Actor::new("kim.finance").unwrap();
+        let authorizer = BearerTokenAuthorizer::new(TOKEN)
+            .unwrap()
+            .actor(kim.clone());
+        let request = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {TOKEN}")))
+            .to_http_request();
+        assert_eq!(authorizer.authorize(&request, VIEW).await, Ok(kim));
+        assert!(format!("{authorizer:?}").contains("kim.finance"));
     }
 
     #[test]

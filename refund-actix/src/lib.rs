@@ -125,5 +125,9 @@ mod scope;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;
-pub use authorize::{Action, Authorizer, BearerTokenAuthorizer, Decision, WeakAdminToken};
+pub use authorize::{
+    Action, Authorizer, BearerTokenAuthorizer, Denied, WeakAdminToken, DEFAULT_ADMIN_ACTOR,
+};
+/// Re-exported: an [`Authorizer`] names the [`Actor`] of each request it allows.
+pub use refund_core::Actor;
 pub use scope::{RefundScope, DEFAULT_BODY_LIMIT, DEFAULT_PREFIX, IAMPORT_WEBHOOK_IPS};

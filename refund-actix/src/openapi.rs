@@ -75,6 +75,96 @@ pub(crate) struct PaymentViewDoc {
     refund: Option<RefundDoc>,
     /// Refunds whose outcome is not known yet.
     pending_refunds: Vec<RefundDoc>,
+    /// True while the payment is held for review: it takes no refund
+    /// (409 `refund_in_progress`) until an operator resolves the review.
+    on_hold: bool,
+    /// What the held refund's review says did not add up; null when not held.
+    hold_reason: Option<String>,
+    /// The gateway API: `iamport` (V1) or `portone` (V2).
+    gateway: String,
+    /// The payment's refund journal, newest first (up to 50 records).
+    refunds: Vec<RefundRecordDoc>,
+}
+
+/// The body of `POST {prefix}/{merchant_uid}/review`. Any other field is
+/// refused with 400 `invalid_request`.
+#[derive(ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ReviewRequest)]
+pub(crate) struct ReviewBody {
+    /// What the operator found or did: 1 to 500 characters (line breaks
+    /// allowed, no other control characters).
+    #[schema(min_length = 1, max_length = 500)]
+    note: String,
+}
+
+/// A refund record of the journal. Never carries the idempotency key or
+/// the refund account.
+#[derive(ToSchema)]
+#[schema(as = RefundRecord)]
+pub(crate) struct RefundRecordDoc {
+    /// The refund's id.
+    id: String,
+    /// The payment's order id.
+    merchant_uid: String,
+    /// The gateway's payment id.
+    imp_uid: String,
+    /// Amount, in the currency's major unit.
+    amount: f64,
+    /// ISO 4217 code.
+    currency: String,
+    /// `pending`, `succeeded`, `failed` or `needs_review`.
+    status: String,
+    /// How it failed (`failed` only), else null.
+    failure: Option<FailureDoc>,
+    /// Its review (`needs_review` only), else null.
+    review: Option<ReviewDoc>,
+    /// The reason sent to the gateway.
+    reason: Option<String>,
+    /// Who asked for it (the authorizer's actor); null for refunds
+    /// journaled before actors were recorded.
+    requested_by: Option<String>,
+    /// When it began (RFC 3339, UTC).
+    created_at: String,
+    /// Its last change (RFC 3339, UTC).
+    updated_at: String,
+}
+
+/// How a refund failed.
+#[derive(ToSchema)]
+#[schema(as = RefundFailure)]
+pub(crate) struct FailureDoc {
+    /// `rejected` (the gateway refused), `not_sent` (it never reached the
+    /// gateway) or `not_applied` (the gateway answered without applying it).
+    kind: String,
+    /// The gateway's code, when it gave one.
+    code: Option<String>,
+    /// The gateway's message (masked) or ours.
+    message: String,
+}
+
+/// A refund's review: what did not add up, and the operator's resolution.
+#[derive(ToSchema)]
+#[schema(as = RefundReview)]
+pub(crate) struct ReviewDoc {
+    /// What did not add up.
+    message: String,
+    /// Who resolved it; null while open.
+    resolved_by: Option<String>,
+    /// When it was resolved (RFC 3339, UTC); null while open.
+    resolved_at: Option<String>,
+    /// The operator's note; null while open.
+    note: Option<String>,
+}
+
+/// One page of refund records.
+#[derive(ToSchema)]
+#[schema(as = RefundList)]
+pub(crate) struct RefundListDoc {
+    /// The records, newest first.
+    refunds: Vec<RefundRecordDoc>,
+    /// Pass it as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
 }
 
 /// One cancellation of the payment at the gateway.
@@ -160,7 +250,7 @@ pub(crate) struct ErrorDoc {
 /// `refund_account_required`; 401 `unauthorized`; 403 `forbidden`; 404
 /// `payment_not_found`, `not_found`; 405 `method_not_allowed`; 409
 /// `already_refunded`, `amount_exceeds_cancelable`, `refund_in_progress`,
-/// `idempotency_key_reused`, `payment_out_of_sync`; 413
+/// `idempotency_key_reused`, `payment_out_of_sync`, `not_on_hold`; 413
 /// `payload_too_large`; 415 `unsupported_media_type`; 422
 /// `not_refundable`; 500 `internal_error`; 502 `gateway_rejected`,
 /// `gateway_error`; 503 `storage_unavailable`.
@@ -179,6 +269,7 @@ pub(crate) enum ErrorCode {
     RefundInProgress,
     IdempotencyKeyReused,
     PaymentOutOfSync,
+    NotOnHold,
     PayloadTooLarge,
     UnsupportedMediaType,
     NotRefundable,
@@ -205,6 +296,8 @@ pub(crate) enum ErrorCode {
         routes::cancel,
         routes::view,
         routes::sync,
+        routes::list_refunds,
+        routes::review,
         routes::webhook_json,
         openapi_json
     ),
@@ -214,6 +307,11 @@ pub(crate) enum ErrorCode {
         CancelEntryDoc,
         RefundDoc,
         PendingDoc,
+        ReviewBody,
+        RefundRecordDoc,
+        FailureDoc,
+        ReviewDoc,
+        RefundListDoc,
         WebhookAnswerDoc,
         WebhookNoticeDoc,
         ErrorDoc,
@@ -316,6 +414,24 @@ mod tests {
     }
 
     #[test]
+    fn the_review_body_is_the_real_one() {
+        let doc = json("");
+        let schema = &doc["components"]["schemas"]["ReviewRequest"];
+        assert_eq!(schema["additionalProperties"], false, "{schema}");
+        assert_eq!(schema["required"], serde_json::json!(["note"]));
+        assert_eq!(schema["properties"]["note"]["maxLength"], 500);
+        let body = serde_json::json!({"note": "checked"});
+        serde_json::from_value::<refund_core::ReviewRequest>(body).unwrap();
+        let extra = serde_json::json!({"note": "checked", "lift": true});
+        assert!(serde_json::from_value::<refund_core::ReviewRequest>(extra).is_err());
+        let review = &doc["paths"]["/{merchant_uid}/review"]["post"]["responses"];
+        assert!(review["409"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("`not_on_hold`"));
+    }
+
+    #[test]
     fn every_error_code_is_documented_with_its_status() {
         let doc = json("/payments");
         let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
@@ -323,7 +439,7 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(
-            codes, 19,
+            codes, 20,
             "every code of the contract, plus routing misses and internal_error"
         );
         let cancel = &doc["paths"]["/payments/cancel"]["post"]["responses"];

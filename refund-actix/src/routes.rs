@@ -11,7 +11,10 @@
 use actix_web::http::header::HeaderName;
 use actix_web::http::StatusCode;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
-use refund_core::{CancelOutcome, CancelRequest, RefundView};
+use refund_core::{
+    CancelOutcome, CancelRequest, RefundCursor, RefundFilter, RefundStatus, RefundView,
+    ReviewRequest, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::authorize::Action;
@@ -19,7 +22,8 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 #[allow(unused_imports)] // Named by the utoipa annotations.
 use crate::openapi::{
-    CancelBody, ErrorDoc, PaymentViewDoc, PendingDoc, WebhookAnswerDoc, WebhookNoticeDoc,
+    CancelBody, ErrorDoc, PaymentViewDoc, PendingDoc, RefundListDoc, ReviewBody, WebhookAnswerDoc,
+    WebhookNoticeDoc,
 };
 use crate::scope::ScopeState;
 
@@ -85,6 +89,8 @@ async fn cancel_inner(
     state: web::Data<ScopeState>,
     payload: web::Payload,
 ) -> actix_web::Result<HttpResponse> {
+    // The attempt's actor is the same caller; the order-specific answer
+    // below names who acts.
     state.authorize(&req, Action::CancelAttempt).await?;
     // Already our JSON error answer (400, 413, 415) when it fails.
     let request = JsonBody::<CancelRequest>::from_request(&req, &mut payload.into_inner())
@@ -95,7 +101,7 @@ async fn cancel_inner(
     let action = Action::Cancel {
         merchant_uid: &request.merchant_uid,
     };
-    state.authorize(&req, action).await?;
+    let actor = state.authorize(&req, action).await?;
     // Invalid bytes become U+FFFD, which the core's key check refuses.
     let key = req
         .headers()
@@ -103,7 +109,7 @@ async fn cancel_inner(
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     match state
         .service
-        .cancel(request, key.as_deref())
+        .cancel(&actor, request, key.as_deref())
         .await
         .map_err(ApiError::from)?
     {
@@ -199,6 +205,141 @@ pub(crate) async fn sync(
         )
         .await?;
     Ok(HttpResponse::Ok().json(state.service.sync(&merchant_uid).await?))
+}
+
+/// The query of `GET {prefix}/refunds`, as sent (checked by [`list_query`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    merchant_uid: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// What a listing asks for, checked. Empty parameters count as absent (a
+/// form's blank field). Messages never repeat what was sent.
+fn list_query(query: &str) -> Result<(RefundFilter, u32, Option<RefundCursor>), ApiError> {
+    let query = web::Query::<ListQuery>::from_query(query)
+        .map_err(|_| {
+            ApiError::invalid_request(
+                "the query takes status, merchant_uid, limit and cursor, each at most once",
+            )
+        })?
+        .into_inner();
+    let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let status = given(query.status)
+        .map(|s| {
+            RefundStatus::parse(&s).ok_or_else(|| {
+                ApiError::invalid_request(
+                    "status must be pending, succeeded, failed or needs_review",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match given(query.limit) {
+        None => DEFAULT_LIST_LIMIT,
+        Some(limit) => limit
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
+            .ok_or_else(|| {
+                ApiError::invalid_request(format!(
+                    "limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+                ))
+            })?,
+    };
+    let cursor = given(query.cursor)
+        .map(|c| c.parse::<RefundCursor>())
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let filter = RefundFilter {
+        status,
+        merchant_uid: given(query.merchant_uid),
+    };
+    Ok((filter, limit, cursor))
+}
+
+/// `GET {prefix}/refunds`: refund records across payments, newest first.
+#[utoipa::path(
+    get,
+    path = "/refunds",
+    tag = "operators",
+    params(
+        ("status" = Option<String>, Query, description = "Only refunds in this state: `pending`, `succeeded`, `failed` or `needs_review`"),
+        ("merchant_uid" = Option<String>, Query, description = "Only refunds of this order (matched exactly)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Records per page, 1 to 200 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of refund records, newest first; `next_cursor` is null on the last page", body = RefundListDoc),
+        (status = 400, description = "`invalid_request`: an unknown status or query parameter, a limit outside 1 to 200, a cursor this API did not give out, a malformed order id", body = ErrorDoc),
+        (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down", body = ErrorDoc),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub(crate) async fn list_refunds(req: HttpRequest, state: web::Data<ScopeState>) -> Answer {
+    // Who may list is decided before the query is looked at.
+    state.authorize(&req, Action::List).await?;
+    let (filter, limit, cursor) = list_query(req.query_string())?;
+    let list = state
+        .service
+        .list_refunds(&filter, limit, cursor.as_ref())
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// `POST {prefix}/{merchant_uid}/review` `{note}`: resolve a held payment's
+/// review, then the view.
+#[utoipa::path(
+    post,
+    path = "/{merchant_uid}/review",
+    tag = "operators",
+    params(("merchant_uid" = String, Path, description = "The merchant's order id")),
+    request_body(content = ReviewBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Resolved: the gateway's numbers applied, the resolution recorded on the held refund, the hold lifted; the payment view", body = PaymentViewDoc),
+        (status = 400, description = "`invalid_request`: no note, a note over 500 characters or with control characters, an unknown field, malformed JSON, an order id no payment can have", body = ErrorDoc),
+        (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
+        (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
+        (status = 404, description = "`payment_not_found`", body = ErrorDoc),
+        (status = 409, description = "`not_on_hold`: the payment is not held for review", body = ErrorDoc),
+        (status = 413, description = "`payload_too_large`", body = ErrorDoc),
+        (status = 415, description = "`unsupported_media_type`: not JSON", body = ErrorDoc),
+        (status = 502, description = "`gateway_error`: the gateway could not be asked; nothing changed", body = ErrorDoc),
+        (status = 500, description = "`internal_error`: a bug; its cause is logged", body = ErrorDoc),
+        (status = 503, description = "`storage_unavailable`: the database is down or read-only", body = ErrorDoc),
+    )
+)]
+#[tracing::instrument(skip_all, fields(merchant_uid = ?path.as_str()))]
+pub(crate) async fn review(
+    req: HttpRequest,
+    state: web::Data<ScopeState>,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> actix_web::Result<HttpResponse> {
+    let merchant_uid = path.into_inner();
+    let actor = state
+        .authorize(
+            &req,
+            Action::Review {
+                merchant_uid: &merchant_uid,
+            },
+        )
+        .await?;
+    // Read only once the caller is allowed (as for a cancel).
+    let body = JsonBody::<ReviewRequest>::from_request(&req, &mut payload.into_inner())
+        .await?
+        .0;
+    let view = state
+        .service
+        .review(&merchant_uid, &actor, &body.note)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// An i'mport webhook. Only `imp_uid` is used, and only to re-read the

@@ -10,9 +10,9 @@ use actix_web::guard::{self, GuardContext};
 use actix_web::http::header::ContentType;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, ResponseError, Scope};
-use refund_core::RefundService;
+use refund_core::{Actor, RefundService};
 
-use crate::authorize::{Action, Authorizer, Decision};
+use crate::authorize::{Action, Authorizer, Denied};
 use crate::error::{self, ApiError};
 use crate::routes;
 
@@ -172,7 +172,8 @@ pub(crate) struct Route {
 }
 
 /// Every route, in registration order: the fixed paths first, so that
-/// `cancel`, `webhook` and `openapi.json` are never read as order ids.
+/// `cancel`, `webhook`, `openapi.json` and `refunds` are never read as
+/// order ids.
 pub(crate) fn routes() -> Vec<Route> {
     let route = |method: Method, path: &'static str, resource: actix_web::Resource| Route {
         method,
@@ -204,6 +205,11 @@ pub(crate) fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/refunds",
+            resource("/refunds", Method::GET).route(web::get().to(routes::list_refunds)),
+        ),
+        route(
+            Method::GET,
             "/{merchant_uid}",
             resource("/{merchant_uid}", Method::GET).route(web::get().to(routes::view)),
         ),
@@ -211,6 +217,11 @@ pub(crate) fn routes() -> Vec<Route> {
             Method::POST,
             "/{merchant_uid}/sync",
             resource("/{merchant_uid}/sync", Method::POST).route(web::post().to(routes::sync)),
+        ),
+        route(
+            Method::POST,
+            "/{merchant_uid}/review",
+            resource("/{merchant_uid}/review", Method::POST).route(web::post().to(routes::review)),
         ),
     ]
 }
@@ -242,22 +253,22 @@ pub(crate) struct ScopeState {
 }
 
 impl ScopeState {
-    /// Asks the merchant's authorizer; anything but `Allow` is an error answer.
+    /// Asks the merchant's authorizer: who acts, or the error answer.
     pub(crate) async fn authorize(
         &self,
         request: &HttpRequest,
         action: Action<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Actor, ApiError> {
         match self.authorizer.authorize(request, action).await {
-            Decision::Allow => Ok(()),
-            Decision::Unauthorized => {
+            Ok(actor) => Ok(actor),
+            Err(Denied::Unauthorized) => {
                 tracing::info!(
                     action = action.name(),
                     "refund route: caller not authenticated"
                 );
                 Err(ApiError::unauthorized(self.authorizer.challenge()))
             }
-            Decision::Forbidden => {
+            Err(Denied::Forbidden) => {
                 tracing::info!(action = action.name(), "refund route: caller not allowed");
                 Err(ApiError::forbidden("not allowed to do this"))
             }

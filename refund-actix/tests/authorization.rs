@@ -9,7 +9,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpRequest};
 use common::{order_id, send, Env};
-use refund_actix::{async_trait, Action, Authorizer, Decision, RefundScope};
+use refund_actix::{async_trait, Action, Actor, Authorizer, Denied, RefundScope};
 use serde_json::json;
 
 fn cancel(uid: &str) -> TestRequest {
@@ -66,7 +66,7 @@ struct StaffPolicy {
 
 #[async_trait(?Send)]
 impl Authorizer for StaffPolicy {
-    async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Decision {
+    async fn authorize(&self, request: &HttpRequest, action: Action<'_>) -> Result<Actor, Denied> {
         self.asked
             .lock()
             .unwrap()
@@ -76,10 +76,12 @@ impl Authorizer for StaffPolicy {
             .get("x-role")
             .and_then(|v| v.to_str().ok())
         {
-            None => Decision::Unauthorized,
-            Some("finance") => Decision::Allow,
-            Some("support") if matches!(action, Action::View { .. }) => Decision::Allow,
-            Some(_) => Decision::Forbidden,
+            None => Err(Denied::Unauthorized),
+            Some("finance") => Ok(Actor::new("finance").unwrap()),
+            Some("support") if matches!(action, Action::View { .. }) => {
+                Ok(Actor::new("support").unwrap())
+            }
+            Some(_) => Err(Denied::Forbidden),
         }
     }
 }

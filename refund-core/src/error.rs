@@ -33,9 +33,12 @@ pub enum RefundError {
     /// Another refund of the payment is pending.
     #[error("another refund of this payment is in progress")]
     RefundInProgress,
-    /// A refund of the payment needs review; an operator must sync it.
-    #[error("a refund of this payment needs review; an operator must sync the payment first")]
+    /// A refund of the payment needs review; an operator must resolve it.
+    #[error("a refund of this payment needs review; an operator must resolve the review first")]
     OnHold,
+    /// A review was asked for a payment that is not held.
+    #[error("this payment is not held for review")]
+    NotOnHold,
     /// The idempotency key was used for a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
@@ -76,6 +79,7 @@ impl RefundError {
             RefundError::AlreadyRefunded => "already_refunded",
             RefundError::AmountExceedsCancelable { .. } => "amount_exceeds_cancelable",
             RefundError::RefundInProgress | RefundError::OnHold => "refund_in_progress",
+            RefundError::NotOnHold => "not_on_hold",
             RefundError::IdempotencyKeyReused => "idempotency_key_reused",
             RefundError::PaymentOutOfSync => "payment_out_of_sync",
             RefundError::NotRefundable(_) => "not_refundable",
@@ -95,6 +99,7 @@ impl RefundError {
             | RefundError::AmountExceedsCancelable { .. }
             | RefundError::RefundInProgress
             | RefundError::OnHold
+            | RefundError::NotOnHold
             | RefundError::IdempotencyKeyReused
             | RefundError::PaymentOutOfSync => 409,
             RefundError::NotRefundable(_) => 422,
@@ -129,6 +134,7 @@ impl From<StoreError> for RefundError {
             StoreError::PaymentNotFound => RefundError::PaymentNotFound,
             StoreError::RefundInProgress => RefundError::RefundInProgress,
             StoreError::OnHold => RefundError::OnHold,
+            StoreError::NotOnHold => RefundError::NotOnHold,
             other => RefundError::Internal(other.into()),
         }
     }

@@ -21,7 +21,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use refund_core::{
-//!     CancelRequest, IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore,
+//!     Actor, CancelRequest, IamportClient, IamportConfig, IamportCredentials, MemoryPaymentStore,
 //!     RefundService,
 //! };
 //!
@@ -34,7 +34,9 @@
 //! // Record a paid payment (e.g. from the checkout callback or a webhook).
 //! service.refresh("imp_123456789012").await?;
 //! let request: CancelRequest = serde_json::from_str(r#"{"merchant_uid":"ORD-1","cancel_request_amount":2000}"#)?;
-//! let outcome = service.cancel(request, Some("click-42")).await?;
+//! // Who asks: the journal records it as the refund's `requested_by`.
+//! let agent = Actor::new("kim.support")?;
+//! let outcome = service.cancel(&agent, request, Some("click-42")).await?;
 //! # let _ = outcome; Ok(()) }
 //! ```
 //!
@@ -46,14 +48,17 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod actor;
 mod clock;
 mod error;
 mod gateway;
+mod listing;
 mod masking;
 pub mod memory;
 pub mod metrics;
 mod money;
 mod payment;
+mod record;
 mod refund;
 mod store;
 #[cfg(feature = "testkit")]
@@ -62,21 +67,28 @@ mod token;
 mod view;
 mod workflow;
 
+pub use actor::{Actor, InvalidActor, MAX_ACTOR_CHARS};
 pub use clock::{now_ms, Clock, SystemClock};
 pub use error::RefundError;
 pub use gateway::{
     CancelCommand, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
     PaymentGateway, Secret,
 };
+pub use listing::{
+    capped_limit, InvalidCursor, RefundCursor, RefundFilter, RefundPage, MAX_LIST_LIMIT,
+};
 pub use masking::mask_gateway_message;
 pub use memory::{MemoryPaymentStore, MemoryTokenCache};
 pub use money::{Amount, AmountError, Currency, DecimalText};
 pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment};
+pub use record::{FailureRecord, RefundList, RefundRecord, ReviewRecord};
 pub use refund::{
     CancelRequest, Failure, FailureKind, Refund, RefundAccount, RefundId, RefundState,
-    RefundStatus, RequestAmounts, RequestError, Review, ValidRequest,
+    RefundStatus, RequestAmounts, RequestError, Resolution, Review, ValidRequest,
 };
 pub use store::{BoxError, PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
 pub use token::{AccessToken, TokenCache, TokenSource};
 pub use view::{CancelView, PaymentView, RefundView};
-pub use workflow::{CancelOutcome, RefundService, SweepReport};
+pub use workflow::{
+    CancelOutcome, RefundService, ReviewRequest, SweepReport, DEFAULT_LIST_LIMIT, MAX_NOTE_CHARS,
+};

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::actor::Actor;
 use crate::money::{Amount, AmountError, Currency, DecimalText};
 
 /// Identifies one refund in the journal (`rf_` and 32 hex digits).
@@ -159,11 +160,35 @@ impl Failure {
     }
 }
 
-/// Why a refund waits for an operator.
+/// Why a refund waits for an operator, and how the operator resolved it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Review {
     /// What did not add up.
     pub message: String,
+    /// The operator's resolution; `None` while the payment is held.
+    pub resolution: Option<Resolution>,
+}
+
+impl Review {
+    /// An open review: `message` says what did not add up.
+    pub fn new(message: impl Into<String>) -> Self {
+        Review {
+            message: message.into(),
+            resolution: None,
+        }
+    }
+}
+
+/// An operator's resolution of a review
+/// ([`PaymentStore::resolve_review`](crate::PaymentStore::resolve_review)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolution {
+    /// Who resolved it.
+    pub resolved_by: Actor,
+    /// When, unix milliseconds on the store's clock.
+    pub resolved_at_ms: i64,
+    /// What the operator found or did (1 to 500 characters).
+    pub note: String,
 }
 
 /// Where a refund stands in the journal, with what each state carries.
@@ -201,6 +226,14 @@ impl RefundState {
             RefundState::Succeeded { .. } => RefundStatus::Succeeded,
             RefundState::Failed(_) => RefundStatus::Failed,
             RefundState::NeedsReview(_) => RefundStatus::NeedsReview,
+        }
+    }
+
+    /// The review, for a refund that needs (or needed) one.
+    pub fn review(&self) -> Option<&Review> {
+        match self {
+            RefundState::NeedsReview(review) => Some(review),
+            _ => None,
         }
     }
 
@@ -257,6 +290,8 @@ pub struct Refund {
     pub merchant_uid: String,
     /// The payment's i'mport id.
     pub imp_uid: String,
+    /// The payment's currency, the unit of every amount of the refund.
+    pub currency: Currency,
     /// Amount to refund, in the payment's minor unit.
     pub amount: Amount,
     /// The payment's `cancel_amount` when the refund began: the gateway's
@@ -274,6 +309,9 @@ pub struct Refund {
     pub fingerprint: String,
     /// The refund account, masked (`*********8400`); never the full number.
     pub refund_account_masked: Option<String>,
+    /// Who asked for it; `None` for refunds journaled before the journal
+    /// recorded its actors.
+    pub requested_by: Option<Actor>,
     /// Where it stands.
     pub state: RefundState,
     /// When the refund began, unix milliseconds on the store's clock.

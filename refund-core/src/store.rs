@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::actor::Actor;
+use crate::listing::{RefundCursor, RefundFilter, RefundPage};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
 
@@ -34,6 +36,9 @@ pub enum StoreError {
     /// The payment is held for review.
     #[error("the payment is held for review")]
     OnHold,
+    /// The payment is not held for review (nothing to resolve).
+    #[error("the payment is not held for review")]
+    NotOnHold,
     /// The idempotency key is already used by another refund.
     #[error("idempotency key already used")]
     IdempotencyKeyTaken,
@@ -194,9 +199,28 @@ pub trait PaymentStore: Send + Sync + 'static {
         checksum: crate::money::Amount,
     ) -> Result<Refund, StoreError>;
 
-    /// Lifts a review hold (an operator resolved it). Unknown payments give
-    /// [`StoreError::PaymentNotFound`].
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError>;
+    /// Resolves a payment's review, atomically, only if it is held
+    /// ([`StoreError::NotOnHold`] otherwise; unknown payments give
+    /// [`StoreError::PaymentNotFound`]):
+    /// - every refund of it in [`RefundState::NeedsReview`] that has no
+    ///   resolution yet gets `{resolved_by: by, resolved_at_ms: <store
+    ///   clock>, note}` (its state stays `needs_review`, its
+    ///   `updated_at_ms` is the same clock);
+    /// - `snapshot`, if given, is applied (the gateway's numbers the
+    ///   operator saw; `None` when the gateway no longer knows the
+    ///   payment), with the same rule as
+    ///   [`apply_snapshot`](Self::apply_snapshot);
+    /// - the hold is lifted.
+    ///
+    /// Returns the payment as stored afterwards. On error nothing is
+    /// written. Of concurrent resolutions of one hold exactly one succeeds.
+    async fn resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, StoreError>;
 
     /// The refund with this id.
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError>;
@@ -207,6 +231,24 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// The payment's `limit` newest refunds, newest first (by `created_at_ms`,
     /// then id).
     async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError>;
+
+    /// Refund records across payments that match `filter`, newest first
+    /// (by `created_at_ms`, then id, both descending), at most `limit` of
+    /// them (capped at [`MAX_LIST_LIMIT`](crate::MAX_LIST_LIMIT); 0 gives an
+    /// empty last page), starting just after `cursor` when given.
+    ///
+    /// Keyset pagination, never an offset: a page starts strictly after the
+    /// cursor's `(created_at_ms, id)`, so refunds journaled between two
+    /// calls (they are newer) never shift later pages, and walking the pages
+    /// lists every refund that existed at the start exactly once.
+    /// `next_cursor` is `None` on the last page. Filter values are data,
+    /// matched literally. Served by an index on every backend.
+    async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        limit: u32,
+        cursor: Option<&RefundCursor>,
+    ) -> Result<RefundPage, StoreError>;
 
     /// Up to `limit` pending refunds that began more than `older_than` ago
     /// on the store's clock, oldest first: the work list of the

@@ -3,9 +3,11 @@
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::gateway::GatewayKind;
 use crate::money::Currency;
-use crate::payment::Payment;
-use crate::refund::{Refund, RefundId, RefundStatus};
+use crate::payment::StoredPayment;
+use crate::record::RefundRecord;
+use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
 
 /// The payment view of DESIGN.md: the payment, what is left, its history,
 /// and the refund this answer is about.
@@ -34,6 +36,16 @@ pub struct PaymentView {
     pub refund: Option<RefundView>,
     /// Refunds whose outcome is not known yet.
     pub pending_refunds: Vec<RefundView>,
+    /// True while the payment is held for review: it takes no refund until
+    /// an operator resolves the review.
+    pub on_hold: bool,
+    /// What the held refund's review says did not add up; `null` when not
+    /// held.
+    pub hold_reason: Option<String>,
+    /// The gateway API the payment is refunded through.
+    pub gateway: GatewayKind,
+    /// The payment's refund journal, newest first (up to 50 records).
+    pub refunds: Vec<RefundRecord>,
 }
 
 /// One cancellation in the view.
@@ -78,10 +90,12 @@ impl RefundView {
 }
 
 impl PaymentView {
-    /// The view of `payment` given its recent refunds (the pending one
-    /// among them): pending refunds are listed, and each cancellation is
-    /// matched to the refund credited with it.
-    pub fn new(payment: &Payment, refunds: &[Refund]) -> Self {
+    /// The view of `stored` given its recent refunds, newest first (the
+    /// pending one among them): pending refunds are listed, each
+    /// cancellation is matched to the refund credited with it, and a hold
+    /// is explained by the review that placed it.
+    pub fn new(stored: &StoredPayment, refunds: &[Refund], gateway: GatewayKind) -> Self {
+        let payment = &stored.payment;
         let currency = payment.currency;
         let credited = |entry: &crate::payment::CancelEntry| {
             let id = crate::workflow::entry_id(entry)?;
@@ -119,6 +133,14 @@ impl PaymentView {
                 .filter(|r| r.status() == RefundStatus::Pending)
                 .map(|r| RefundView::new(r, currency))
                 .collect(),
+            on_hold: stored.on_hold,
+            hold_reason: stored.on_hold.then(|| hold_reason(refunds)),
+            gateway,
+            refunds: refunds
+                .iter()
+                .take(VIEW_REFUNDS)
+                .map(RefundRecord::new)
+                .collect(),
         }
     }
 
@@ -128,4 +150,21 @@ impl PaymentView {
         self.refund = Some(RefundView::new(refund, self.currency));
         self
     }
+}
+
+/// How many refund records the view lists.
+const VIEW_REFUNDS: usize = 50;
+
+/// Why a held payment is held: the newest open review's message.
+fn hold_reason(refunds: &[Refund]) -> String {
+    refunds
+        .iter()
+        .find_map(|r| match &r.state {
+            RefundState::NeedsReview(review) if review.resolution.is_none() => {
+                Some(review.message.clone())
+            }
+            _ => None,
+        })
+        // The review is older than the refunds read: say what holds it.
+        .unwrap_or_else(|| "a refund of this payment needs review".to_owned())
 }

@@ -64,7 +64,9 @@ impl Demo {
             r#"{{"merchant_uid":"{merchant_uid}","cancel_request_amount":{amount},"reason":"size exchange"}}"#
         );
         let request: CancelRequest = serde_json::from_str(&body).unwrap();
-        self.service.cancel(request, key).await
+        self.service
+            .cancel(&refund_core::testkit::operator(), request, key)
+            .await
     }
 
     fn gateway_cancelled(&self, merchant_uid: &str) -> i64 {

@@ -78,7 +78,9 @@ impl Harness {
 
     async fn cancel(&self, json: &str, key: Option<&str>) -> Result<CancelOutcome, RefundError> {
         let request: CancelRequest = serde_json::from_str(json).unwrap();
-        self.service.cancel(request, key).await
+        self.service
+            .cancel(&refund_core::testkit::operator(), request, key)
+            .await
     }
 
     /// Moves the store's clock past the in-flight bound of refunds begun
@@ -560,9 +562,16 @@ async fn a_console_refund_of_the_same_amount_is_never_credited_to_ours() {
     let view = h.service.view(&merchant_uid).await.unwrap();
     assert_eq!(view.cancel_history.len(), 1);
     assert_eq!(view.cancel_history[0].refund_id, None, "made outside");
-    // The operator looks and syncs; our refund, asked again, is credited
-    // with its own entry.
-    h.service.sync(&merchant_uid).await.unwrap();
+    // The operator looks and resolves the review; our refund, asked
+    // again, is credited with its own entry.
+    h.service
+        .review(
+            &merchant_uid,
+            &refund_core::testkit::operator(),
+            "console refund",
+        )
+        .await
+        .unwrap();
     let view = refunded(h.cancel(&body(&merchant_uid, Some("2000")), None).await);
     let id = view.refund.as_ref().unwrap().id.clone();
     assert_eq!(view.cancel_history[1].refund_id.as_ref(), Some(&id));
@@ -698,7 +707,10 @@ async fn an_unreachable_gateway_is_a_definite_failure() {
         Arc::new(IamportClient::new(config).unwrap()),
     );
     let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
-    let err = unreachable.cancel(request, None).await.unwrap_err();
+    let err = unreachable
+        .cancel(&refund_core::testkit::operator(), request, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "gateway_error");
     assert_eq!(err.http_status(), 502);
     let journal = h.store.refunds_of(&merchant_uid, 50).await.unwrap();
@@ -864,9 +876,45 @@ async fn unexplained_numbers_hold_the_payment_for_review() {
         .unwrap_err();
     assert_eq!(err.code(), "refund_in_progress");
     assert_eq!(h.cancels_attempted(), 1);
-    // The operator looks, then syncs: refunds resume.
+    // A sync no longer lifts the hold (it did once: any sync silently
+    // resumed refunds nobody had looked at).
     h.gateway.set(None);
-    h.service.sync(&merchant_uid).await.unwrap();
+    let view = h.service.sync(&merchant_uid).await.unwrap();
+    assert!(view.on_hold);
+    assert!(view.hold_reason.is_some());
+    let err = h
+        .cancel(&body(&merchant_uid, Some("100")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        "refund_in_progress",
+        "the hold stays after a sync"
+    );
+    assert_eq!(h.cancels_attempted(), 1);
+    // The operator resolves the review with a note: refunds resume, and the
+    // journal says who resolved it.
+    let operator = refund_core::Actor::new("lee.finance").unwrap();
+    let view = h
+        .service
+        .review(&merchant_uid, &operator, "history checked with the PG")
+        .await
+        .unwrap();
+    assert!(!view.on_hold);
+    assert_eq!(view.hold_reason, None);
+    let resolved = h.store.refund(&refund.id).await.unwrap().unwrap();
+    let review = resolved.state.review().unwrap();
+    let resolution = review.resolution.as_ref().unwrap();
+    assert_eq!(resolution.resolved_by, operator);
+    assert_eq!(resolution.note, "history checked with the PG");
+    assert_eq!(
+        h.service
+            .review(&merchant_uid, &operator, "again")
+            .await
+            .unwrap_err()
+            .code(),
+        "not_on_hold"
+    );
     refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
     assert_eq!(h.assert_in_sync(&merchant_uid).await, 1_100);
 }
@@ -880,8 +928,8 @@ async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
     pending(h.cancel(&body(&merchant_uid, Some("1000")), None).await);
     h.gateway.set(Some(Tamper::StripHistory));
     h.wait_until_settleable();
-    // This sync finds the trouble: the hold it sets must stand until the
-    // operator's next sync.
+    // This sync finds the trouble: the hold it sets must stand until an
+    // operator resolves the review.
     h.service.sync(&merchant_uid).await.unwrap();
     assert!(
         h.store
@@ -898,6 +946,19 @@ async fn a_sync_that_finds_unexplained_numbers_keeps_the_hold() {
     assert_eq!(err.code(), "refund_in_progress");
     h.gateway.set(None);
     h.service.sync(&merchant_uid).await.unwrap();
+    let err = h
+        .cancel(&body(&merchant_uid, Some("100")), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        "refund_in_progress",
+        "a later sync keeps it too"
+    );
+    h.service
+        .review(&merchant_uid, &refund_core::testkit::operator(), "looked")
+        .await
+        .unwrap();
     refunded(h.cancel(&body(&merchant_uid, Some("100")), None).await);
 }
 
@@ -975,7 +1036,11 @@ async fn a_store_failure_after_the_gateway_answered_leaves_the_refund_pending() 
     store.fail(StoreOp::FinishRefund, StoreFault::Unavailable);
     let service = RefundService::new(store, h.gateway.clone());
     let request: CancelRequest = serde_json::from_str(&body(&merchant_uid, Some("1000"))).unwrap();
-    let refund = pending(service.cancel(request, None).await);
+    let refund = pending(
+        service
+            .cancel(&refund_core::testkit::operator(), request, None)
+            .await,
+    );
     assert_eq!(h.sandbox.stats().cancel.committed, 1);
     assert_eq!(h.state_of(&refund.id).await.status(), RefundStatus::Pending);
     // Once the store works again, reconciliation settles it.

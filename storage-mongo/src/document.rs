@@ -15,8 +15,15 @@
 //!   refunds: [{ id, imp_uid, amount, base_cancel_amount, checksum, reason,
 //!               idempotency_key, key_slot, fingerprint, refund_account_masked,
 //!               status, failure_kind, failure_code, gateway_message,
-//!               cancellation_id, created_at_ms, updated_at_ms }] }
+//!               cancellation_id, requested_by, resolved_by, resolved_at_ms,
+//!               review_note, created_at_ms, updated_at_ms }] }
 //! ```
+//!
+//! A refund's currency is its payment's (`payment.currency`, in the same
+//! document). `requested_by` is `null` on refunds journaled before actors
+//! were recorded; `resolved_by`, `resolved_at_ms` and `review_note` are
+//! set together, on a `needs_review` refund an operator resolved, and
+//! `null` (or absent) otherwise.
 //!
 //! A refund's state is `status` (`pending`, `succeeded`, `failed`,
 //! `needs_review`) plus, explicitly, what that state carries; every other
@@ -50,8 +57,8 @@
 
 use mongodb::bson::{self, doc, Bson, Document};
 use refund_core::{
-    Amount, CancelEntry, Failure, FailureKind, PayMethod, Payment, PaymentStatus, Refund, RefundId,
-    RefundState, RefundStatus, Review, StoreError, StoredPayment,
+    Actor, Amount, CancelEntry, Currency, Failure, FailureKind, PayMethod, Payment, PaymentStatus,
+    Refund, RefundId, RefundState, RefundStatus, Resolution, Review, StoreError, StoredPayment,
 };
 use serde::{Deserialize, Serialize};
 
@@ -110,6 +117,16 @@ pub(crate) struct RefundFields {
     /// numeric code of a failure. Read, never written.
     #[serde(default)]
     gateway_code: Option<i64>,
+    /// Who asked for it.
+    #[serde(default)]
+    requested_by: Option<String>,
+    /// A resolved review: who resolved it, when (store clock), the note.
+    #[serde(default)]
+    resolved_by: Option<String>,
+    #[serde(default)]
+    resolved_at_ms: Option<i64>,
+    #[serde(default)]
+    review_note: Option<String>,
     created_at_ms: i64,
     updated_at_ms: i64,
 }
@@ -138,12 +155,17 @@ pub(crate) fn state_document(state: &RefundState) -> Document {
         // does not know, only its status name is stored.
         _ => {}
     }
+    // A resolution is written by resolve_review alone; a state written here
+    // (a settlement) carries none.
     doc! {
         "status": state.status().as_str(),
         "failure_kind": kind,
         "failure_code": code,
         "gateway_message": message,
         "cancellation_id": cancellation_id,
+        "resolved_by": Bson::Null,
+        "resolved_at_ms": Bson::Null,
+        "review_note": Bson::Null,
     }
 }
 
@@ -190,21 +212,51 @@ pub(crate) struct PaymentDocument {
     pub(crate) refunds: Vec<RefundFields>,
 }
 
-/// A payment document projected to its journal.
+/// The projection that reads a payment's journal: the refunds and the
+/// payment's currency (theirs).
+pub(crate) fn journal_projection() -> Document {
+    doc! { "refunds": 1, "payment.currency": 1 }
+}
+
+/// The payment's currency, all a journal needs of its snapshot.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PaymentCurrency {
+    currency: String,
+}
+
+impl PaymentCurrency {
+    fn parse(&self, merchant_uid: &str) -> Result<Currency, StoreError> {
+        self.currency
+            .parse()
+            .map_err(|e| StoreError::corrupt(format!("stored payment {merchant_uid:?}: {e}")))
+    }
+}
+
+/// A payment document projected to its journal ([`journal_projection`]).
 #[derive(Debug, Deserialize)]
 pub(crate) struct JournalDocument {
     #[serde(rename = "_id")]
     pub(crate) merchant_uid: String,
+    pub(crate) payment: PaymentCurrency,
     #[serde(default)]
     pub(crate) refunds: Vec<RefundFields>,
 }
 
-/// One journal element with its payment's id, as `$unwind` produces it.
+/// One journal element with its payment's id and currency, as `$unwind`
+/// produces it from a [`journal_projection`].
 #[derive(Debug, Deserialize)]
 pub(crate) struct UnwoundRefund {
     #[serde(rename = "_id")]
-    pub(crate) merchant_uid: String,
-    pub(crate) refunds: RefundFields,
+    merchant_uid: String,
+    payment: PaymentCurrency,
+    refunds: RefundFields,
+}
+
+impl UnwoundRefund {
+    pub(crate) fn into_refund(self) -> Result<Refund, StoreError> {
+        let currency = self.payment.parse(&self.merchant_uid)?;
+        self.refunds.into_refund(self.merchant_uid, currency)
+    }
 }
 
 /// Serializes one of our field structs; they hold only strings, integers,
@@ -246,6 +298,13 @@ impl PaymentFields {
 
     pub(crate) fn to_document(&self) -> Document {
         to_document(self)
+    }
+
+    /// The payment's currency.
+    pub(crate) fn currency(&self) -> Result<Currency, StoreError> {
+        self.currency
+            .parse()
+            .map_err(|e| StoreError::corrupt(format!("stored payment currency: {e}")))
     }
 
     fn into_payment(self, merchant_uid: String) -> Result<Payment, StoreError> {
@@ -309,6 +368,7 @@ impl RefundFields {
             "key_slot": key_slot,
             "fingerprint": refund.fingerprint.as_str(),
             "refund_account_masked": refund.refund_account_masked.as_deref(),
+            "requested_by": refund.requested_by.as_ref().map(Actor::as_str),
         };
         document.extend(state_document(&RefundState::PENDING));
         document
@@ -352,17 +412,31 @@ impl RefundFields {
             }
             RefundStatus::NeedsReview => RefundState::NeedsReview(Review {
                 message: message()?,
+                resolution: match (&self.resolved_by, self.resolved_at_ms, &self.review_note) {
+                    (Some(by), Some(at), Some(note)) => Some(Resolution {
+                        resolved_by: Actor::from_stored(by.clone()),
+                        resolved_at_ms: at,
+                        note: note.clone(),
+                    }),
+                    (None, None, None) => None,
+                    _ => return Err(corrupt("has a review resolution with missing parts".into())),
+                },
             }),
             _ => return Err(corrupt(format!("has unsupported status {status}"))),
         })
     }
 
-    pub(crate) fn into_refund(self, merchant_uid: String) -> Result<Refund, StoreError> {
+    pub(crate) fn into_refund(
+        self,
+        merchant_uid: String,
+        currency: Currency,
+    ) -> Result<Refund, StoreError> {
         let state = self.state()?;
         Ok(Refund {
             id: RefundId::from_stored(self.id),
             merchant_uid,
             imp_uid: self.imp_uid,
+            currency,
             amount: Amount::from_minor(self.amount),
             base_cancel_amount: Amount::from_minor(self.base_cancel_amount),
             checksum: Amount::from_minor(self.checksum),
@@ -370,6 +444,7 @@ impl RefundFields {
             idempotency_key: self.idempotency_key,
             fingerprint: self.fingerprint,
             refund_account_masked: self.refund_account_masked,
+            requested_by: self.requested_by.map(Actor::from_stored),
             state,
             created_at_ms: self.created_at_ms,
             updated_at_ms: self.updated_at_ms,
@@ -387,9 +462,10 @@ impl JournalDocument {
     /// Every refund of the payment, as refund-core's type.
     pub(crate) fn into_refunds(self) -> Result<Vec<Refund>, StoreError> {
         let merchant_uid = self.merchant_uid;
+        let currency = self.payment.parse(&merchant_uid)?;
         self.refunds
             .into_iter()
-            .map(|fields| fields.into_refund(merchant_uid.clone()))
+            .map(|fields| fields.into_refund(merchant_uid.clone(), currency))
             .collect()
     }
 }

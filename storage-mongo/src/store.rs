@@ -22,13 +22,14 @@ use mongodb::options::{
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
-    Amount, Payment, PaymentStore, Refund, RefundId, RefundState, Settlement, StoreError,
-    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
+    capped_limit, Actor, Amount, Payment, PaymentStore, Refund, RefundCursor, RefundFilter,
+    RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
+    SETTLEMENT_RECENT_REFUNDS,
 };
 
 use crate::document::{
-    decode, frees_its_key, is_not_applied, state_document, JournalDocument, PaymentDocument,
-    PaymentFields, RefundFields, UnwoundRefund,
+    decode, frees_its_key, is_not_applied, journal_projection, state_document, JournalDocument,
+    PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
 };
 use crate::error::{store_error, MongoStoreError};
 
@@ -51,6 +52,8 @@ const CONFLICT_ATTEMPTS: usize = 3;
 const REFUND_ID_INDEX: &str = "refund_id";
 /// Lookup index for the reconciliation sweep's pending refunds.
 const PENDING_BY_AGE_INDEX: &str = "refund_status_created_at";
+/// Lookup index for listings, newest first.
+const LISTING_INDEX: &str = "refund_created_at_id";
 /// Name of the unique index that makes an idempotency key name one refund
 /// across payments (and serves lookups by key).
 const KEY_SLOT_INDEX: &str = "refund_key_slot";
@@ -118,6 +121,10 @@ impl MongoPaymentStore {
             IndexModel::builder()
                 .keys(doc! { "refunds.status": 1, "refunds.created_at_ms": 1 })
                 .options(named(PENDING_BY_AGE_INDEX))
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "refunds.created_at_ms": -1, "refunds.id": -1 })
+                .options(named(LISTING_INDEX))
                 .build(),
             IndexModel::builder()
                 .keys(doc! { "refunds.key_slot": 1 })
@@ -216,7 +223,7 @@ impl MongoPaymentStore {
                 .deserialize_current()
                 .map_err(store_error(operation))?;
             let unwound: UnwoundRefund = decode(document)?;
-            refunds.push(unwound.refunds.into_refund(unwound.merchant_uid)?);
+            refunds.push(unwound.into_refund()?);
         }
         Ok(refunds)
     }
@@ -229,7 +236,7 @@ impl MongoPaymentStore {
     ) -> Result<Option<JournalDocument>, StoreError> {
         self.payments
             .find_one(filter)
-            .projection(doc! { "refunds": 1 })
+            .projection(journal_projection())
             .await
             .map_err(store_error(operation))?
             .map(decode)
@@ -441,7 +448,7 @@ impl PaymentStore for MongoPaymentStore {
             .payments
             .find_one_and_update(filter, update)
             .return_document(ReturnDocument::After)
-            .projection(doc! { "refunds": 1 })
+            .projection(journal_projection())
             .await
             .map_err(store_error("retry_refund"))?;
         if let Some(document) = updated {
@@ -564,19 +571,64 @@ impl PaymentStore for MongoPaymentStore {
         )))
     }
 
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
-        let result = self
-            .payments
-            .update_one(
-                doc! { "_id": merchant_uid },
-                doc! { "$set": { "on_hold": false } },
-            )
-            .await
-            .map_err(store_error("release_hold"))?;
-        if result.matched_count == 0 {
-            return Err(StoreError::PaymentNotFound);
+    async fn resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, StoreError> {
+        // One update of the payment's document, conditional on the hold:
+        // the open reviews get the resolution (stamped with the server's
+        // clock), the snapshot applies if not older, the hold goes.
+        let resolution = doc! {
+            "resolved_by": literal(by.as_str()),
+            "resolved_at_ms": server_now_ms(),
+            "review_note": literal(note),
+            "updated_at_ms": server_now_ms(),
+        };
+        let mut changes = doc! {
+            "refunds": { "$map": {
+                "input": "$refunds",
+                "as": "refund",
+                "in": { "$cond": [
+                    { "$and": [
+                        { "$eq": ["$$refund.status", RefundStatus::NeedsReview.as_str()] },
+                        { "$eq": [{ "$ifNull": ["$$refund.resolved_by", Bson::Null] }, Bson::Null] },
+                    ] },
+                    { "$mergeObjects": ["$$refund", resolution] },
+                    "$$refund",
+                ] },
+            } },
+            "on_hold": literal(false),
+        };
+        if let Some(snapshot) = snapshot.filter(|s| s.merchant_uid == merchant_uid) {
+            changes.insert("payment", newer_snapshot(snapshot));
         }
-        Ok(())
+        let updated = self
+            .payments
+            .find_one_and_update(
+                doc! { "_id": merchant_uid, "on_hold": true },
+                vec![doc! { "$set": changes }],
+            )
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "refunds": 0 })
+            .await
+            .map_err(store_error("resolve_review"))?;
+        if let Some(document) = updated {
+            return decode::<PaymentDocument>(document)?.into_stored();
+        }
+        // Nothing was written: say why.
+        let exists = self
+            .payments
+            .find_one(doc! { "_id": merchant_uid })
+            .projection(doc! { "_id": 1 })
+            .await
+            .map_err(store_error("resolve_review"))?;
+        Err(match exists {
+            None => StoreError::PaymentNotFound,
+            Some(_) => StoreError::NotOnHold,
+        })
     }
 
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
@@ -613,12 +665,64 @@ impl PaymentStore for MongoPaymentStore {
         // Sorted and cut on the server, so at most `limit` refunds travel.
         let pipeline = vec![
             doc! { "$match": { "_id": merchant_uid } },
-            doc! { "$project": { "refunds": 1 } },
+            doc! { "$project": journal_projection() },
             doc! { "$unwind": "$refunds" },
             doc! { "$sort": { "refunds.created_at_ms": -1, "refunds.id": -1 } },
             doc! { "$limit": i64::from(limit) },
         ];
         self.unwound_refunds(pipeline, "refunds_of").await
+    }
+
+    async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        limit: u32,
+        cursor: Option<&RefundCursor>,
+    ) -> Result<RefundPage, StoreError> {
+        let limit = capped_limit(limit);
+        if limit == 0 {
+            return Ok(RefundPage::from_overfetch(Vec::new(), 0));
+        }
+        // Query values, never expressions: a string in a `$match` equality
+        // is compared as data, whatever it contains.
+        let mut payments = Document::new();
+        let mut element = Document::new();
+        if let Some(merchant_uid) = &filter.merchant_uid {
+            payments.insert("_id", merchant_uid.as_str());
+        }
+        if let Some(status) = filter.status {
+            payments.insert("refunds.status", status.as_str());
+            element.insert("refunds.status", status.as_str());
+        }
+        if let Some(cursor) = cursor {
+            // Payments with a refund at or before the cursor's time (the
+            // listing index), then exactly the elements after the cursor.
+            payments.insert(
+                "refunds.created_at_ms",
+                doc! { "$lte": cursor.created_at_ms },
+            );
+            element.insert(
+                "$or",
+                vec![
+                    doc! { "refunds.created_at_ms": { "$lt": cursor.created_at_ms } },
+                    doc! {
+                        "refunds.created_at_ms": cursor.created_at_ms,
+                        "refunds.id": { "$lt": cursor.id.as_str() },
+                    },
+                ],
+            );
+        }
+        let pipeline = vec![
+            doc! { "$match": payments },
+            doc! { "$project": journal_projection() },
+            doc! { "$unwind": "$refunds" },
+            doc! { "$match": element },
+            doc! { "$sort": { "refunds.created_at_ms": -1, "refunds.id": -1 } },
+            // One more than asked: it only says whether another page follows.
+            doc! { "$limit": i64::from(limit) + 1 },
+        ];
+        let refunds = self.unwound_refunds(pipeline, "list_refunds").await?;
+        Ok(RefundPage::from_overfetch(refunds, limit))
     }
 
     async fn stale_pending_refunds(
@@ -638,7 +742,7 @@ impl PaymentStore for MongoPaymentStore {
             // refund (at most one each, and only while a refund is in flight)...
             doc! { "$match": { "refunds.status": "pending" } },
             // ...then only their pending refunds older than the cutoff stay.
-            doc! { "$project": { "refunds": 1 } },
+            doc! { "$project": journal_projection() },
             doc! { "$unwind": "$refunds" },
             doc! { "$match": {
                 "refunds.status": "pending",
@@ -667,10 +771,6 @@ impl PaymentStore for MongoPaymentStore {
 /// The settled refund `id`, its payment and the payment's newest refunds
 /// (sorted as `refunds_of` sorts them), out of the payment's whole document.
 fn settlement_of(document: PaymentDocument, id: &str) -> Result<Settlement, StoreError> {
-    let journal = JournalDocument {
-        merchant_uid: document.merchant_uid.clone(),
-        refunds: Vec::new(),
-    };
     let PaymentDocument {
         merchant_uid,
         payment,
@@ -678,7 +778,11 @@ fn settlement_of(document: PaymentDocument, id: &str) -> Result<Settlement, Stor
         on_hold,
         refunds,
     } = document;
-    let mut refunds = JournalDocument { refunds, ..journal }.into_refunds()?;
+    let currency = payment.currency()?;
+    let mut refunds = refunds
+        .into_iter()
+        .map(|fields| fields.into_refund(merchant_uid.clone(), currency))
+        .collect::<Result<Vec<_>, _>>()?;
     let refund = refunds
         .iter()
         .find(|r| r.id.as_str() == id)

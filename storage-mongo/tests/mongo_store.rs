@@ -57,6 +57,7 @@ async fn ensure_indexes_is_idempotent() {
         names,
         [
             "_id_",
+            "refund_created_at_id",
             "refund_id",
             "refund_key_slot",
             "refund_status_created_at"
@@ -313,13 +314,21 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         // Only the literal id matches: the text alone is another id.
         assert!(store.payment(text).await.unwrap().is_none(), "{text:?}");
         assert!(store.refunds_of(text, 10).await.unwrap().is_empty());
+        let operator = refund_core::testkit::operator();
         assert!(matches!(
-            store.release_hold(text).await,
+            store.resolve_review(text, &operator, text, None).await,
             Err(StoreError::PaymentNotFound)
         ));
 
-        // A refund re-opened by its id keeps its key, matched as data.
-        store.release_hold(&merchant_uid).await.unwrap();
+        // A refund re-opened by its id keeps its key, matched as data; a
+        // note and an actor are data too.
+        store
+            .resolve_review(&merchant_uid, &operator, text, Some(&after))
+            .await
+            .unwrap();
+        let resolved = store.refund(&refund.id).await.unwrap().unwrap();
+        let resolution = resolved.state.review().unwrap().resolution.clone().unwrap();
+        assert_eq!(resolution.note, text);
         let key = format!("{text}-again");
         let mut first = pending_refund(&after, 1_000, Some(&key));
         first.fingerprint = text.to_owned();
@@ -542,12 +551,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
             "unanswered",
             RefundState::Failed(Failure::new(FailureKind::NotApplied, "timeout")),
         ),
-        (
-            "review",
-            RefundState::NeedsReview(Review {
-                message: "odd".into(),
-            }),
-        ),
+        ("review", RefundState::NeedsReview(Review::new("odd"))),
         ("pending", RefundState::PENDING),
     ];
     for (i, (name, state)) in expected.iter().enumerate() {

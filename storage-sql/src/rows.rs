@@ -6,8 +6,8 @@
 //! a guess.
 
 use refund_core::{
-    Amount, CancelEntry, Currency, Failure, FailureKind, Payment, Refund, RefundId, RefundState,
-    RefundStatus, Review, StoredPayment,
+    Actor, Amount, CancelEntry, Currency, Failure, FailureKind, Payment, Refund, RefundId,
+    RefundState, RefundStatus, Resolution, Review, StoredPayment,
 };
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +85,10 @@ impl<'r, DB: Dialect> Columns<'r, DB> {
         DB::int(self.row, &self.name(column)).map_err(SqlStoreError::Database)
     }
 
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, SqlStoreError> {
+        DB::opt_int(self.row, &self.name(column)).map_err(SqlStoreError::Database)
+    }
+
     fn amount(&self, column: &str) -> Result<Amount, SqlStoreError> {
         self.int(column).map(Amount::from_minor)
     }
@@ -100,6 +104,14 @@ impl<'r, DB: Dialect> Columns<'r, DB> {
     fn opt_text(&self, column: &str) -> Result<Option<String>, SqlStoreError> {
         DB::opt_text(self.row, &self.name(column), DB::BINARY_TEXT).map_err(SqlStoreError::Database)
     }
+}
+
+/// The `currency` column.
+fn currency<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<Currency, SqlStoreError> {
+    let currency = columns.text("currency")?;
+    currency
+        .parse()
+        .map_err(|_| SqlStoreError::Corrupt(format!("unknown currency {currency:?}")))
 }
 
 /// A `refund_payments` row.
@@ -124,10 +136,7 @@ pub(crate) fn settled_payment<DB: Dialect>(
 }
 
 fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPayment, SqlStoreError> {
-    let currency = columns.text("currency")?;
-    let currency: Currency = currency
-        .parse()
-        .map_err(|_| SqlStoreError::Corrupt(format!("unknown currency {currency:?}")))?;
+    let currency = currency::<DB>(&columns)?;
     Ok(StoredPayment {
         payment: Payment {
             imp_uid: columns.text("imp_uid")?,
@@ -155,6 +164,7 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
         id: RefundId::from_stored(columns.text("id")?),
         merchant_uid: columns.text("merchant_uid")?,
         imp_uid: columns.text("imp_uid")?,
+        currency: currency::<DB>(&columns)?,
         amount: columns.amount("amount")?,
         base_cancel_amount: columns.amount("base_cancel_amount")?,
         checksum: columns.amount("checksum")?,
@@ -162,6 +172,7 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
         idempotency_key: columns.opt_text("idempotency_key")?,
         fingerprint: columns.text("fingerprint")?,
         refund_account_masked: columns.opt_text("refund_account_masked")?,
+        requested_by: columns.opt_text("requested_by")?.map(Actor::from_stored),
         state,
         created_at_ms: columns.int("created_at_ms")?,
         updated_at_ms: columns.int("updated_at_ms")?,
@@ -197,6 +208,7 @@ fn refund_state<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<RefundState, S
         }
         RefundStatus::NeedsReview => RefundState::NeedsReview(Review {
             message: message()?,
+            resolution: resolution::<DB>(columns)?,
         }),
         other => {
             return Err(SqlStoreError::Corrupt(format!(
@@ -204,6 +216,25 @@ fn refund_state<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<RefundState, S
             )))
         }
     })
+}
+
+/// A review's resolution: all three columns, or none.
+fn resolution<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<Option<Resolution>, SqlStoreError> {
+    match (
+        columns.opt_text("resolved_by")?,
+        columns.opt_int("resolved_at_ms")?,
+        columns.opt_text("review_note")?,
+    ) {
+        (Some(by), Some(at), Some(note)) => Ok(Some(Resolution {
+            resolved_by: Actor::from_stored(by),
+            resolved_at_ms: at,
+            note,
+        })),
+        (None, None, None) => Ok(None),
+        _ => Err(SqlStoreError::Corrupt(
+            "a review resolution with missing parts".into(),
+        )),
+    }
 }
 
 /// A state's columns, for `settle_refund`: status, failure kind, failure
@@ -228,7 +259,7 @@ pub(crate) fn state_params(state: &RefundState) -> [Param<'_>; 5] {
 }
 
 /// A new refund's values in `NEW_REFUND_COLUMNS` order, for `insert_refund`.
-pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 11] {
+pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 13] {
     [
         Param::Text(refund.id.as_str()),
         Param::Text(&refund.merchant_uid),
@@ -242,6 +273,8 @@ pub(crate) fn refund_params(refund: &Refund) -> [Param<'_>; 11] {
         Param::OptText(refund.refund_account_masked.as_deref()),
         // Always recorded as pending: the journal is write-ahead.
         Param::Text(RefundStatus::Pending.as_str()),
+        Param::Text(refund.currency.code()),
+        Param::OptText(refund.requested_by.as_ref().map(Actor::as_str)),
     ]
 }
 

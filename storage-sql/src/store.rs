@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    Payment, PaymentStore, Refund, RefundId, RefundState, RefundStatus, Settlement, StoreError,
-    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
+    capped_limit, Actor, Payment, PaymentStore, Refund, RefundCursor, RefundFilter, RefundId,
+    RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
+    SETTLEMENT_RECENT_REFUNDS,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
 
-use crate::dialect::{Dialect, ErrorClass, Writes};
+use crate::dialect::{list_variant, Dialect, ErrorClass, Writes};
 use crate::driver::Param;
 use crate::error::{class_of, is_unique_violation, SqlStoreError};
 use crate::migrate::{self, AppliedMigration};
@@ -518,18 +519,58 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         Ok(refund)
     }
 
-    async fn try_release_hold(&self, merchant_uid: &str) -> Result<(), Abort> {
-        let mut conn = self.pool.acquire().await?;
-        let released = DB::execute(
-            &mut conn,
-            &DB::statements().release_hold,
-            &[Param::Int(refund_core::now_ms()), Param::Text(merchant_uid)],
+    /// `resolve_review` as one write transaction: lifts the hold (only
+    /// while held), records the resolution on the payment's open reviews,
+    /// applies the snapshot, and reads the payment back.
+    async fn try_resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, Abort> {
+        let sql = DB::statements();
+        let now_ms = refund_core::now_ms();
+        let mut tx = self.begin_write().await?;
+        let lifted = DB::execute(
+            &mut tx,
+            &sql.lift_hold,
+            &[Param::Int(now_ms), Param::Text(merchant_uid)],
         )
         .await?;
-        if DB::rows_affected(&released) == 0 {
-            return Err(StoreError::PaymentNotFound.into());
+        if DB::rows_affected(&lifted) == 0 {
+            let found =
+                DB::fetch_optional(&mut tx, &sql.select_payment, &[Param::Text(merchant_uid)])
+                    .await?;
+            rollback(tx).await?;
+            return Err(match found {
+                None => StoreError::PaymentNotFound,
+                Some(_) => StoreError::NotOnHold,
+            }
+            .into());
         }
-        Ok(())
+        DB::execute(
+            &mut tx,
+            &sql.resolve_reviews,
+            &[
+                Param::Text(by.as_str()),
+                Param::Text(note),
+                Param::Text(merchant_uid),
+            ],
+        )
+        .await?;
+        let stored = match snapshot.filter(|s| s.merchant_uid == merchant_uid) {
+            Some(snapshot) => Self::upsert(&mut tx, snapshot, now_ms).await?,
+            None => {
+                let row =
+                    DB::fetch_optional(&mut tx, &sql.select_payment, &[Param::Text(merchant_uid)])
+                        .await?
+                        .ok_or_else(|| SqlStoreError::Corrupt("a held payment vanished".into()))?;
+                rows::stored_payment::<DB>(&row)?
+            }
+        };
+        commit(tx).await?;
+        Ok(stored)
     }
 }
 
@@ -585,8 +626,15 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
             .await
     }
 
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
-        self.write(|| self.try_release_hold(merchant_uid)).await
+    async fn resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, StoreError> {
+        self.write(|| self.try_resolve_review(merchant_uid, by, note, snapshot))
+            .await
     }
 
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
@@ -618,6 +666,43 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
             rows::refund::<DB>,
         )
         .await
+    }
+
+    async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        limit: u32,
+        cursor: Option<&RefundCursor>,
+    ) -> Result<RefundPage, StoreError> {
+        let limit = capped_limit(limit);
+        if limit == 0 {
+            return Ok(RefundPage::from_overfetch(Vec::new(), 0));
+        }
+        let variant = list_variant(
+            filter.status.is_some(),
+            filter.merchant_uid.is_some(),
+            cursor.is_some(),
+        );
+        let mut params = Vec::with_capacity(6);
+        params.extend(filter.status.map(|s| Param::Text(s.as_str())));
+        params.extend(filter.merchant_uid.as_deref().map(Param::Text));
+        if let Some(cursor) = cursor {
+            params.extend([
+                Param::Int(cursor.created_at_ms),
+                Param::Int(cursor.created_at_ms),
+                Param::Text(cursor.id.as_str()),
+            ]);
+        }
+        // One more than asked: it only says whether another page follows.
+        params.push(Param::Int(i64::from(limit) + 1));
+        let refunds = self
+            .read(
+                &DB::statements().list_refunds[variant],
+                &params,
+                rows::refund::<DB>,
+            )
+            .await?;
+        Ok(RefundPage::from_overfetch(refunds, limit))
     }
 
     async fn stale_pending_refunds(

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::actor::Actor;
 use crate::clock::{Clock, SystemClock};
+use crate::listing::{capped_limit, RefundCursor, RefundFilter, RefundPage};
 use crate::payment::{Payment, StoredPayment};
-use crate::refund::{Refund, RefundId, RefundState, RefundStatus};
+use crate::refund::{Refund, RefundId, RefundState, RefundStatus, Resolution};
 use crate::store::{PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
 
 /// Payments and the refund journal in this process's memory.
@@ -209,14 +211,42 @@ impl PaymentStore for MemoryPaymentStore {
         Ok(refund.clone())
     }
 
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
-        let mut state = self.state();
-        let stored = state
-            .payments
+    async fn resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, StoreError> {
+        let now = self.clock.now_ms();
+        let mut guard = self.state();
+        let State { payments, refunds } = &mut *guard;
+        let stored = payments
             .get_mut(merchant_uid)
             .ok_or(StoreError::PaymentNotFound)?;
+        if !stored.on_hold {
+            return Err(StoreError::NotOnHold);
+        }
+        for refund in refunds
+            .values_mut()
+            .filter(|r| r.merchant_uid == merchant_uid)
+        {
+            if let RefundState::NeedsReview(review) = &mut refund.state {
+                if review.resolution.is_none() {
+                    review.resolution = Some(Resolution {
+                        resolved_by: by.clone(),
+                        resolved_at_ms: now,
+                        note: note.to_owned(),
+                    });
+                    refund.updated_at_ms = now;
+                }
+            }
+        }
+        if let Some(snapshot) = snapshot {
+            merge_snapshot(stored, snapshot);
+        }
         stored.on_hold = false;
-        Ok(())
+        Ok(stored.clone())
     }
 
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
@@ -234,6 +264,36 @@ impl PaymentStore for MemoryPaymentStore {
 
     async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         Ok(newest_refunds(&self.state().refunds, merchant_uid, limit))
+    }
+
+    async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        limit: u32,
+        cursor: Option<&RefundCursor>,
+    ) -> Result<RefundPage, StoreError> {
+        let limit = capped_limit(limit);
+        let mut listed: Vec<Refund> = self
+            .state()
+            .refunds
+            .values()
+            .filter(|r| filter.status.is_none_or(|s| r.status() == s))
+            .filter(|r| {
+                filter
+                    .merchant_uid
+                    .as_ref()
+                    .is_none_or(|m| &r.merchant_uid == m)
+            })
+            .filter(|r| cursor.is_none_or(|c| c.precedes(r)))
+            .cloned()
+            .collect();
+        listed.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+        listed.truncate(
+            usize::try_from(limit)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        Ok(RefundPage::from_overfetch(listed, limit))
     }
 
     async fn stale_pending_refunds(

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use super::{
     after_cancel, failed, paid_payment, pending_refund, review, same_refund, succeeded, unique,
 };
+use crate::actor::Actor;
+use crate::listing::{RefundCursor, RefundFilter, RefundPage, MAX_LIST_LIMIT};
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, PaymentStatus};
-use crate::refund::{FailureKind, RefundId, RefundState, RefundStatus};
+use crate::refund::{FailureKind, Refund, RefundId, RefundState, RefundStatus};
 use crate::store::{PaymentStore, StoreError};
 
 type Store = Arc<dyn PaymentStore>;
@@ -223,8 +225,11 @@ pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
         .unwrap();
 }
 
-/// needs_review puts the payment on hold until an operator releases it.
-pub async fn needs_review_holds_the_payment_until_released(store: Store) {
+/// needs_review puts the payment on hold until an operator resolves the
+/// review: the resolution is recorded on the refund (who, when on the
+/// store's clock, the note), the operator's snapshot applied and the hold
+/// lifted, atomically; a payment not held is refused.
+pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
     let payment = paid_payment(&unique("review"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
     let refund = pending_refund(&payment, 3_000, None);
@@ -247,23 +252,79 @@ pub async fn needs_review_holds_the_payment_until_released(store: Store) {
     ));
     let resynced = store.apply_snapshot(&odd).await.unwrap();
     assert!(resynced.on_hold, "a snapshot alone does not lift the hold");
-    store.release_hold(&payment.merchant_uid).await.unwrap();
-    assert!(
-        !store
-            .payment(&payment.merchant_uid)
-            .await
-            .unwrap()
-            .unwrap()
-            .on_hold
+    // The operator saw the gateway at a newer total; an older snapshot
+    // would not roll it back.
+    let seen = after_cancel(&odd, 1_000, "console");
+    let operator = Actor::from_stored("lee.finance");
+    let note = "console refund of 1,000 confirmed with the PG — 'ok'";
+    let before_ms = store.now_ms().await.unwrap();
+    let resolved = store
+        .resolve_review(&payment.merchant_uid, &operator, note, Some(&seen))
+        .await
+        .unwrap();
+    assert!(!resolved.on_hold);
+    assert_eq!(resolved.payment, seen);
+    assert_eq!(
+        store.payment(&payment.merchant_uid).await.unwrap().unwrap(),
+        resolved
     );
+    let read = store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.status(),
+        RefundStatus::NeedsReview,
+        "the verdict stays"
+    );
+    let RefundState::NeedsReview(review) = &read.state else {
+        panic!("{read:?}");
+    };
+    assert_eq!(review.message, "numbers do not add up");
+    let resolution = review.resolution.as_ref().expect("resolved");
+    assert_eq!(resolution.resolved_by, operator);
+    assert_eq!(resolution.note, note);
+    // The store's clock (SQLite's and the in-memory store's may sit a
+    // millisecond behind a read of the same clock; none goes back further).
+    assert!(
+        resolution.resolved_at_ms >= before_ms - 1_000,
+        "{resolution:?}"
+    );
+    assert!(read.updated_at_ms >= done.updated_at_ms);
+    // Nothing is held any more: a second resolution is refused and writes
+    // nothing.
+    assert!(matches!(
+        store
+            .resolve_review(
+                &payment.merchant_uid,
+                &Actor::from_stored("x"),
+                "again",
+                Some(&odd)
+            )
+            .await,
+        Err(StoreError::NotOnHold)
+    ));
+    assert_eq!(store.refund(&refund.id).await.unwrap().unwrap(), read);
     store
-        .begin_refund(&pending_refund(&odd, 1_000, None))
+        .begin_refund(&pending_refund(&seen, 1_000, None))
         .await
         .unwrap();
     assert!(matches!(
-        store.release_hold(&unique("ghost")).await,
+        store
+            .resolve_review(&unique("ghost"), &operator, "note", None)
+            .await,
         Err(StoreError::PaymentNotFound)
     ));
+}
+
+/// Lifts the payment's hold if it has one (for cases that reuse a payment
+/// after a review).
+async fn lift_hold(store: &Store, merchant_uid: &str) {
+    let operator = Actor::from_stored("ops");
+    match store
+        .resolve_review(merchant_uid, &operator, "checked", None)
+        .await
+    {
+        Ok(_) | Err(StoreError::NotOnHold) => {}
+        Err(error) => panic!("resolve_review: {error:?}"),
+    }
 }
 
 /// Finishing a refund that does not exist is an error, not a write.
@@ -880,7 +941,7 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
             base_cancel_amount: current.payment.cancel_amount,
             ..refund
         };
-        store.release_hold(&payment.merchant_uid).await.unwrap();
+        lift_hold(&store, &payment.merchant_uid).await;
         store.begin_refund(&refund).await.unwrap();
         store
             .finish_refund(&refund.id, &settled, None)
@@ -915,7 +976,7 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
         let first = pending_refund(&payment, 1_000, Some(&key));
         store.begin_refund(&first).await.unwrap();
         let done = store.finish_refund(&first.id, &state, None).await.unwrap();
-        store.release_hold(&payment.merchant_uid).await.unwrap();
+        lift_hold(&store, &payment.merchant_uid).await;
         // No other refund ever takes the key, whatever its state.
         assert!(matches!(
             store
@@ -963,7 +1024,15 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
                 "{state:?}: {retried:?}"
             );
             let read = store.refund(&first.id).await.unwrap().unwrap();
-            assert_eq!(read.state, state);
+            match (&read.state, &state) {
+                // Resolved since (the hold was lifted above): still the
+                // same review.
+                (RefundState::NeedsReview(read), RefundState::NeedsReview(sent)) => {
+                    assert_eq!(read.message, sent.message);
+                    assert!(read.resolution.is_some());
+                }
+                (read, sent) => assert_eq!(read, sent),
+            }
         }
     }
 }
@@ -998,7 +1067,7 @@ pub async fn a_retry_is_refused_like_a_begin(store: Store) {
         store.retry_refund(&first.id, base, checksum).await,
         Err(StoreError::OnHold)
     ));
-    store.release_hold(&payment.merchant_uid).await.unwrap();
+    lift_hold(&store, &payment.merchant_uid).await;
     // A stale base.
     assert!(matches!(
         store
@@ -1115,4 +1184,343 @@ pub async fn finish_returns_what_it_stored(store: Store) {
         "older snapshot ignored"
     );
     matches_a_read(&store, &settled).await;
+}
+
+/// Journals one refund of the payment as it is stored now and settles it in
+/// `state` (`None` leaves it pending); gives it as stored.
+async fn journaled(store: &Store, merchant_uid: &str, state: Option<RefundState>) -> Refund {
+    let current = store.payment(merchant_uid).await.unwrap().unwrap().payment;
+    let refund = pending_refund(&current, 100, None);
+    store.begin_refund(&refund).await.unwrap();
+    match state {
+        Some(state) => {
+            store
+                .finish_refund(&refund.id, &state, None)
+                .await
+                .unwrap()
+                .refund
+        }
+        None => store.refund(&refund.id).await.unwrap().unwrap(),
+    }
+}
+
+/// The listing's order: newest first, by creation time then id.
+fn listing_order(refunds: &mut [Refund]) {
+    refunds.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
+}
+
+fn ids(refunds: &[Refund]) -> Vec<RefundId> {
+    refunds.iter().map(|r| r.id.clone()).collect()
+}
+
+fn filter(status: Option<RefundStatus>, merchant_uid: Option<&str>) -> RefundFilter {
+    RefundFilter {
+        status,
+        merchant_uid: merchant_uid.map(str::to_owned),
+    }
+}
+
+/// Every page of a listing, checking each page's shape; `stop` ends the
+/// walk early once it has seen what it needs (the database is shared with
+/// other cases and runs).
+async fn walk(
+    store: &Store,
+    filter: &RefundFilter,
+    limit: u32,
+    mut stop: impl FnMut(&[Refund]) -> bool,
+) -> Vec<Refund> {
+    let mut listed: Vec<Refund> = Vec::new();
+    let mut cursor: Option<RefundCursor> = None;
+    loop {
+        let page = store
+            .list_refunds(filter, limit, cursor.as_ref())
+            .await
+            .unwrap();
+        assert!(page.refunds.len() <= limit.min(MAX_LIST_LIMIT) as usize);
+        if page.next_cursor.is_some() {
+            assert_eq!(page.refunds.len(), limit.min(MAX_LIST_LIMIT) as usize);
+            assert_eq!(
+                page.next_cursor,
+                page.refunds.last().map(RefundCursor::after),
+                "the cursor points after the page's last refund"
+            );
+        }
+        listed.extend(page.refunds);
+        if stop(&listed) {
+            return listed;
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return listed,
+        }
+    }
+}
+
+fn assert_newest_first(listed: &[Refund]) {
+    for pair in listed.windows(2) {
+        assert!(
+            (pair[0].created_at_ms, &pair[0].id) > (pair[1].created_at_ms, &pair[1].id),
+            "newest first, no duplicates: {:?} then {:?}",
+            pair[0].id,
+            pair[1].id
+        );
+    }
+}
+
+/// Refunds are listed across payments, newest first (creation time, then
+/// id), filtered by status, by order, or both; records come back whole.
+pub async fn refunds_are_listed_newest_first_and_filtered(store: Store) {
+    let a = paid_payment(&unique("list-a"), 100_000, Currency::Krw);
+    let b = paid_payment(&unique("list-b"), 100_000, Currency::Usd);
+    store.apply_snapshot(&a).await.unwrap();
+    store.apply_snapshot(&b).await.unwrap();
+    let (a_uid, b_uid) = (a.merchant_uid.as_str(), b.merchant_uid.as_str());
+    let not_sent = || Some(failed(FailureKind::NotSent, None::<String>, "down"));
+    let mut ours = vec![
+        journaled(&store, a_uid, not_sent()).await,
+        journaled(&store, b_uid, Some(succeeded())).await,
+        journaled(&store, a_uid, Some(succeeded())).await,
+        journaled(&store, b_uid, not_sent()).await,
+        journaled(&store, a_uid, None).await,
+        journaled(&store, b_uid, Some(review("odd"))).await,
+    ];
+    listing_order(&mut ours);
+    let of = |uid: &str, status: Option<RefundStatus>| -> Vec<Refund> {
+        ours.iter()
+            .filter(|r| r.merchant_uid == uid && status.is_none_or(|s| r.status() == s))
+            .cloned()
+            .collect()
+    };
+
+    for (uid, status) in [
+        (a_uid, None),
+        (b_uid, None),
+        (a_uid, Some(RefundStatus::Succeeded)),
+        (b_uid, Some(RefundStatus::Failed)),
+        (b_uid, Some(RefundStatus::NeedsReview)),
+        (a_uid, Some(RefundStatus::Pending)),
+        (a_uid, Some(RefundStatus::NeedsReview)),
+    ] {
+        let page = store
+            .list_refunds(&filter(status, Some(uid)), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(page.refunds, of(uid, status), "{uid} {status:?}");
+        assert_eq!(page.next_cursor, None);
+    }
+
+    // By status alone: across payments, only that status, ours among them
+    // in order.
+    for status in RefundStatus::ALL {
+        let wanted = ids(&ours
+            .iter()
+            .filter(|r| r.status() == status)
+            .cloned()
+            .collect::<Vec<_>>());
+        let listed = walk(&store, &filter(Some(status), None), 200, |listed| {
+            wanted.iter().all(|id| listed.iter().any(|r| &r.id == id))
+        })
+        .await;
+        assert!(listed.iter().all(|r| r.status() == status), "{status}");
+        assert_newest_first(&listed);
+        let seen: Vec<RefundId> = listed
+            .iter()
+            .filter(|r| wanted.contains(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        assert_eq!(seen, wanted, "{status}");
+    }
+
+    // No filter: every payment's, ours in order among the others'.
+    let wanted = ids(&ours);
+    let listed = walk(&store, &RefundFilter::default(), 200, |listed| {
+        wanted.iter().all(|id| listed.iter().any(|r| &r.id == id))
+    })
+    .await;
+    assert_newest_first(&listed);
+    let seen: Vec<Refund> = listed
+        .into_iter()
+        .filter(|r| wanted.contains(&r.id))
+        .collect();
+    assert_eq!(seen, ours, "whole records, newest first");
+    assert!(seen.iter().any(|r| r.currency == Currency::Usd));
+    assert!(seen
+        .iter()
+        .all(|r| r.requested_by.as_ref().map(Actor::as_str) == Some("kim.support")));
+}
+
+/// Walking the pages lists every refund that existed when the walk began
+/// exactly once, in order, while refunds are journaled between pages (of
+/// the same payment and of others); limits 0 and 1 work.
+pub async fn listing_pages_have_no_duplicates_or_gaps_under_inserts(store: Store) {
+    let payment = paid_payment(&unique("pages"), 100_000, Currency::Krw);
+    let other = paid_payment(&unique("pages-other"), 100_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    store.apply_snapshot(&other).await.unwrap();
+    let uid = payment.merchant_uid.as_str();
+    let not_sent = || Some(failed(FailureKind::NotSent, None::<String>, "down"));
+    let mut existing = Vec::new();
+    for _ in 0..7 {
+        existing.push(journaled(&store, uid, not_sent()).await);
+    }
+    listing_order(&mut existing);
+
+    for limit in [1, 2, 3] {
+        let only_ours = filter(None, Some(uid));
+        let mut listed: Vec<Refund> = Vec::new();
+        let mut cursor: Option<RefundCursor> = None;
+        loop {
+            let page = store
+                .list_refunds(&only_ours, limit, cursor.as_ref())
+                .await
+                .unwrap();
+            assert!(page.refunds.len() <= limit as usize);
+            listed.extend(page.refunds);
+            // Inserts between pages: newer than anything listed so far.
+            journaled(&store, uid, not_sent()).await;
+            journaled(&store, &other.merchant_uid, not_sent()).await;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_newest_first(&listed);
+        let seen: Vec<RefundId> = listed
+            .iter()
+            .filter(|r| existing.iter().any(|e| e.id == r.id))
+            .map(|r| r.id.clone())
+            .collect();
+        assert_eq!(seen, ids(&existing), "limit {limit}: no gap, no duplicate");
+        assert!(listed.iter().all(|r| r.merchant_uid == uid));
+    }
+
+    let empty = store
+        .list_refunds(&filter(None, Some(uid)), 0, None)
+        .await
+        .unwrap();
+    assert!(empty.refunds.is_empty());
+    assert_eq!(empty.next_cursor, None, "limit 0 is an empty last page");
+
+    // A cursor past everything, and one before everything (keyset
+    // positions need not name a stored refund).
+    let past = RefundCursor {
+        created_at_ms: 0,
+        id: RefundId::from_stored("rf_0"),
+    };
+    let page = store
+        .list_refunds(&filter(None, Some(uid)), 50, Some(&past))
+        .await
+        .unwrap();
+    assert_eq!(page, RefundPage::from_overfetch(Vec::new(), 50));
+    let before = RefundCursor {
+        created_at_ms: i64::MAX,
+        id: RefundId::from_stored("rf_z"),
+    };
+    let page = store
+        .list_refunds(&filter(None, Some(uid)), 200, Some(&before))
+        .await
+        .unwrap();
+    let mut all = store.refunds_of(uid, 200).await.unwrap();
+    listing_order(&mut all);
+    assert_eq!(page.refunds, all);
+}
+
+/// A limit above the maximum is capped at [`MAX_LIST_LIMIT`], and the rest
+/// follows on the next page.
+pub async fn listing_caps_the_limit(store: Store) {
+    // More refunds than one page holds (one per payment, journaled in
+    // parallel: small documents and rows keep every backend quick).
+    let mut journaling = tokio::task::JoinSet::new();
+    for _ in 0..=MAX_LIST_LIMIT {
+        let store = store.clone();
+        journaling.spawn(async move {
+            let payment = paid_payment(&unique("cap"), 1_000, Currency::Krw);
+            store.apply_snapshot(&payment).await.unwrap();
+            journaled(&store, &payment.merchant_uid, None).await
+        });
+    }
+    let mut ours = journaling.join_all().await;
+    listing_order(&mut ours);
+    let everything = RefundFilter::default();
+    let first = store
+        .list_refunds(&everything, u32::MAX, None)
+        .await
+        .unwrap();
+    assert_eq!(first.refunds.len(), MAX_LIST_LIMIT as usize);
+    let next = first.next_cursor.as_ref().expect("more follow");
+    let second = store
+        .list_refunds(&everything, u32::MAX, Some(next))
+        .await
+        .unwrap();
+    assert!(!second.refunds.is_empty());
+    let mut listed = first.refunds;
+    listed.extend(second.refunds);
+    assert_newest_first(&listed);
+    // Ours are the newest of this case, in order, none lost at the seam
+    // (refunds of cases running alongside may sit between them).
+    let seen: Vec<RefundId> = listed
+        .iter()
+        .filter(|r| ours.iter().any(|o| o.id == r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    let expected = ids(&ours);
+    assert_eq!(seen, expected[..seen.len()], "in order, no gap at the seam");
+}
+
+/// Filter values are data: quotes, SQL wildcards, operators and very long
+/// or unusual text match only an order with exactly that id.
+pub async fn listing_treats_hostile_filters_as_data(store: Store) {
+    let base = unique("hostile");
+    let names = [
+        format!("{base}'; DROP TABLE refund_journal; --"),
+        format!("{base}%"),
+        format!("{base}_x"),
+        format!("{base}\\"),
+        format!("{base}$ne"),
+        format!("{base}주문-🎉"),
+    ];
+    for name in &names {
+        store
+            .apply_snapshot(&paid_payment(name, 10_000, Currency::Krw))
+            .await
+            .unwrap();
+        journaled(&store, name, None).await;
+    }
+    for name in &names {
+        let page = store
+            .list_refunds(&filter(None, Some(name)), 50, None)
+            .await
+            .unwrap();
+        assert_eq!(page.refunds.len(), 1, "{name:?}");
+        assert_eq!(&page.refunds[0].merchant_uid, name);
+    }
+    for probe in [
+        format!("{base}%%"),
+        base.clone(),
+        format!("{base}_"),
+        format!("{base}__x"),
+        format!("{base}' OR '1'='1"),
+        format!("{base}주문"),
+        format!("{base}{}", "%".repeat(10_000)),
+        "$where".to_owned(),
+        "%".to_owned(),
+        "_".to_owned(),
+        "".to_owned(),
+        "x".repeat(100_000),
+    ] {
+        let page = store
+            .list_refunds(&filter(None, Some(&probe)), 50, None)
+            .await
+            .unwrap();
+        assert!(
+            page.refunds.is_empty(),
+            "{:?}",
+            &probe[..probe.len().min(40)]
+        );
+        assert_eq!(page.next_cursor, None);
+    }
+    // A token nobody gave out is refused before any store sees it.
+    for garbage in ["garbage", "%", "' OR 1=1 --", "0000"] {
+        assert!(garbage.parse::<RefundCursor>().is_err(), "{garbage}");
+    }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::actor::Actor;
+use crate::listing::{RefundCursor, RefundFilter, RefundPage};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState};
 use crate::store::{PaymentStore, Settlement, StoreError};
@@ -28,10 +30,11 @@ pub enum StoreOp {
     BeginRefund,
     /// [`PaymentStore::finish_refund`].
     FinishRefund,
-    /// [`PaymentStore::release_hold`].
-    ReleaseHold,
+    /// [`PaymentStore::resolve_review`].
+    ResolveReview,
     /// [`PaymentStore::refund`], [`PaymentStore::refund_by_idempotency_key`],
-    /// [`PaymentStore::refunds_of`] and [`PaymentStore::stale_pending_refunds`].
+    /// [`PaymentStore::refunds_of`], [`PaymentStore::list_refunds`] and
+    /// [`PaymentStore::stale_pending_refunds`].
     ReadRefunds,
     /// [`PaymentStore::ping`].
     Ping,
@@ -150,9 +153,17 @@ impl PaymentStore for FaultyStore {
             .await
     }
 
-    async fn release_hold(&self, merchant_uid: &str) -> Result<(), StoreError> {
-        self.check(StoreOp::ReleaseHold)?;
-        self.inner.release_hold(merchant_uid).await
+    async fn resolve_review(
+        &self,
+        merchant_uid: &str,
+        by: &Actor,
+        note: &str,
+        snapshot: Option<&Payment>,
+    ) -> Result<StoredPayment, StoreError> {
+        self.check(StoreOp::ResolveReview)?;
+        self.inner
+            .resolve_review(merchant_uid, by, note, snapshot)
+            .await
     }
 
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
@@ -168,6 +179,16 @@ impl PaymentStore for FaultyStore {
     async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
         self.check(StoreOp::ReadRefunds)?;
         self.inner.refunds_of(merchant_uid, limit).await
+    }
+
+    async fn list_refunds(
+        &self,
+        filter: &RefundFilter,
+        limit: u32,
+        cursor: Option<&RefundCursor>,
+    ) -> Result<RefundPage, StoreError> {
+        self.check(StoreOp::ReadRefunds)?;
+        self.inner.list_refunds(filter, limit, cursor).await
     }
 
     async fn stale_pending_refunds(

@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actor::Actor;
 use crate::clock::Clock;
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
@@ -56,7 +57,7 @@ macro_rules! store_conformance_tests {
             begin_refund_needs_the_payment,
             finish_succeeded_applies_the_snapshot_and_frees_the_payment,
             finish_failed_keeps_the_money_and_frees_the_payment,
-            needs_review_holds_the_payment_until_released,
+            needs_review_holds_the_payment_until_resolved,
             finish_of_an_unknown_refund_is_refused,
             idempotency_keys_are_unique,
             a_key_is_taken_once_across_racing_payments,
@@ -76,6 +77,10 @@ macro_rules! store_conformance_tests {
             a_refund_that_changed_nothing_runs_again_as_the_same_row,
             a_retry_is_refused_like_a_begin,
             finish_returns_what_it_stored,
+            refunds_are_listed_newest_first_and_filtered,
+            listing_pages_have_no_duplicates_or_gaps_under_inserts,
+            listing_caps_the_limit,
+            listing_treats_hostile_filters_as_data,
         );
     };
     (@cases $make_store:expr; $($case:ident),* $(,)?) => {
@@ -124,6 +129,11 @@ impl<S: PaymentStore> ConformanceStore for Option<Arc<S>> {
     }
 }
 
+/// The operator tests act as (`operator`).
+pub fn operator() -> Actor {
+    Actor::from_stored("operator")
+}
+
 /// A unique id with a readable prefix, so parallel cases never collide.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
@@ -169,6 +179,7 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
         id: RefundId::generate(),
         merchant_uid: payment.merchant_uid.clone(),
         imp_uid: payment.imp_uid.clone(),
+        currency: payment.currency,
         amount: Amount::from_minor(amount),
         base_cancel_amount: payment.cancel_amount,
         checksum: payment.cancelable(),
@@ -176,6 +187,7 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
         idempotency_key: key.map(str::to_owned),
         fingerprint: format!("{:064x}", amount),
         refund_account_masked: Some("**********8400".to_owned()),
+        requested_by: Some(Actor::from_stored("kim.support")),
         state: RefundState::PENDING,
         created_at_ms: 0,
         updated_at_ms: 0,
@@ -216,9 +228,7 @@ pub fn failed(
 
 /// A needs-review state.
 pub fn review(message: impl Into<String>) -> RefundState {
-    RefundState::NeedsReview(Review {
-        message: message.into(),
-    })
+    RefundState::NeedsReview(Review::new(message))
 }
 
 /// A clock that moves only when told: for tests of time-bound protocol

@@ -5,6 +5,7 @@ use time::{OffsetDateTime, UtcOffset};
 use super::reconcile::Recorded;
 use super::verdict::{decide, rerun_proof, Context, Evidence, RerunProof, Verdict};
 use super::{RefundService, Via};
+use crate::actor::Actor;
 use crate::error::RefundError;
 use crate::gateway::{CancelCommand, GatewayError};
 use crate::masking::mask_gateway_message;
@@ -29,10 +30,12 @@ pub enum CancelOutcome {
 impl RefundService {
     /// Refunds (part of) a payment, safely: at most one refund per payment
     /// in flight, journaled before the gateway is called, never more than
-    /// what is left, replayed for a repeated `idempotency_key`.
-    #[tracing::instrument(skip_all, fields(merchant_uid = %request.merchant_uid, refund_id))]
+    /// what is left, replayed for a repeated `idempotency_key`. The journal
+    /// records `actor` as the refund's `requested_by`.
+    #[tracing::instrument(skip_all, fields(merchant_uid = %request.merchant_uid, %actor, refund_id))]
     pub async fn cancel(
         &self,
+        actor: &Actor,
         request: CancelRequest,
         idempotency_key: Option<&str>,
     ) -> Result<CancelOutcome, RefundError> {
@@ -43,7 +46,7 @@ impl RefundService {
         // A concurrent refund may settle between our read and our write;
         // one fresh read is enough to see its result.
         for _ in 0..2 {
-            match self.begin(&request, idempotency_key).await {
+            match self.begin(actor, &request, idempotency_key).await {
                 Ok(Begun {
                     refund,
                     payment,
@@ -62,7 +65,12 @@ impl RefundService {
     }
 
     /// Steps 1, 2 and 7: validate against the payment and journal the refund.
-    async fn begin(&self, request: &ValidRequest, key: Option<&str>) -> Result<Begun, Retry> {
+    async fn begin(
+        &self,
+        actor: &Actor,
+        request: &ValidRequest,
+        key: Option<&str>,
+    ) -> Result<Begun, Retry> {
         let stored = self
             .store
             .payment(&request.merchant_uid)
@@ -108,6 +116,7 @@ impl RefundService {
             id,
             merchant_uid: payment.merchant_uid.clone(),
             imp_uid: payment.imp_uid.clone(),
+            currency: payment.currency,
             amount,
             base_cancel_amount: payment.cancel_amount,
             checksum: payment.cancelable(),
@@ -118,6 +127,7 @@ impl RefundService {
                 .account
                 .as_ref()
                 .map(|a| crate::refund::mask_account(&a.account)),
+            requested_by: Some(actor.clone()),
             state: RefundState::PENDING,
             // Stamped by the store's clock.
             created_at_ms: 0,
@@ -202,12 +212,11 @@ impl RefundService {
             }
             (RerunProof::NotYet, _) => Err(RefundError::RefundInProgress.into()),
             (_, lookup) => {
-                let review = RefundState::NeedsReview(Review {
-                    message: "a retry found the gateway showing a cancel of this refund's amount \
-                              that does not name it (or no longer knowing the payment): \
-                              applied with a changed reason, or made outside"
-                        .to_owned(),
-                });
+                let review = RefundState::NeedsReview(Review::new(
+                    "a retry found the gateway showing a cancel of this refund's amount \
+                     that does not name it (or no longer knowing the payment): \
+                     applied with a changed reason, or made outside",
+                ));
                 let held = self
                     .apply_verdict(
                         &current,
@@ -553,9 +562,11 @@ impl RefundService {
         match (&refund.state, on_failure) {
             (RefundState::Succeeded { .. }, _) => {
                 let view = match settled {
-                    Some(settled) if settled.refund.id == refund.id => {
-                        PaymentView::new(&settled.payment.payment, &settled.recent_refunds)
-                    }
+                    Some(settled) if settled.refund.id == refund.id => PaymentView::new(
+                        &settled.payment,
+                        &settled.recent_refunds,
+                        self.gateway.kind(),
+                    ),
                     _ => {
                         let stored = self
                             .store

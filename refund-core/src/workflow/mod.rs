@@ -1,13 +1,16 @@
 //! The refund workflow: DESIGN.md's protocol on top of a store and a gateway.
 
 mod cancel;
+mod list;
 mod reconcile;
+mod review;
 mod verdict;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actor::Actor;
 use crate::error::RefundError;
 use crate::gateway::PaymentGateway;
 use crate::payment::{Payment, StoredPayment};
@@ -16,6 +19,8 @@ use crate::store::PaymentStore;
 use crate::view::PaymentView;
 
 pub use cancel::CancelOutcome;
+pub use list::DEFAULT_LIST_LIMIT;
+pub use review::{ReviewRequest, MAX_NOTE_CHARS};
 pub(crate) use verdict::entry_id;
 
 /// Refunds, views, syncs and webhooks for one merchant.
@@ -72,6 +77,8 @@ pub(crate) enum Via {
     NextRefund,
     /// The background sweep.
     Sweep,
+    /// An operator's review.
+    Review,
 }
 
 impl Via {
@@ -83,6 +90,7 @@ impl Via {
             Via::Webhook => "webhook",
             Via::NextRefund => "next_refund",
             Via::Sweep => "sweep",
+            Via::Review => "review",
         }
     }
 }
@@ -135,9 +143,9 @@ impl RefundService {
 
     /// Reconciles `merchant_uid` with the gateway (settling a pending
     /// refund, picking up refunds made elsewhere, importing a payment we
-    /// have not stored yet) and lifts a review hold: this is the operator's
-    /// "I have looked at it" action. A malformed id is refused before the
-    /// gateway is asked.
+    /// have not stored yet). A review hold stays: only an operator's
+    /// [`review`](Self::review) lifts it, with a note saying why. A
+    /// malformed id is refused before the gateway is asked.
     #[tracing::instrument(skip(self))]
     pub async fn sync(&self, merchant_uid: &str) -> Result<PaymentView, RefundError> {
         validate_payment_id("merchant_uid", merchant_uid)?;
@@ -161,16 +169,9 @@ impl RefundService {
             }
             return Err(RefundError::PaymentNotFound);
         };
-        // Only a hold that was there before this sync is the operator's to
-        // lift; one this sync's reconciliation places must stand.
-        let was_on_hold = stored.is_some_and(|s| s.on_hold);
         let stored = self
             .absorb_snapshot(&snapshot, Some(now_ms), Via::Sync)
             .await?;
-        if was_on_hold {
-            tracing::warn!(merchant_uid, "review hold lifted by sync");
-            self.store.release_hold(merchant_uid).await?;
-        }
         self.view_of(&stored).await
     }
 
@@ -179,7 +180,7 @@ impl RefundService {
     /// upserted. Repeated deliveries are harmless. Returns `None` when the
     /// gateway has no such payment; a malformed id is refused before the
     /// gateway is asked.
-    #[tracing::instrument(skip(self))]
+    #[tracing::instrument(skip(self), fields(actor = Actor::WEBHOOK))]
     pub async fn refresh(&self, imp_uid: &str) -> Result<Option<PaymentView>, RefundError> {
         validate_payment_id("imp_uid", imp_uid)?;
         let Some(snapshot) = self
@@ -200,6 +201,7 @@ impl RefundService {
     /// Reconciles pending refunds older than the settle age (on the store's
     /// clock), oldest first, one batch. The host runs this periodically
     /// (see [`Self::run_sweeper`]).
+    #[tracing::instrument(skip(self), fields(actor = Actor::SWEEP))]
     pub async fn sweep(&self) -> Result<SweepReport, RefundError> {
         let stale = self
             .store
@@ -287,7 +289,7 @@ impl RefundService {
             .store
             .refunds_of(&stored.payment.merchant_uid, RECENT_REFUNDS)
             .await?;
-        Ok(PaymentView::new(&stored.payment, &refunds))
+        Ok(PaymentView::new(stored, &refunds, self.gateway.kind()))
     }
 
     /// True once `refund` can no longer be on the wire, by the store's clock.

@@ -167,7 +167,7 @@ fn succeeded(cancellation_id: Option<String>) -> Verdict {
 }
 
 fn review(message: String) -> Verdict {
-    Verdict::Settle(RefundState::NeedsReview(Review { message }))
+    Verdict::Settle(RefundState::NeedsReview(Review::new(message)))
 }
 
 /// True while `refund`, begun at `created_at_ms` on the store's clock, may

@@ -172,14 +172,17 @@ const PAYMENT_COLUMNS: &str = "merchant_uid, imp_uid, pay_method, currency, amou
 /// Columns of a refund written by `begin_refund`, in bind order; the store's
 /// clock fills `created_at_ms` and `updated_at_ms`.
 const NEW_REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, \
-     checksum, reason, idempotency_key, fingerprint, refund_account_masked, status";
+     checksum, reason, idempotency_key, fingerprint, refund_account_masked, status, currency, \
+     requested_by";
 
 /// Columns of a refund, as read. The state is `status` with, by state:
 /// `cancellation_id` (pending, succeeded); `failure_kind`, `failure_code`
-/// and `gateway_message` (failed); `gateway_message` (needs review).
+/// and `gateway_message` (failed); `gateway_message` and, once resolved,
+/// `resolved_by`, `resolved_at_ms` and `review_note` (needs review).
 const REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, checksum, \
      reason, idempotency_key, fingerprint, refund_account_masked, status, failure_kind, \
-     failure_code, gateway_message, cancellation_id, created_at_ms, updated_at_ms";
+     failure_code, gateway_message, cancellation_id, created_at_ms, updated_at_ms, currency, \
+     requested_by, resolved_by, resolved_at_ms, review_note";
 
 /// Columns a gateway snapshot writes after `merchant_uid`, in bind order.
 /// `cancel_amount` comes last: MySQL evaluates `ON DUPLICATE KEY UPDATE`
@@ -389,7 +392,10 @@ pub struct Statements {
     pub(crate) select_payment: String,
     pub(crate) upsert_payment: String,
     pub(crate) claim_payment: String,
-    pub(crate) release_hold: String,
+    pub(crate) lift_hold: String,
+    pub(crate) resolve_reviews: String,
+    /// By [`list_variant`]: which filters and whether a cursor are bound.
+    pub(crate) list_refunds: [String; 8],
     pub(crate) insert_refund: String,
     pub(crate) settle_refund: String,
     pub(crate) select_refund: String,
@@ -438,11 +444,19 @@ impl Statements {
                  AND on_hold = FALSE AND cancel_amount = ?"
                     .to_owned(),
             ),
-            release_hold: render(
+            // An operator's resolution: lifts the hold only while there is
+            // one (of racing resolutions, one matches).
+            lift_hold: render(
                 "UPDATE refund_payments SET on_hold = FALSE, updated_at_ms = ? \
-                 WHERE merchant_uid = ?"
+                 WHERE merchant_uid = ? AND on_hold = TRUE"
                     .to_owned(),
             ),
+            resolve_reviews: render(format!(
+                "UPDATE refund_journal SET resolved_by = ?, resolved_at_ms = {now_ms}, \
+                 review_note = ?, updated_at_ms = {now_ms} \
+                 WHERE merchant_uid = ? AND status = 'needs_review' AND resolved_by IS NULL"
+            )),
+            list_refunds: std::array::from_fn(|variant| render(list_refunds(variant))),
             insert_refund: render(format!(
                 "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
                  VALUES ({refund_values}, {now_ms}, {now_ms})"
@@ -520,6 +534,40 @@ impl Statements {
     }
 }
 
+/// Which [`Statements::list_refunds`] statement serves a listing.
+pub(crate) fn list_variant(status: bool, merchant_uid: bool, cursor: bool) -> usize {
+    usize::from(status) | usize::from(merchant_uid) << 1 | usize::from(cursor) << 2
+}
+
+/// A listing newest first, keyset-paginated on `(created_at_ms, id)`, for
+/// one [`list_variant`]. Parameters, in order: the status, the order id,
+/// the cursor's time twice and its id (each when the variant binds it),
+/// then the limit. The cursor's condition is written as a range on
+/// `created_at_ms` (which every index of the listing starts with, after
+/// its equality filters) narrowed by the tie-break, so every database
+/// scans the index from the cursor on instead of filtering rows.
+fn list_refunds(variant: usize) -> String {
+    let mut conditions = Vec::new();
+    if variant & 1 != 0 {
+        conditions.push("status = ?");
+    }
+    if variant & 2 != 0 {
+        conditions.push("merchant_uid = ?");
+    }
+    if variant & 4 != 0 {
+        conditions.push("created_at_ms <= ? AND (created_at_ms < ? OR id < ?)");
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conditions.join(" AND "))
+    };
+    format!(
+        "SELECT {REFUND_COLUMNS} FROM refund_journal {filter}\
+         ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+    )
+}
+
 /// Inserts a payment, or updates it unless the stored `cancel_amount` is
 /// higher than the snapshot's (an older snapshot never rolls money back).
 /// The refund lock columns keep their stored (or default) values.
@@ -591,7 +639,10 @@ mod tests {
     #[test]
     fn every_parameter_has_a_placeholder() {
         let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict, "now()");
-        assert!(statements.insert_refund.ends_with("$11, now(), now())"));
+        assert!(statements.insert_refund.ends_with("$13, now(), now())"));
+        assert!(statements.list_refunds[list_variant(true, true, true)].ends_with("LIMIT $6"));
+        assert!(statements.list_refunds[list_variant(false, false, false)]
+            .ends_with("FROM refund_journal ORDER BY created_at_ms DESC, id DESC LIMIT $1"));
         assert!(statements.upsert_payment.contains("$10)"));
         assert!(!statements.upsert_payment.contains("$11"));
     }

@@ -41,7 +41,7 @@ impl Dialect for MySql {
     ));
 
     fn migrations() -> &'static [Migration] {
-        migrations!("mysql", "0001_init", "0002_typed_state")
+        migrations!("mysql", "0001_init", "0002_typed_state", "0003_operators")
     }
 
     fn statements() -> &'static Statements {

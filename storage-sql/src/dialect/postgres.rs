@@ -40,7 +40,12 @@ impl Dialect for Postgres {
     ));
 
     fn migrations() -> &'static [Migration] {
-        migrations!("postgres", "0001_init", "0002_typed_state")
+        migrations!(
+            "postgres",
+            "0001_init",
+            "0002_typed_state",
+            "0003_operators"
+        )
     }
 
     fn statements() -> &'static Statements {

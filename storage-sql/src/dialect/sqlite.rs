@@ -46,7 +46,7 @@ impl Dialect for Sqlite {
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = None;
 
     fn migrations() -> &'static [Migration] {
-        migrations!("sqlite", "0001_init", "0002_typed_state")
+        migrations!("sqlite", "0001_init", "0002_typed_state", "0003_operators")
     }
 
     fn statements() -> &'static Statements {

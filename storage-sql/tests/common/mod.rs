@@ -590,7 +590,14 @@ pub async fn assert_read_only_is_unavailable<DB: Dialect>(
         matches!(snapshot, Err(StoreError::Unavailable(_))),
         "{snapshot:?}"
     );
-    let release = read_only.release_hold(&seeded.merchant_uid).await;
+    let release = read_only
+        .resolve_review(
+            &seeded.merchant_uid,
+            &refund_core::testkit::operator(),
+            "checked",
+            None,
+        )
+        .await;
     assert!(
         matches!(release, Err(StoreError::Unavailable(_))),
         "{release:?}"

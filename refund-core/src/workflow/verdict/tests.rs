@@ -45,6 +45,7 @@ fn refund(base: i64, amount: i64, state: RefundState) -> Refund {
         id: RefundId::from_stored("rf_test"),
         merchant_uid: "ORD-1".into(),
         imp_uid: "imp_1".into(),
+        currency: crate::money::Currency::Krw,
         amount: Amount::from_minor(amount),
         base_cancel_amount: Amount::from_minor(base),
         checksum: Amount::from_minor(10_000 - base),
@@ -52,6 +53,7 @@ fn refund(base: i64, amount: i64, state: RefundState) -> Refund {
         idempotency_key: None,
         fingerprint: "f".into(),
         refund_account_masked: None,
+        requested_by: None,
         state,
         created_at_ms: BEGAN,
         updated_at_ms: BEGAN,
@@ -425,9 +427,7 @@ fn late_evidence_turns_not_applied_into_succeeded_never_the_reverse() {
         },
         RefundState::Failed(Failure::new(FailureKind::Rejected, "no")),
         RefundState::Failed(Failure::new(FailureKind::NotSent, "down")),
-        RefundState::NeedsReview(crate::refund::Review {
-            message: "odd".into(),
-        }),
+        RefundState::NeedsReview(crate::refund::Review::new("odd")),
     ];
     for state in settled {
         let r = refund(1_000, 2_000, state);

@@ -1,0 +1,105 @@
+//! An operator resolves a review: the only way a hold is lifted.
+
+use super::{RefundService, Via};
+use crate::actor::Actor;
+use crate::error::RefundError;
+use crate::refund::{validate_payment_id, RefundStatus};
+use crate::store::StoreError;
+use crate::view::PaymentView;
+
+/// Longest review note, in characters.
+pub const MAX_NOTE_CHARS: usize = 500;
+
+/// The body of `POST {prefix}/{merchant_uid}/review`: the operator's note
+/// (required). Any other field is an error.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// What the operator found or did: 1 to 500 characters.
+    pub note: String,
+}
+
+impl RefundService {
+    /// Resolves the review that holds `merchant_uid`, as `actor`, with the
+    /// operator's `note` (1 to 500 characters, no control characters but
+    /// line breaks and tabs): fetches the payment from the gateway, records
+    /// `{resolved_by: actor, resolved_at, note}` on the held refund(s),
+    /// applies the gateway's numbers and lifts the hold, in one atomic
+    /// store write. Answers the view afterwards.
+    ///
+    /// A payment that is not held is [`RefundError::NotOnHold`], decided
+    /// before the gateway is asked (and again, atomically, by the store:
+    /// of two racing reviews one wins, the other gets `NotOnHold`).
+    #[tracing::instrument(skip(self, note), fields(%actor))]
+    pub async fn review(
+        &self,
+        merchant_uid: &str,
+        actor: &Actor,
+        note: &str,
+    ) -> Result<PaymentView, RefundError> {
+        validate_payment_id("merchant_uid", merchant_uid)?;
+        validate_note(note)?;
+        let stored = self
+            .store
+            .payment(merchant_uid)
+            .await?
+            .ok_or(RefundError::PaymentNotFound)?;
+        if !stored.on_hold {
+            return Err(RefundError::NotOnHold);
+        }
+        let imp_uid = &stored.payment.imp_uid;
+        // The gateway's numbers are what the operator resolves against; a
+        // payment it no longer knows is resolved without new numbers.
+        let snapshot = self
+            .gateway
+            .payment(imp_uid)
+            .await
+            .map_err(RefundError::Gateway)?
+            .filter(|p| &p.imp_uid == imp_uid);
+        let after = match self
+            .store
+            .resolve_review(merchant_uid, actor, note, snapshot.as_ref())
+            .await
+        {
+            Err(StoreError::NotOnHold) => return Err(RefundError::NotOnHold),
+            other => other?,
+        };
+        crate::metrics::settled(RefundStatus::NeedsReview.as_str(), Via::Review.as_str());
+        tracing::info!(merchant_uid, "review resolved; hold lifted");
+        self.view_of(&after).await
+    }
+}
+
+/// Checks an operator's note: 1 to [`MAX_NOTE_CHARS`] characters, not
+/// blank, no control characters but line breaks and tabs.
+fn validate_note(note: &str) -> Result<(), RefundError> {
+    let invalid = |m: &str| Err(RefundError::InvalidRequest(m.to_owned()));
+    if note.trim().is_empty() {
+        return invalid("note is required");
+    }
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return invalid("note is longer than 500 characters");
+    }
+    if note
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return invalid("note must not contain control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_checked() {
+        assert!(validate_note("refund made in the console; checked").is_ok());
+        assert!(validate_note(&"가".repeat(MAX_NOTE_CHARS)).is_ok());
+        assert!(validate_note("line one\nline two").is_ok());
+        for bad in ["", "   ", "a\u{0}b", &"x".repeat(MAX_NOTE_CHARS + 1)] {
+            assert!(validate_note(bad).is_err(), "{bad:?}");
+        }
+    }
+}
