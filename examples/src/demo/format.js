@@ -73,14 +73,32 @@ export function pendingOf(view) {
   return view.pending_refunds || [];
 }
 
-/** Why a payment takes no refund now, or null when it does. */
+/** Why a payment takes no refund now, or null when it does: `short` for
+ * beside its Refund button, `long` for its form. */
 export function refundBlocked(view) {
+  const nothingLeft = { short: "Nothing is left to refund.", long: "Nothing is left to refund." };
   if (view.status !== "paid") {
-    return view.status === "cancelled" ? "Nothing is left to refund." : "Only paid payments can be refunded.";
+    return view.status === "cancelled"
+      ? nothingLeft
+      : { short: "Not paid.", long: "Only paid payments can be refunded." };
   }
   // cancelable_amount is compared with zero only: exact for any JSON number.
-  if (!(view.cancelable_amount > 0)) return "Nothing is left to refund.";
-  if (view.on_hold) return "Held for review: resolve the hold first (under Needs review).";
-  if (pendingOf(view).length) return "A refund is pending: sync it first (under Pending refunds).";
+  if (!(view.cancelable_amount > 0)) return nothingLeft;
+  if (view.on_hold) {
+    return { short: "Held: resolve it first.", long: "Held for review: resolve the hold first (under Needs review)." };
+  }
+  if (pendingOf(view).length) {
+    return { short: "Pending: sync it first.", long: "A refund is pending: sync it first (under Pending refunds)." };
+  }
   return null;
+}
+
+/** The reason an operator gave, without the refund id the service adds to
+ * what it sends the gateway (so that the gateway's record names it). */
+export function givenReason(reason, refundId) {
+  if (!reason) return "";
+  if (!refundId) return reason;
+  if (reason === "refund " + refundId) return ""; // none was given
+  const escaped = refundId.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return reason.replace(new RegExp("\\s*\\(?" + escaped + "\\)?"), "").trim();
 }

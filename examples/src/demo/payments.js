@@ -3,7 +3,7 @@
 
 import { $, state } from "./state.js";
 import { el, badge } from "./dom.js";
-import { money, when, timeOf, METHODS, REFUND_STATUS, paymentStatus, refundBlocked } from "./format.js";
+import { money, when, timeOf, METHODS, REFUND_STATUS, paymentStatus, refundBlocked, givenReason } from "./format.js";
 import { toggleRefundForm, updateRefundForm } from "./refund-form.js";
 
 export function clearPayments() {
@@ -75,16 +75,13 @@ export function updatePaymentBody(body, view) {
   const status = paymentStatus(view);
   const statusCell = cell("status");
   statusCell.replaceChildren(badge(status.text, status.tone));
-  if (view.on_hold && view.hold_reason) {
-    statusCell.append(el("span", { class: "hold-reason", text: view.hold_reason }));
-  }
 
   const blocked = refundBlocked(view);
   const open = body.querySelector(".open-refund");
   const blockedNote = body.querySelector(".blocked");
   const formOpen = !body.querySelector(".form-row").hidden;
   open.disabled = Boolean(blocked) && !formOpen;
-  blockedNote.textContent = blocked && !formOpen ? blocked : "";
+  blockedNote.textContent = blocked && !formOpen ? blocked.short : "";
   blockedNote.id = body.id + "-blocked";
   if (open.disabled) open.setAttribute("aria-describedby", blockedNote.id);
   else open.removeAttribute("aria-describedby");
@@ -153,7 +150,7 @@ function historyEntry(item, currency) {
     const at = record.created_at || (entry && entry.cancelled_at);
     if (at) meta.push(when(at));
   }
-  const reason = (record && record.reason) || (entry && entry.reason);
+  const reason = givenReason((record && record.reason) || (entry && entry.reason), record && record.id);
   const metaLine = el("p", { class: "entry-meta", text: meta.join(" · ") });
   if (reason) metaLine.append(el("span", { class: "entry-reason", text: "“" + reason + "”" }));
   li.append(metaLine);

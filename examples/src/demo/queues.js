@@ -4,7 +4,7 @@
 import { $, state } from "./state.js";
 import { api } from "./api.js";
 import { sentence } from "./messages.js";
-import { money, when, pendingOf } from "./format.js";
+import { money, when, pendingOf, givenReason } from "./format.js";
 import { el, placeChildren } from "./dom.js";
 import { refresh } from "./app.js";
 
@@ -81,7 +81,8 @@ function updateQueueItem(li, record) {
   const meta = [];
   if (record.requested_by) meta.push("by " + record.requested_by);
   meta.push(when(record.created_at));
-  if (record.reason) meta.push("“" + record.reason + "”");
+  const reason = givenReason(record.reason, record.id);
+  if (reason) meta.push("“" + reason + "”");
   li.querySelector(".queue-meta").textContent = meta.join(" · ");
   const view = state.views.get(record.merchant_uid);
   const why = record.status === "needs_review"

@@ -75,7 +75,7 @@ export function updateRefundForm(form, view) {
     const stale = result.dataset.blocked ||
       (result.classList.contains("pending") && pendingOf(view).length === 0);
     if (blocked && (!result.textContent || stale)) {
-      showResult(form, "failure", blocked);
+      showResult(form, "failure", blocked.long);
       result.dataset.blocked = "true";
     } else if (!blocked && stale) {
       showResult(form, "", "");
