@@ -314,14 +314,23 @@ impl Browser {
         let size = self
             .script(
                 "return [window.innerWidth, window.innerHeight, \
-                 document.documentElement.scrollHeight, window.scrollY];",
+                 Math.ceil(document.body.getBoundingClientRect().bottom + window.scrollY), \
+                 window.scrollY];",
             )
             .await;
         let width = size[0].as_u64().unwrap_or(1280) as u32;
         let height = size[1].as_u64().unwrap_or(900) as u32;
         let full = (size[2].as_u64().unwrap_or(900) as u32).clamp(height, 6000);
         self.resize(width, full).await;
-        let png = self.call(Method::GET, "/screenshot", Value::Null).await;
+        // The body's box, exactly (a window screenshot may add blank rows).
+        let body = self.find("body").await;
+        let png = self
+            .call(
+                Method::GET,
+                &format!("/element/{body}/screenshot"),
+                Value::Null,
+            )
+            .await;
         self.resize(width, height).await;
         // Back where the test left the page (growing the viewport scrolled it).
         self.script(&format!("window.scrollTo(0, {});", size[3]))
