@@ -83,8 +83,10 @@
 //! |---|---|
 //! | `POST {prefix}/cancel` | the seed guide's body `{merchant_uid, cancel_request_amount?, reason?, refund_holder?, refund_bank?, refund_account?, refund_tel?, tax_free?, vat_amount?}` (any other field is refused with 400 `invalid_request` naming it), optional `Idempotency-Key` header; 200 with the payment view and `refund`, or 202 `{"code":"refund_pending","message","refund":{id,amount,status}}` when the gateway's answer is unknown |
 //! | `GET {prefix}/openapi.json` | public: the scope's OpenAPI 3 document, generated with utoipa from the handlers (every route, the cancel body with `additionalProperties: false`, every answer and error code with its status) |
-//! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds` |
-//! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway (and lifts a review hold), then the view |
+//! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds`, `on_hold`, `hold_reason`, `gateway` and `refunds` (its journal, newest first) |
+//! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway, then the view (a review hold stays) |
+//! | `GET {prefix}/refunds` | refund records across payments, newest first: `?status=` (`pending`, `succeeded`, `failed`, `needs_review`), `merchant_uid=`, `limit=` (1 to 200, default 50), `cursor=` (the previous page's `next_cursor`); `{refunds: [...], next_cursor}` |
+//! | `POST {prefix}/{merchant_uid}/review` | `{note}` (1 to 500 characters): fetches the payment from the gateway, records the resolution (`resolved_by` = the actor, `resolved_at`, `note`) on the held refund, applies the gateway's numbers and lifts the hold; the view, or 409 `not_on_hold` |
 //! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
 //!
 //! Amounts in the view are in the currency's major unit, as i'mport sends
@@ -96,7 +98,7 @@
 //! table: `invalid_request` and `refund_account_required` (400),
 //! `unauthorized` (401), `forbidden` (403), `payment_not_found` (404),
 //! `already_refunded`, `amount_exceeds_cancelable`, `refund_in_progress`,
-//! `idempotency_key_reused`, `payment_out_of_sync` (409),
+//! `idempotency_key_reused`, `payment_out_of_sync`, `not_on_hold` (409),
 //! `payload_too_large` (413), `unsupported_media_type` (415),
 //! `not_refundable` (422), `gateway_rejected`, `gateway_error` (502),
 //! `storage_unavailable` (503). Routing mistakes under the prefix answer

@@ -110,6 +110,10 @@ impl Held {
 
 #[actix_web::test]
 async fn a_held_payment_is_shown_kept_through_syncs_and_resolved_with_a_note() {
+    // actix's test runtime runs every future of this test on this thread.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let metrics = recorder.handle();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let h = Held::start().await;
     let env = &h.env;
     let app = test::init_service(App::new().service(operator_scope(env.service.clone()))).await;
@@ -195,6 +199,11 @@ async fn a_held_payment_is_shown_kept_through_syncs_and_resolved_with_a_note() {
     send(&app, review(uid, json!({ "note": "again" })).to_request())
         .await
         .assert_error(409, "not_on_hold");
+    let counted = metrics.render();
+    assert!(
+        counted.contains(r#"refund_settlements_total{status="needs_review",via="review"} 1"#),
+        "{counted}"
+    );
 
     // The listing shows the resolution; refunds resume.
     let listed = send(&app, list(&format!("?merchant_uid={uid}")).to_request()).await;

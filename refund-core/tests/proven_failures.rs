@@ -79,7 +79,7 @@ impl Demo {
 
 fn refunded(outcome: Result<CancelOutcome, RefundError>) -> PaymentView {
     match outcome {
-        Ok(CancelOutcome::Refunded(view)) => view,
+        Ok(CancelOutcome::Refunded(view)) => *view,
         other => panic!("expected a refund, got {other:?}"),
     }
 }

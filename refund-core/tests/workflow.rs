@@ -156,7 +156,7 @@ fn body(merchant_uid: &str, amount: Option<&str>) -> String {
 
 fn refunded(outcome: Result<CancelOutcome, RefundError>) -> refund_core::PaymentView {
     match outcome {
-        Ok(CancelOutcome::Refunded(view)) => view,
+        Ok(CancelOutcome::Refunded(view)) => *view,
         other => panic!("expected a refund, got {other:?}"),
     }
 }

@@ -20,8 +20,9 @@ use crate::view::{PaymentView, RefundView};
 /// What a cancel request achieved.
 #[derive(Debug)]
 pub enum CancelOutcome {
-    /// The gateway refunded it: the payment afterwards, with the refund.
-    Refunded(PaymentView),
+    /// The gateway refunded it: the payment afterwards, with the refund
+    /// (boxed: a view with its journal is much larger than a pending answer).
+    Refunded(Box<PaymentView>),
     /// The outcome is not known yet (timeout, 5xx): the refund is journaled
     /// as pending and will be reconciled (HTTP 202).
     Pending(RefundView),
@@ -576,7 +577,7 @@ impl RefundService {
                         self.view_of(&stored).await?
                     }
                 };
-                Ok(CancelOutcome::Refunded(view.with_refund(&refund)))
+                Ok(CancelOutcome::Refunded(Box::new(view.with_refund(&refund))))
             }
             (RefundState::Pending { .. }, _) => Ok(CancelOutcome::Pending(RefundView::new(
                 &refund,
