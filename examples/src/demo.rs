@@ -80,13 +80,14 @@ pub async fn seed_payments(
 
 /// The console's scripts (ES modules) and style sheet, served under
 /// `/demo/` by name.
-const ASSETS: [(&str, &str, &str); 11] = [
+const ASSETS: [(&str, &str, &str); 12] = [
     ("app.css", CSS, include_str!("demo/app.css")),
     ("app.js", JS, include_str!("demo/app.js")),
     ("api.js", JS, include_str!("demo/api.js")),
     ("dom.js", JS, include_str!("demo/dom.js")),
     ("format.js", JS, include_str!("demo/format.js")),
     ("messages.js", JS, include_str!("demo/messages.js")),
+    ("payment-state.js", JS, include_str!("demo/payment-state.js")),
     ("payments.js", JS, include_str!("demo/payments.js")),
     ("queues.js", JS, include_str!("demo/queues.js")),
     ("refund-form.js", JS, include_str!("demo/refund-form.js")),

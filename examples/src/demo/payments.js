@@ -3,7 +3,8 @@
 
 import { $, state } from "./state.js";
 import { el, badge } from "./dom.js";
-import { money, when, timeOf, METHODS, REFUND_STATUS, paymentStatus, refundBlocked, givenReason } from "./format.js";
+import { money, when, timeOf, METHODS, REFUND_STATUS, givenReason } from "./format.js";
+import { paymentStatus, refundBlocked } from "./payment-state.js";
 import { toggleRefundForm, updateRefundForm } from "./refund-form.js";
 
 export function clearPayments() {

@@ -4,7 +4,8 @@
 import { $, state } from "./state.js";
 import { api } from "./api.js";
 import { sentence } from "./messages.js";
-import { money, when, pendingOf, givenReason } from "./format.js";
+import { money, when, givenReason } from "./format.js";
+import { pendingOf } from "./payment-state.js";
 import { el, placeChildren } from "./dom.js";
 import { refresh } from "./app.js";
 

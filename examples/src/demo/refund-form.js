@@ -4,7 +4,8 @@
 import { $, state } from "./state.js";
 import { api } from "./api.js";
 import { sentence } from "./messages.js";
-import { money, decimalsOf, pendingOf, refundBlocked } from "./format.js";
+import { money, decimalsOf } from "./format.js";
+import { pendingOf, refundBlocked } from "./payment-state.js";
 import { updatePaymentBody } from "./payments.js";
 import { refresh } from "./app.js";
 
