@@ -158,9 +158,10 @@ async function requestRefund(uid, form) {
   submit.classList.add("busy");
   showResult(form, "processing", "Processing the refund with the gateway…");
   const answer = await api("POST", "/cancel", json, { "Idempotency-Key": form.dataset.key });
-  if (answer.status === 200 || (answer.status >= 400 && answer.status < 500)) {
-    delete form.dataset.lastBody; // settled: a new request gets a new key
-  }
+  // Answered (done, journaled as pending, or refused): the next request is
+  // a new refund with a new key. Unanswered (unreachable, 5xx): sending the
+  // same request again keeps its key, so that it cannot refund twice.
+  if (answer.status > 0 && answer.status < 500) delete form.dataset.lastBody;
   // Still busy until the payment's new numbers are shown: a second click
   // must not be made against the old ones.
   await refresh();
@@ -175,6 +176,7 @@ async function requestRefund(uid, form) {
       money(answer.body.cancelable_amount, answer.body.currency) + " left to refund.");
     form.reset();
   } else if (answer.status === 202) {
+    form.reset();
     showResult(form, "pending",
       "Refund pending: the gateway has not confirmed it yet. It is listed under Pending refunds; Sync settles it.");
   } else {
