@@ -1,13 +1,13 @@
 //! Hostile input against a running `merchant-server` process: random
 //! bytes, deep nesting, huge numbers, floats, wrong types, `$` operator
 //! objects, unicode, over-long fields, wrong content types and bad headers,
-//! thrown at the four routes (cancel, webhook, sync, view), plus malformed
-//! HTTP on a raw socket.
+//! thrown at the routes (cancel, webhook, sync, view, the refund listing and
+//! the review), plus malformed HTTP on a raw socket.
 //!
 //! Every answer must be a documented refusal (`{"code", "message"}` with
 //! the table's status) or, where the route may succeed, its normal answer;
 //! never a 5xx. No case may reach i'mport's cancel or token endpoints; only
-//! a well-formed webhook or sync may look one payment up. The server must
+//! a well-formed webhook, sync or review may look one payment up. The server must
 //! not panic and must still be healthy at the end.
 //!
 //! The cases are generated with proptest strategies from a random seed
@@ -41,6 +41,8 @@ enum Route {
     Webhook,
     View,
     Sync,
+    List,
+    Review,
 }
 
 /// The `Authorization` header a case sends.
@@ -287,6 +289,7 @@ fn documented(status: u16, code: &str) -> bool {
                     | "refund_in_progress"
                     | "idempotency_key_reused"
                     | "payment_out_of_sync"
+                    | "not_on_hold"
             )
             | (413, "payload_too_large")
             | (415, "unsupported_media_type")
@@ -305,13 +308,14 @@ fn check(case: &Case, answer: &Answer, before: &Stats, after: &Stats) -> Result<
     let gets = after.get_payment - before.get_payment;
     let finds = after.find_payment - before.find_payment;
     let own_method = match case.route {
-        Route::View => Method::GET,
+        Route::View | Route::List => Method::GET,
         _ => Method::POST,
     };
-    let may_look_up =
-        case.method == own_method && matches!(case.route, Route::Webhook | Route::Sync);
+    let may_look_up = case.method == own_method
+        && matches!(case.route, Route::Webhook | Route::Sync | Route::Review);
     let allowed = match case.route {
-        Route::Webhook if may_look_up => gets <= 1 && finds == 0,
+        // A review looks the payment up only when it is held (none is).
+        Route::Webhook | Route::Review if may_look_up => gets <= 1 && finds == 0,
         Route::Sync if may_look_up => gets + finds <= 1,
         _ => gets + finds == 0,
     };
@@ -326,7 +330,8 @@ fn check(case: &Case, answer: &Answer, before: &Stats, after: &Stats) -> Result<
     }
     let success = match (case.route, answer.status) {
         (Route::Webhook, 200) => code == "ok",
-        (Route::View | Route::Sync, 200) => answer.json["merchant_uid"].is_string(),
+        (Route::View | Route::Sync | Route::Review, 200) => answer.json["merchant_uid"].is_string(),
+        (Route::List, 200) => answer.json["refunds"].is_array(),
         _ => false,
     };
     if success && case.method == own_method {
@@ -576,6 +581,61 @@ fn handcrafted(t: &Targets) -> Vec<Case> {
             "/payments/no-such-order/sync".into(),
             not_found,
         ),
+        route(
+            Route::List,
+            Method::GET,
+            "/payments/refunds?status=refunded".into(),
+            invalid,
+        ),
+        route(
+            Route::List,
+            Method::GET,
+            "/payments/refunds?limit=201".into(),
+            invalid,
+        ),
+        route(
+            Route::List,
+            Method::GET,
+            "/payments/refunds?cursor=%27%20OR%201%3D1".into(),
+            invalid,
+        ),
+        route(
+            Route::List,
+            Method::GET,
+            "/payments/refunds?merchant_uid=a%00b".into(),
+            invalid,
+        ),
+        route(
+            Route::List,
+            Method::POST,
+            "/payments/refunds".into(),
+            (405, "method_not_allowed"),
+        ),
+        route(
+            Route::Review,
+            Method::GET,
+            format!("/payments/{live}/review"),
+            (405, "method_not_allowed"),
+        ),
+    ]);
+    let review = |body: &str, expect: (u16, &'static str)| Case {
+        route: Route::Review,
+        method: Method::POST,
+        path: format!("/payments/{live}/review"),
+        content_type: Some(b"application/json".to_vec()),
+        auth: Auth::Admin,
+        idempotency_key: None,
+        body: body.as_bytes().to_vec(),
+        expect: Some(expect),
+    };
+    cases.extend([
+        review("{}", invalid),
+        review(r#"{"note":""}"#, invalid),
+        review(&format!(r#"{{"note":"{}"}}"#, "n".repeat(501)), invalid),
+        review(r#"{"note":"ok","lift_hold":true}"#, invalid),
+        review(r#"{"note":{"$ne":null}}"#, invalid),
+        // Well formed, but nothing is held: refused before any lookup.
+        review(r#"{"note":"looked at it"}"#, (409, "not_on_hold")),
     ]);
     let webhook = |content_type: &str, body: &str, expect: (u16, &'static str)| Case {
         route: Route::Webhook,
@@ -640,6 +700,8 @@ fn case_strategy(t: &Targets) -> impl Strategy<Value = Case> {
         2 => Just(Route::Webhook),
         1 => Just(Route::View),
         1 => Just(Route::Sync),
+        1 => Just(Route::List),
+        1 => Just(Route::Review),
     ];
     (
         route,
@@ -660,6 +722,14 @@ fn case_strategy(t: &Targets) -> impl Strategy<Value = Case> {
                         format!("/payments/{segment}/sync"),
                         Vec::new(),
                     ),
+                    Route::List => (
+                        Method::GET,
+                        format!("/payments/refunds?merchant_uid={segment}"),
+                        Vec::new(),
+                    ),
+                    // Bodies of the wrong shape, mostly: each field but
+                    // `note` is unknown here.
+                    Route::Review => (Method::POST, format!("/payments/{segment}/review"), cancel),
                 };
                 Case {
                     route,

@@ -104,6 +104,13 @@ fn a_weak_admin_token_names_the_rule() {
 }
 
 #[test]
+fn an_unusable_admin_name_names_the_rule() {
+    let dir = scratch();
+    let run = run(dir.path(), &[("REFUND_ADMIN_NAME", " admin ")], &[]);
+    run.refused_with(&["REFUND_ADMIN_NAME", "1 to 64 characters"]);
+}
+
+#[test]
 fn a_misspelled_variable_is_refused_by_name() {
     let dir = scratch();
     let run = run(

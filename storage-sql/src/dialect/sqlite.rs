@@ -98,3 +98,44 @@ impl Dialect for Sqlite {
         pool.connect_with(options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::list_variant;
+    use crate::SqlPaymentStore;
+
+    /// Every listing statement is served by an index that also gives its
+    /// order (no full scan, no sort of the journal), on the migrated schema.
+    #[tokio::test]
+    async fn every_listing_walks_an_index_in_order() {
+        let store = SqlPaymentStore::<Sqlite>::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let statements = Sqlite::statements();
+        for status in [false, true] {
+            for merchant_uid in [false, true] {
+                for cursor in [false, true] {
+                    let sql = &statements.list_refunds[list_variant(status, merchant_uid, cursor)];
+                    let plan: Vec<(i64, i64, i64, String)> =
+                        sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                            .fetch_all(store.pool())
+                            .await
+                            .unwrap();
+                    let plan: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+                    let shown = format!("{sql}: {plan:?}");
+                    assert!(
+                        plan.iter()
+                            .any(|step| step.contains("refund_journal_listing")),
+                        "{shown}"
+                    );
+                    assert!(
+                        !plan.iter().any(|step| step.contains("TEMP B-TREE")),
+                        "sorted by the index, not afterwards: {shown}"
+                    );
+                }
+            }
+        }
+    }
+}

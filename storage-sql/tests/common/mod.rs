@@ -391,7 +391,9 @@ pub async fn ids_differing_in_case_or_trailing_space_are_distinct<B: Backend>(ba
 
 /// The typed-state migration maps the first schema's rows: a failure with
 /// i'mport's code is a rejection (its code kept, as text), one without is
-/// `not_applied`; other states carry over.
+/// `not_applied`; other states carry over. The operators' migration then
+/// gives them their payment's currency and no requester, and they are
+/// listed and resolved like new refunds.
 pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend: &B) {
     use sqlx::Database as _;
     let dialect = match B::Db::NAME {
@@ -500,6 +502,31 @@ pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend
         refund_core::testkit::review("numbers do not add up")
     );
     assert_eq!(state("rf_open").await, RefundState::PENDING);
+    // The operators' migration: existing refunds take their payment's
+    // currency, nobody is named as having asked for them, and they are
+    // listed and resolved like new ones.
+    let filter = refund_core::RefundFilter {
+        status: None,
+        merchant_uid: Some(payment.clone()),
+    };
+    let page = store.list_refunds(&filter, 50, None).await.unwrap();
+    assert_eq!(page.refunds.len(), 5);
+    assert!(page.refunds.iter().all(|r| r.currency == Currency::Krw));
+    assert!(page.refunds.iter().all(|r| r.requested_by.is_none()));
+    backend
+        .exec(&format!(
+            "UPDATE refund_payments SET on_hold = TRUE WHERE merchant_uid = '{payment}'"
+        ))
+        .await
+        .unwrap();
+    let operator = refund_core::testkit::operator();
+    store
+        .resolve_review(&payment, &operator, "legacy review checked", None)
+        .await
+        .unwrap();
+    let resolved = state("rf_review").await;
+    let resolution = resolved.review().unwrap().resolution.clone().unwrap();
+    assert_eq!(resolution.resolved_by, operator);
 }
 
 /// A closed pool is reported as unavailable (HTTP 503), not as a bug.
