@@ -78,25 +78,31 @@ pub async fn seed_payments(
     Ok(merchant_uids)
 }
 
-/// The console's scripts (ES modules) and style sheet, served under
+/// The console's page, scripts (ES modules) and style sheet, served under
 /// `/demo/` by name.
-const ASSETS: [(&str, &str, &str); 12] = [
-    ("app.css", CSS, include_str!("demo/app.css")),
-    ("app.js", JS, include_str!("demo/app.js")),
-    ("api.js", JS, include_str!("demo/api.js")),
-    ("dom.js", JS, include_str!("demo/dom.js")),
-    ("format.js", JS, include_str!("demo/format.js")),
-    ("messages.js", JS, include_str!("demo/messages.js")),
-    ("payment-state.js", JS, include_str!("demo/payment-state.js")),
-    ("payments.js", JS, include_str!("demo/payments.js")),
-    ("queues.js", JS, include_str!("demo/queues.js")),
-    ("refund-form.js", JS, include_str!("demo/refund-form.js")),
-    ("state.js", JS, include_str!("demo/state.js")),
-    ("index.html", HTML, include_str!("demo/index.html")),
+const ASSETS: [(&str, &str); 12] = [
+    ("index.html", include_str!("demo/index.html")),
+    ("app.css", include_str!("demo/app.css")),
+    ("app.js", include_str!("demo/app.js")),
+    ("api.js", include_str!("demo/api.js")),
+    ("dom.js", include_str!("demo/dom.js")),
+    ("format.js", include_str!("demo/format.js")),
+    ("messages.js", include_str!("demo/messages.js")),
+    ("payment-state.js", include_str!("demo/payment-state.js")),
+    ("payments.js", include_str!("demo/payments.js")),
+    ("queues.js", include_str!("demo/queues.js")),
+    ("refund-form.js", include_str!("demo/refund-form.js")),
+    ("state.js", include_str!("demo/state.js")),
 ];
-const CSS: &str = "text/css; charset=utf-8";
-const JS: &str = "text/javascript; charset=utf-8";
-const HTML: &str = "text/html; charset=utf-8";
+
+/// The content type of an asset, by its name's extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        _ => "text/html; charset=utf-8",
+    }
+}
 
 /// The console and its assets, served by the binary (no CDN: works
 /// offline).
@@ -111,9 +117,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
 }
 
 async fn asset(name: impl AsRef<str>) -> HttpResponse {
-    match ASSETS.iter().find(|(file, ..)| *file == name.as_ref()) {
-        Some((_, content_type, body)) => HttpResponse::Ok()
-            .content_type(*content_type)
+    match ASSETS.iter().find(|(file, _)| *file == name.as_ref()) {
+        Some((file, body)) => HttpResponse::Ok()
+            .content_type(content_type(file))
             .insert_header(("Cache-Control", "no-cache"))
             .body(*body),
         None => HttpResponse::NotFound().finish(),
