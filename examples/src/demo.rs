@@ -1,9 +1,9 @@
 //! Demo mode: the in-process sandbox (i'mport V1 or PortOne V2) with a few
-//! seeded payments,
-//! and the page that lists them and requests refunds.
+//! seeded payments, and the operator console that lists them, their refunds
+//! and the refunds waiting for an operator, and requests refunds.
 
 use actix_web::{web, HttpResponse};
-use iamport_sandbox::{Api, Currency, NewPayment, Sandbox};
+use iamport_sandbox::{AdminCancel, Api, Currency, NewPayment, Sandbox};
 use refund_core::{BoxError, PaymentRef, RefundService};
 use serde::Serialize;
 
@@ -20,23 +20,53 @@ pub struct PageConfig {
     pub admin_token: Option<String>,
 }
 
-/// Seeds one payment per interesting kind (card, virtual account, phone,
-/// dollars) at the sandbox and records them through the service, as a
-/// webhook would. Order ids are unique per run.
+/// Seeds one payment per state the console shows: a card, a virtual
+/// account (refunds need an account), a phone payment, dollars (cents), one
+/// partly refunded outside this service (at the sandbox's admin console,
+/// so its history shows a refund "made outside") and one refunded in full
+/// there (nothing left: Refund is disabled). Each is recorded through the
+/// service, as a webhook would. Order ids are unique per run.
 pub async fn seed_payments(
     sandbox: &Sandbox,
     service: &RefundService,
 ) -> Result<Vec<String>, BoxError> {
     let run = sandbox.now();
+    let outside = |amount, reason: &str| AdminCancel {
+        amount,
+        reason: Some(reason.to_owned()),
+    };
     let payments = [
-        NewPayment::new(format!("demo-{run}-card"), 50_000, Currency::Krw),
-        NewPayment::new(format!("demo-{run}-vbank"), 30_000, Currency::Krw).pay_method("vbank"),
-        NewPayment::new(format!("demo-{run}-phone"), 12_000, Currency::Krw).pay_method("phone"),
-        NewPayment::new(format!("demo-{run}-usd"), 2_550, Currency::Usd),
+        (
+            NewPayment::new(format!("demo-{run}-card"), 50_000, Currency::Krw),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-vbank"), 30_000, Currency::Krw).pay_method("vbank"),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-usd"), 2_550, Currency::Usd),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-outside"), 1_280_000, Currency::Krw),
+            Some(outside(Some(80_000), "goodwill credit by phone support")),
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-phone"), 12_000, Currency::Krw).pay_method("phone"),
+            None,
+        ),
+        (
+            NewPayment::new(format!("demo-{run}-refunded"), 9_900, Currency::Krw),
+            Some(outside(None, "order cancelled before shipping")),
+        ),
     ];
     let mut merchant_uids = Vec::with_capacity(payments.len());
-    for payment in payments {
+    for (payment, cancelled_outside) in payments {
         let created = sandbox.create_payment(payment)?;
+        if let Some(cancel) = cancelled_outside {
+            sandbox.admin_cancel(&created.imp_uid, cancel)?;
+        }
         // V1 looks it up by imp_uid, V2 by the order id (paymentId).
         let imp_uid = match sandbox.api() {
             Api::Portone => &created.transaction_id,
@@ -53,31 +83,52 @@ pub async fn seed_payments(
     Ok(merchant_uids)
 }
 
-/// The page and its assets, served by the binary (no CDN: works offline).
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route(
-            "/",
-            web::get().to(|| asset("text/html; charset=utf-8", include_str!("demo/index.html"))),
-        )
-        .route(
-            "/demo/app.js",
-            web::get().to(|| {
-                asset(
-                    "text/javascript; charset=utf-8",
-                    include_str!("demo/app.js"),
-                )
-            }),
-        )
-        .route(
-            "/demo/app.css",
-            web::get().to(|| asset("text/css; charset=utf-8", include_str!("demo/app.css"))),
-        )
-        .route("/demo/config", web::get().to(page_config));
+/// The console's page, scripts (ES modules) and style sheet, served under
+/// `/demo/` by name.
+const ASSETS: [(&str, &str); 12] = [
+    ("index.html", include_str!("demo/index.html")),
+    ("app.css", include_str!("demo/app.css")),
+    ("app.js", include_str!("demo/app.js")),
+    ("api.js", include_str!("demo/api.js")),
+    ("dom.js", include_str!("demo/dom.js")),
+    ("format.js", include_str!("demo/format.js")),
+    ("messages.js", include_str!("demo/messages.js")),
+    ("payment-state.js", include_str!("demo/payment-state.js")),
+    ("payments.js", include_str!("demo/payments.js")),
+    ("queues.js", include_str!("demo/queues.js")),
+    ("refund-form.js", include_str!("demo/refund-form.js")),
+    ("state.js", include_str!("demo/state.js")),
+];
+
+/// The content type of an asset, by its name's extension.
+fn content_type(name: &str) -> &'static str {
+    match name.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("css") => "text/css; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        _ => "text/html; charset=utf-8",
+    }
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
-    HttpResponse::Ok().content_type(content_type).body(body)
+/// The console and its assets, served by the binary (no CDN: works
+/// offline).
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/", web::get().to(|| asset("index.html")))
+        .route("/demo/config", web::get().to(page_config))
+        .route(
+            "/demo/{file}",
+            web::get().to(|file: web::Path<String>| asset(file.into_inner())),
+        );
+}
+
+async fn asset(name: impl AsRef<str>) -> HttpResponse {
+    match ASSETS.iter().find(|(file, _)| *file == name.as_ref()) {
+        Some((file, body)) => HttpResponse::Ok()
+            .content_type(content_type(file))
+            .insert_header(("Cache-Control", "no-cache"))
+            .body(*body),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 async fn page_config(config: web::Data<PageConfig>) -> HttpResponse {

@@ -1,130 +1,113 @@
-// The demo page: lists payments and runs the seed guide's "Request Refund"
-// flow against the refund scope mounted at /payments.
-"use strict";
+// The operator console: payments with their refund history, the queues of
+// refunds pending and needing review, and the "Request Refund" flow, all
+// against the refund scope mounted at /payments.
+//
+// Amounts arrive as JSON numbers in the currency's major unit. They are only
+// ever formatted for display here: no decision about money is made from
+// floating-point arithmetic (the server decides; the form sends the amount
+// exactly as typed).
 
-const $ = (id) => document.getElementById(id);
-let selected = null;
-// Orders looked up by hand (outside sandbox mode nothing is seeded).
-const extraOrders = [];
+import { $, state } from "./state.js";
+import { api, tokenProblem } from "./api.js";
+import { sentence } from "./messages.js";
+import { clearPayments, renderPayments } from "./payments.js";
+import { renderQueue } from "./queues.js";
 
-function authHeaders() {
-  return { Authorization: "Bearer " + $("admin-token").value.trim() };
-}
-
-async function loadPayments() {
-  const config = await (await fetch("/demo/config")).json();
-  if (config.sandbox) {
-    $("mode").textContent = "SANDBOX MODE: payments are simulated";
-    if (!$("admin-token").value) $("admin-token").value = config.admin_token || "";
-  }
-  const orders = config.merchant_uids.concat(extraOrders.filter((uid) => !config.merchant_uids.includes(uid)));
-  const rows = await Promise.all(
-    orders.map(async (uid) => {
-      const res = await fetch("/payments/" + encodeURIComponent(uid), { headers: authHeaders() });
-      return res.ok ? res.json() : null;
-    })
-  );
-  const body = $("payments").querySelector("tbody");
-  body.replaceChildren();
-  for (const p of rows.filter(Boolean)) {
-    const tr = document.createElement("tr");
-    tr.dataset.merchantUid = p.merchant_uid;
-    const cells = [
-      p.merchant_uid,
-      p.pay_method,
-      p.amount + " " + p.currency,
-      p.cancel_amount,
-      p.cancelable_amount,
-      p.pending_refunds.length ? p.status + " (refund pending)" : p.status,
-    ];
-    cells.forEach((text, i) => {
-      const td = document.createElement("td");
-      td.textContent = text;
-      if (i >= 2 && i <= 4) td.className = "num";
-      td.dataset.field = ["order", "method", "amount", "refunded", "refundable", "status"][i];
-      tr.appendChild(td);
-    });
-    const action = document.createElement("td");
-    const button = document.createElement("button");
-    button.textContent = "Refund";
-    button.className = "open-refund";
-    button.addEventListener("click", () => openRefund(p));
-    action.appendChild(button);
-    tr.appendChild(action);
-    body.appendChild(tr);
-  }
-}
-
-function openRefund(payment) {
-  selected = payment;
-  $("refund-order").textContent = payment.merchant_uid;
-  $("refund-form").reset();
-  $("vbank-fields").hidden = payment.pay_method !== "vbank";
-  $("refund-result").textContent = "";
-  $("refund-result").className = "";
-  $("refund-panel").hidden = false;
-}
-
-function showResult(kind, text) {
-  $("refund-result").className = kind;
-  $("refund-result").textContent = text;
-}
-
-async function requestRefund(event) {
-  event.preventDefault();
-  const body = { merchant_uid: selected.merchant_uid };
-  const amount = $("refund-amount").value.trim();
-  if (amount !== "") {
-    // Sent as a JSON number token, exactly as typed (no float round trip).
-    if (!/^\d+(\.\d+)?$/.test(amount)) {
-      showResult("failure", "Refund failed: the amount must be a number");
-      return;
-    }
-    body.cancel_request_amount = "__AMOUNT__";
-  }
-  const reason = $("refund-reason").value.trim();
-  if (reason) body.reason = reason;
-  if (selected.pay_method === "vbank") {
-    body.refund_holder = $("refund-holder").value.trim();
-    body.refund_bank = $("refund-bank").value.trim();
-    body.refund_account = $("refund-account").value.trim();
-  }
-  const json = JSON.stringify(body).replace('"__AMOUNT__"', amount);
-  $("refund-submit").disabled = true;
+async function loadConfig() {
   try {
-    const res = await fetch("/payments/cancel", {
-      method: "POST",
-      headers: Object.assign(
-        { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() },
-        authHeaders()
-      ),
-      body: json,
-    });
-    const answer = await res.json().catch(() => ({}));
-    if (res.status === 200) {
-      showResult("success", "Refund successful: " + answer.refund.amount + " " + answer.currency +
-        " refunded, " + answer.cancelable_amount + " left");
-    } else if (res.status === 202) {
-      showResult("pending", "Refund pending: the outcome is not known yet; it will be reconciled");
-    } else {
-      const detail = answer.gateway_message ? " (" + answer.gateway_message + ")" : "";
-      showResult("failure", "Refund failed: " + (answer.message || res.statusText) + detail);
-    }
-  } catch (error) {
-    showResult("failure", "Refund failed: " + error.message);
-  } finally {
-    $("refund-submit").disabled = false;
-    await loadPayments();
+    state.config = await (await fetch("/demo/config")).json();
+  } catch (_) {
+    state.config = { sandbox: false, merchant_uids: [] };
+  }
+  if (state.config.sandbox) {
+    $("mode").textContent = "Sandbox mode: payments are simulated";
+    $("mode").hidden = false;
+    if (!$("admin-token").value) $("admin-token").value = state.config.admin_token || "";
   }
 }
 
-$("refund-form").addEventListener("submit", requestRefund);
-$("lookup-form").addEventListener("submit", (event) => {
+/** Reloads the queues and every listed payment (one refresh at a time). */
+export function refresh() {
+  if (!state.refreshing) {
+    state.refreshing = refreshOnce().finally(() => { state.refreshing = null; });
+    return state.refreshing;
+  }
+  // One more after the running one, so that nothing done since is missed.
+  return state.refreshing.then(() => refresh());
+}
+
+async function refreshOnce() {
+  const [pending, review, recent] = await Promise.all([
+    api("GET", "/refunds?status=pending&limit=50"),
+    api("GET", "/refunds?status=needs_review&limit=50"),
+    api("GET", "/refunds?limit=50"),
+  ]);
+  if (pending.status === 401) {
+    clearPayments();
+    renderQueue("pending", null, "Enter the admin token to see pending refunds.");
+    renderQueue("review", null, "Enter the admin token to see refunds that need review.");
+    return;
+  }
+  tokenProblem("");
+  const listed = (a) => (a.status === 200 && Array.isArray(a.body.refunds) ? a.body.refunds : null);
+  const orders = [];
+  const add = (uid) => { if (uid && !orders.includes(uid)) orders.push(uid); };
+  state.config.merchant_uids.forEach(add);
+  state.extraOrders.forEach(add);
+  for (const list of [listed(pending), listed(review), listed(recent)]) {
+    (list || []).forEach((r) => add(r.merchant_uid));
+  }
+  const views = await Promise.all(orders.map((uid) => api("GET", "/" + encodeURIComponent(uid))));
+  orders.forEach((uid, i) => {
+    if (views[i].status === 200) state.views.set(uid, views[i].body);
+  });
+  renderPayments(orders.filter((uid) => state.views.has(uid)));
+  renderQueue("pending", listed(pending), "The list of pending refunds is unavailable (HTTP " + pending.status + ").");
+  renderQueue("review", listed(review), "The list of refunds to review is unavailable (HTTP " + review.status + ").");
+}
+
+async function findPayment(event) {
   event.preventDefault();
-  const uid = $("lookup-order").value.trim();
-  if (uid && !extraOrders.includes(uid)) extraOrders.push(uid);
-  loadPayments();
+  const input = $("lookup-order");
+  const result = $("lookup-result");
+  const uid = input.value.trim();
+  result.hidden = true;
+  if (!uid) {
+    result.textContent = "Enter an order id.";
+    result.hidden = false;
+    return input.focus();
+  }
+  let answer = await api("GET", "/" + encodeURIComponent(uid));
+  // Not known here yet: ask the gateway (a sync imports a payment it knows).
+  if (answer.status === 404) answer = await api("POST", "/" + encodeURIComponent(uid) + "/sync");
+  if (answer.status === 200) {
+    if (!state.extraOrders.includes(uid)) state.extraOrders.push(uid);
+    state.views.set(uid, answer.body);
+    input.value = "";
+    await refresh();
+    const row = state.bodies.get(uid);
+    if (row) {
+      row.scrollIntoView({ block: "center" });
+      row.querySelector(".open-refund").focus();
+    }
+    return;
+  }
+  result.textContent = answer.status === 404
+    ? "No payment with order id “" + uid + "” is known, here or at the gateway. Check the id: it is the order number your shop gave the payment."
+    : sentence(answer.status, answer.body);
+  result.hidden = false;
+  input.setAttribute("aria-invalid", "true");
+}
+
+// ---------- start ----------
+
+$("token-form").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
+$("lookup-form").addEventListener("submit", findPayment);
+$("lookup-order").addEventListener("input", () => {
+  $("lookup-order").setAttribute("aria-invalid", "false");
+  $("lookup-result").hidden = true;
 });
-$("refund-close").addEventListener("click", () => { $("refund-panel").hidden = true; });
-$("admin-token").addEventListener("change", loadPayments);
-loadPayments();
+loadConfig().then(refresh);
+// Refunds also settle in the background (the server's sweep, webhooks):
+// keep the queues current while the page is looked at.
+setInterval(() => { if (!document.hidden) refresh(); }, 15000);

@@ -8,6 +8,8 @@
 //!   its `/sandbox` control endpoints, and the demo server, configured by
 //!   `REFUND_*` variables.
 //! - [`Answer`], [`View`], [`GatewayPayment`] (`answers`): what they answer.
+//! - [`browser`]: headless Chromium over WebDriver, for the console's
+//!   tests.
 //! - [`TestDatabase`], [`redis_url`] (`databases`): a fresh database per
 //!   test (SQLite file, PostgreSQL, MariaDB, MongoDB), dropped afterwards,
 //!   and the Redis for the shared token cache.
@@ -20,6 +22,7 @@
 #![allow(dead_code)] // Each test binary uses the part it needs.
 
 mod answers;
+pub mod browser;
 mod databases;
 mod processes;
 
