@@ -124,8 +124,8 @@ mod error;
 mod openapi;
 mod routes;
 mod scope;
-mod webhook_gate;
 mod webhook;
+mod webhook_gate;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use common::{order_id, scope_for, Env};
 use iamport_sandbox::SandboxConfig;
 use refund_core::{
-    CancelCommand, CancelReceipt, GatewayError, GatewayKind, IamportClient, IamportConfig, IamportCredentials,
-    Payment, PaymentGateway, PaymentRef, RefundService,
+    CancelCommand, CancelReceipt, GatewayError, GatewayKind, IamportClient, IamportConfig,
+    IamportCredentials, Payment, PaymentGateway, PaymentRef, RefundService,
 };
 use serde_json::json;
 

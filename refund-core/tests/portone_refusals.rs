@@ -61,8 +61,14 @@ async fn refused_with(code: &'static str) -> (RefundError, RefundError) {
         }))
         .unwrap()
     };
-    let first = service.cancel(&refund_core::testkit::operator(), request(), Some("key")).await.unwrap_err();
-    let replay = service.cancel(&refund_core::testkit::operator(), request(), Some("key")).await.unwrap_err();
+    let first = service
+        .cancel(&refund_core::testkit::operator(), request(), Some("key"))
+        .await
+        .unwrap_err();
+    let replay = service
+        .cancel(&refund_core::testkit::operator(), request(), Some("key"))
+        .await
+        .unwrap_err();
     (first, replay)
 }
 
