@@ -1,6 +1,7 @@
 //! The ceiling: a bare actix-web handler that forwards each refund request
-//! straight to the gateway's `/payments/cancel` with a token fetched once
-//! at start. No storage, no journal, no checksum, no validation beyond
+//! straight to the gateway's cancel call (i'mport's `/payments/cancel` with
+//! a token fetched once at start, or PortOne V2's
+//! `/payments/{paymentId}/cancel` with the API secret). No storage, no journal, no checksum, no validation beyond
 //! parsing: whatever the merchant server does on top costs the difference.
 
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -8,13 +9,21 @@ use refund_core::BoxError;
 use serde::{Deserialize, Serialize};
 
 use super::child::{announce, wait_for_parent};
-use refund_examples::settings::Settings;
+use refund_examples::settings::{GatewayChoice, Settings};
 
-/// What the baseline forwards with.
-struct Forwarder {
-    http: reqwest::Client,
-    cancel_url: String,
-    token: String,
+/// What the baseline forwards with: the gateway's cancel call, ready to
+/// send (the token fetched once at start, or V2's API secret).
+enum Forwarder {
+    Iamport {
+        http: reqwest::Client,
+        cancel_url: String,
+        token: String,
+    },
+    Portone {
+        http: reqwest::Client,
+        base_url: String,
+        secret: String,
+    },
 }
 
 /// The part of the merchant's refund request the gateway needs.
@@ -33,6 +42,13 @@ struct GatewayCancel<'a> {
     reason: Option<&'a str>,
 }
 
+/// PortOne V2's cancel body (the reason is required there).
+#[derive(Serialize)]
+struct PortoneCancel<'a> {
+    amount: u64,
+    reason: &'a str,
+}
+
 /// The part of i'mport's envelope that says whether it worked.
 #[derive(Deserialize)]
 struct Envelope {
@@ -49,34 +65,54 @@ struct TokenResponse {
     access_token: String,
 }
 
-/// Child side of `serve-baseline`: reads `REFUND_LISTEN`, `REFUND_IAMPORT_URL`,
-/// `REFUND_IAMPORT_KEY` and `REFUND_IAMPORT_SECRET`, gets one token and
-/// serves `POST /payments/cancel` until the benchmark lets go.
+/// Child side of `serve-baseline`: reads `REFUND_LISTEN`, `REFUND_GATEWAY`
+/// and the gateway's URL and credentials (`REFUND_IAMPORT_URL`, `_KEY`,
+/// `_SECRET`, or `REFUND_PORTONE_URL`, `_SECRET`), gets one i'mport token
+/// if it needs one and serves `POST /payments/cancel` until the benchmark
+/// lets go.
 pub async fn serve() -> Result<(), BoxError> {
     let settings = Settings::load(None)?;
-    let (Some(url), Some(key), Some(secret)) = (
-        settings.iamport_url.as_deref(),
-        settings.iamport_key.as_deref(),
-        settings.iamport_secret.as_deref(),
-    ) else {
-        return Err("the baseline needs REFUND_IAMPORT_URL, _KEY and _SECRET".into());
-    };
     let http = reqwest::Client::new();
-    let token = http
-        .post(format!("{url}/users/getToken"))
-        .json(&serde_json::json!({"imp_key": key, "imp_secret": secret}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json::<TokenEnvelope>()
-        .await?
-        .response
-        .access_token;
-    let forwarder = web::Data::new(Forwarder {
-        http,
-        cancel_url: format!("{url}/payments/cancel"),
-        token,
-    });
+    let forwarder = match settings.gateway {
+        GatewayChoice::Portone => {
+            let (Some(url), Some(secret)) = (
+                settings.portone_url.as_deref(),
+                settings.portone_secret.as_deref(),
+            ) else {
+                return Err("the V2 baseline needs REFUND_PORTONE_URL and _SECRET".into());
+            };
+            Forwarder::Portone {
+                http,
+                base_url: url.to_owned(),
+                secret: secret.to_owned(),
+            }
+        }
+        GatewayChoice::Iamport => {
+            let (Some(url), Some(key), Some(secret)) = (
+                settings.iamport_url.as_deref(),
+                settings.iamport_key.as_deref(),
+                settings.iamport_secret.as_deref(),
+            ) else {
+                return Err("the baseline needs REFUND_IAMPORT_URL, _KEY and _SECRET".into());
+            };
+            let token = http
+                .post(format!("{url}/users/getToken"))
+                .json(&serde_json::json!({"imp_key": key, "imp_secret": secret}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json::<TokenEnvelope>()
+                .await?
+                .response
+                .access_token;
+            Forwarder::Iamport {
+                http,
+                cancel_url: format!("{url}/payments/cancel"),
+                token,
+            }
+        }
+    };
+    let forwarder = web::Data::new(forwarder);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(forwarder.clone())
@@ -99,32 +135,55 @@ pub async fn serve() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// Forwards one refund and passes the gateway's payment back, or answers
+/// Forwards one refund and passes the gateway's answer back, or answers
 /// 502 in the merchant server's error shape.
 async fn forward(forwarder: web::Data<Forwarder>, body: web::Json<RefundRequest>) -> HttpResponse {
-    let cancel = GatewayCancel {
-        merchant_uid: &body.merchant_uid,
-        amount: body.cancel_request_amount,
-        reason: body.reason.as_deref(),
+    let (sent, v1) = match forwarder.get_ref() {
+        Forwarder::Iamport {
+            http,
+            cancel_url,
+            token,
+        } => {
+            let cancel = GatewayCancel {
+                merchant_uid: &body.merchant_uid,
+                amount: body.cancel_request_amount,
+                reason: body.reason.as_deref(),
+            };
+            let sent = http.post(cancel_url).bearer_auth(token).json(&cancel);
+            (sent.send().await, true)
+        }
+        Forwarder::Portone {
+            http,
+            base_url,
+            secret,
+        } => {
+            let cancel = PortoneCancel {
+                amount: body.cancel_request_amount,
+                reason: body.reason.as_deref().unwrap_or("refund"),
+            };
+            let sent = http
+                .post(format!("{base_url}/payments/{}/cancel", body.merchant_uid))
+                .header("Authorization", format!("PortOne {secret}"))
+                .json(&cancel);
+            (sent.send().await, false)
+        }
     };
-    let sent = forwarder
-        .http
-        .post(&forwarder.cancel_url)
-        .bearer_auth(&forwarder.token)
-        .json(&cancel)
-        .send()
-        .await;
-    let body = match sent {
-        Ok(response) => response.bytes().await,
+    let answer = match sent {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            response.bytes().await.map(|body| (ok, body))
+        }
         Err(error) => Err(error),
     };
-    match body {
-        Ok(body) => match serde_json::from_slice::<Envelope>(&body) {
-            Ok(Envelope { code: 0 }) => HttpResponse::Ok()
+    match answer {
+        Ok((true, body))
+            if !v1 || matches!(serde_json::from_slice(&body), Ok(Envelope { code: 0 })) =>
+        {
+            HttpResponse::Ok()
                 .content_type("application/json")
-                .body(body),
-            _ => HttpResponse::BadGateway().json(serde_json::json!({"code": "gateway_rejected"})),
-        },
+                .body(body)
+        }
+        Ok(_) => HttpResponse::BadGateway().json(serde_json::json!({"code": "gateway_rejected"})),
         Err(_) => HttpResponse::BadGateway().json(serde_json::json!({"code": "gateway_error"})),
     }
 }

@@ -32,14 +32,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use iamport_sandbox::{Sandbox, SandboxConfig};
+use iamport_sandbox::{Api, Sandbox, SandboxConfig};
 use rand::Rng;
 use refund_core::BoxError;
 
 use child::ChildServer;
 use database::ScratchDatabase;
 use load::Target;
-use options::{Backend, Options, Stop};
+use options::{Backend, Gateway, Options, Stop};
 use report::{Counted, GatewayCalls, Report, TargetResult};
 use seed::SeededPayment;
 
@@ -76,6 +76,11 @@ pub async fn run(options: Options) -> Result<Report, BoxError> {
     let sandbox = Sandbox::start(SandboxConfig {
         latency: options.latency(),
         imp_key: format!("bench_{run}"),
+        api_secret: format!("bench_v2_{run}"),
+        api: match options.gateway {
+            Gateway::Iamport => Api::Iamport,
+            Gateway::Portone => Api::Portone,
+        },
         ..SandboxConfig::default()
     })
     .await?;
@@ -117,14 +122,25 @@ pub async fn run(options: Options) -> Result<Report, BoxError> {
     })
 }
 
-/// The gateway settings both children get.
-fn gateway_env(sandbox: &Sandbox) -> BTreeMap<&'static str, String> {
-    BTreeMap::from([
+/// The gateway settings both children get. On V2 no webhook secret is
+/// set: the import's notices are then only a cue to fetch the payment.
+fn gateway_env(sandbox: &Sandbox, gateway: Gateway) -> BTreeMap<&'static str, String> {
+    let mut env = BTreeMap::from([
         ("REFUND_LISTEN", "127.0.0.1:0".to_owned()),
-        ("REFUND_IAMPORT_URL", sandbox.base_url()),
-        ("REFUND_IAMPORT_KEY", sandbox.imp_key().to_owned()),
-        ("REFUND_IAMPORT_SECRET", sandbox.imp_secret().to_owned()),
-    ])
+        ("REFUND_GATEWAY", gateway.name().to_owned()),
+    ]);
+    match gateway {
+        Gateway::Iamport => env.extend([
+            ("REFUND_IAMPORT_URL", sandbox.base_url()),
+            ("REFUND_IAMPORT_KEY", sandbox.imp_key().to_owned()),
+            ("REFUND_IAMPORT_SECRET", sandbox.imp_secret().to_owned()),
+        ]),
+        Gateway::Portone => env.extend([
+            ("REFUND_PORTONE_URL", sandbox.base_url()),
+            ("REFUND_PORTONE_SECRET", sandbox.api_secret().to_owned()),
+        ]),
+    }
+    env
 }
 
 async fn measure_baseline(
@@ -133,7 +149,7 @@ async fn measure_baseline(
     payments: &[SeededPayment],
 ) -> Result<TargetResult, BoxError> {
     let before = sandbox.stats();
-    let child = ChildServer::spawn(SERVE_BASELINE, gateway_env(sandbox)).await?;
+    let child = ChildServer::spawn(SERVE_BASELINE, gateway_env(sandbox, options.gateway)).await?;
     let target = Target {
         cancel_url: format!("http://{}/payments/cancel", child.addr()),
         admin_token: String::new(),
@@ -148,7 +164,7 @@ async fn measure_merchant(
     payments: &[SeededPayment],
 ) -> Result<TargetResult, BoxError> {
     let admin_token = format!("bench-admin-{}", rand::thread_rng().gen::<u64>());
-    let mut env = gateway_env(sandbox);
+    let mut env = gateway_env(sandbox, options.gateway);
     env.insert("REFUND_DATABASE_URL", database.url().to_owned());
     env.insert("REFUND_ADMIN_TOKEN", admin_token.clone());
     if let Some(redis) = options.redis_url() {
@@ -158,7 +174,13 @@ async fn measure_merchant(
     let child = ChildServer::spawn(SERVE_MERCHANT, env).await?;
     let base_url = format!("http://{}", child.addr());
     eprintln!("refund-bench: importing {} payments", payments.len());
-    seed::import(&load::http_client(32)?, &base_url, payments).await?;
+    seed::import(
+        &load::http_client(32)?,
+        &base_url,
+        payments,
+        options.gateway,
+    )
+    .await?;
     let target = Target {
         cancel_url: format!("{base_url}/payments/cancel"),
         admin_token,
@@ -187,7 +209,7 @@ async fn count_round_trips(
         }
     };
     let admin_token = format!("bench-admin-{}", rand::thread_rng().gen::<u64>());
-    let mut env = gateway_env(sandbox);
+    let mut env = gateway_env(sandbox, options.gateway);
     env.insert("REFUND_DATABASE_URL", url);
     env.insert("REFUND_ADMIN_TOKEN", admin_token.clone());
     if let Some(redis) = options.redis_url() {

@@ -52,6 +52,25 @@ impl Backend {
     }
 }
 
+/// The API the sandbox, the baseline and the merchant server speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Gateway {
+    /// i'mport's V1 REST API.
+    Iamport,
+    /// PortOne V2.
+    Portone,
+}
+
+impl Gateway {
+    /// The name `REFUND_GATEWAY` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Gateway::Iamport => "iamport",
+            Gateway::Portone => "portone",
+        }
+    }
+}
+
 /// How much load one target gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -77,6 +96,11 @@ pub struct Options {
     /// scratch file goes in $TMPDIR.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// The gateway API: the sandbox serves it, the baseline forwards to it
+    /// and the merchant server runs with `REFUND_GATEWAY` set to it.
+    #[arg(long, value_enum, default_value_t = Gateway::Iamport)]
+    pub gateway: Gateway,
 
     /// Keep the i'mport token in Redis (the shared token cache) instead of
     /// the server's memory. Needs the `redis` feature.

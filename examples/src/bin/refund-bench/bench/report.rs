@@ -10,7 +10,7 @@ use std::time::Duration;
 use iamport_sandbox::Stats;
 
 use super::load::LoadResult;
-use super::options::{Backend, Options, Stop};
+use super::options::{Backend, Gateway, Options, Stop};
 use super::RunId;
 
 /// Gateway calls the sandbox counted between two moments.
@@ -293,10 +293,15 @@ impl Report {
             "postgres",
         )?;
         let tokens = self.merchant.lifetime_calls.get_token;
+        // PortOne V2 authenticates with the API secret itself: no tokens.
+        let (wanted, target) = match self.options.gateway {
+            Gateway::Iamport => (1, "1 getToken call per run"),
+            Gateway::Portone => (0, "0 token calls per run (V2: API secret)"),
+        };
         line(
             f,
-            Some(tokens == 1),
-            "1 getToken call per run",
+            Some(tokens == wanted),
+            target,
             tokens.to_string(),
             true,
             "",
@@ -318,7 +323,8 @@ impl Report {
             .throughput_permille()
             .map_or("-".to_owned(), |permille| format!("{} %", tenths(permille)));
         format!(
-            "| {backend} | {cache} | {latency} | {concurrency} | {refunds} | {base_rate} | {rate} | {share} | {base_p50} / {base_p99} | {p50} / {p99} / {max} | {added_p50} / {added_p99} | {cancels} | {tokens} | {rss} | {cpu} | {trips} | {failures} |",
+            "| {gateway} | {backend} | {cache} | {latency} | {concurrency} | {refunds} | {base_rate} | {rate} | {share} | {base_p50} / {base_p99} | {p50} / {p99} / {max} | {added_p50} / {added_p99} | {cancels} | {tokens} | {rss} | {cpu} | {trips} | {failures} |",
+            gateway = self.options.gateway.name(),
             backend = self.options.backend.feature(),
             cache = self.token_cache(),
             latency = self.options.latency_ms,
@@ -355,9 +361,10 @@ impl fmt::Display for Report {
         let o = &self.options;
         writeln!(
             f,
-            "refund-bench run {run}: backend {backend}, token cache {cache}, sandbox latency {latency} ms, \
+            "refund-bench run {run}: gateway {gateway}, backend {backend}, token cache {cache}, sandbox latency {latency} ms, \
              {payments} payments per target, concurrency {concurrency}, {load} per target after {warmup} warm-up refunds",
             run = self.run,
+            gateway = o.gateway.name(),
             backend = o.backend.feature(),
             cache = self.token_cache(),
             latency = o.latency_ms,

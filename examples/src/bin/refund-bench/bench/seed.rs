@@ -5,6 +5,8 @@
 use std::sync::Arc;
 
 use iamport_sandbox::{Currency, NewPayment, Sandbox};
+
+use super::options::Gateway;
 use refund_core::BoxError;
 use tokio::task::JoinSet;
 
@@ -43,6 +45,7 @@ pub async fn import(
     client: &reqwest::Client,
     base_url: &str,
     payments: &[SeededPayment],
+    gateway: Gateway,
 ) -> Result<(), BoxError> {
     let url: Arc<str> = format!("{base_url}/payments/webhook").into();
     let chunk = payments.len().div_ceil(IMPORT_CONCURRENCY).max(1);
@@ -51,11 +54,21 @@ pub async fn import(
         let (client, url, share) = (client.clone(), Arc::clone(&url), share.to_vec());
         deliveries.spawn(async move {
             for payment in share {
-                let notice = serde_json::json!({
-                    "imp_uid": payment.imp_uid,
-                    "merchant_uid": payment.merchant_uid,
-                    "status": "paid",
-                });
+                let notice = match gateway {
+                    Gateway::Iamport => serde_json::json!({
+                        "imp_uid": payment.imp_uid,
+                        "merchant_uid": payment.merchant_uid,
+                        "status": "paid",
+                    }),
+                    Gateway::Portone => serde_json::json!({
+                        "type": "Transaction.Paid",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "data": {
+                            "paymentId": payment.merchant_uid,
+                            "transactionId": payment.imp_uid,
+                        },
+                    }),
+                };
                 let answer = client.post(&*url).json(&notice).send().await?;
                 if !answer.status().is_success() {
                     let status = answer.status();
