@@ -381,3 +381,24 @@ async fn control_a_listed_requested_cancellation_stays_pending() {
     let _ = h.cancel(2_000, "k-1").await;
     assert_eq!(h.server.posts(), 1);
 }
+
+/// PortOne answered `SUCCEEDED` with the cancellation's id, but the payment
+/// read back right after does not list it yet (a lagging replica). The
+/// answer names the refund by that id: it must not be put up for review
+/// (holding the payment), and it is credited under that id.
+#[tokio::test]
+async fn a_succeeded_answer_is_credited_by_its_id_when_the_read_back_lags() {
+    let h = Harness::start(10_000).await;
+    h.server.hide("c-1");
+    h.server.reply(answered(cancellation("SUCCEEDED", "c-1", true)));
+    let first = h.cancel(2_000, "k-1").await;
+    let status = h.status_by_key("k-1").await;
+    assert_ne!(status, RefundStatus::NeedsReview, "answer: {first:?}");
+    // Once the lookup catches up, the refund is credited by c-1.
+    h.server.state.lock().unwrap().hidden.clear();
+    h.past_in_flight();
+    h.service.sweep().await.unwrap();
+    use refund_core::PaymentStore;
+    let refund = h.store.refund_by_idempotency_key("k-1").await.unwrap().unwrap();
+    assert_eq!(refund.state.cancellation_id(), Some("c-1"), "{:?}", refund.state);
+}
