@@ -402,3 +402,37 @@ async fn a_succeeded_answer_is_credited_by_its_id_when_the_read_back_lags() {
     let refund = h.store.refund_by_idempotency_key("k-1").await.unwrap().unwrap();
     assert_eq!(refund.state.cancellation_id(), Some("c-1"), "{:?}", refund.state);
 }
+
+/// The cancel's answer is lost (timeout) and PortOne lists the cancellation
+/// `REQUESTED` under a reason the PG rewrote. Past the in-flight bound it
+/// must not be judged `not_applied`: the client, told nothing happened,
+/// asks again under a new key, and a second cancel of the same amount goes
+/// out beside the one still in progress.
+#[tokio::test]
+async fn a_requested_cancellation_with_a_rewritten_reason_blocks_a_new_refund() {
+    let h = Harness::start(10_000).await;
+    h.server.reply(Reply {
+        status: 200,
+        cancellation: Box::new(|request: &Value| {
+            json!({
+                "status": "REQUESTED", "id": "c-1", "totalAmount": request["amount"],
+                "taxFreeAmount": 0, "vatAmount": 0, "reason": "고객 요청 환불",
+                "requestedAt": "2026-12-01T10:00:00Z",
+            })
+        }),
+        record: true,
+        delay: REQUEST_TIMEOUT * 3,
+    });
+    let first = h.cancel(2_000, "k-1").await;
+    assert!(matches!(first, Ok(CancelOutcome::Pending(_))), "{first:?}");
+    h.past_in_flight();
+    h.service.sweep().await.unwrap();
+    let after_sweep = h.status_by_key("k-1").await;
+    h.server.reply(answered(cancellation("SUCCEEDED", "c-2", true)));
+    let second = h.cancel(2_000, "k-2").await;
+    assert_eq!(
+        h.server.posts(),
+        1,
+        "a second cancel of 2,000 went out while c-1 is REQUESTED (first: {after_sweep:?}, second: {second:?})"
+    );
+}

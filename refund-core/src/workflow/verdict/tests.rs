@@ -876,3 +876,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_requested_cancellation_of_its_amount_that_does_not_name_it_proves_nothing() {
+    // The refund got no answer (no id known); PortOne lists a cancellation
+    // of exactly its amount still being processed, under a reason the PG
+    // rewrote. As with a completed entry of its amount that does not name
+    // it, neither "applied" nor "changed nothing" is proven: it must not be
+    // judged not applied (the payment would take a new refund beside it).
+    let in_flight = with_requested(after_base(&[]), &[(2_000, "rewritten by the PG", Some("c-x"))]);
+    let refund = accepted(1_000, 2_000, None);
+    for evidence in [
+        lookup(&in_flight),
+        Evidence::Lookup {
+            payment: Some(&in_flight),
+            answered: true,
+        },
+    ] {
+        let verdict = decide(&refund, evidence, hours_later());
+        assert_ne!(
+            failure_kind(&verdict),
+            Some(FailureKind::NotApplied),
+            "{evidence:?}"
+        );
+    }
+}
