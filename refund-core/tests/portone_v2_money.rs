@@ -130,7 +130,8 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0);
     while buf.len() < head_end + length {
@@ -149,7 +150,10 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         if method == "POST" && path.ends_with("/cancel") {
             let request: Value = serde_json::from_slice(body).unwrap();
             state.posts.push(request.clone());
-            let reply = state.replies.pop_front().expect("an unscripted cancel was sent");
+            let reply = state
+                .replies
+                .pop_front()
+                .expect("an unscripted cancel was sent");
             let cancellation = (reply.cancellation)(&request);
             if reply.record {
                 state.cancellations.push(cancellation.clone());
@@ -163,7 +167,11 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
         } else if method == "GET" && path.starts_with("/payments/") {
             (200, state.payment_json().to_string(), Duration::ZERO)
         } else {
-            (404, json!({"type": "PAYMENT_NOT_FOUND"}).to_string(), Duration::ZERO)
+            (
+                404,
+                json!({"type": "PAYMENT_NOT_FOUND"}).to_string(),
+                Duration::ZERO,
+            )
         }
     };
     std::thread::sleep(delay);
@@ -175,7 +183,11 @@ fn serve(mut stream: TcpStream, state: &Mutex<State>) {
 }
 
 /// A V2 cancellation of the amount and reason the request asked for.
-fn cancellation(status: &'static str, id: &'static str, cancelled_at: bool) -> Box<dyn Fn(&Value) -> Value + Send> {
+fn cancellation(
+    status: &'static str,
+    id: &'static str,
+    cancelled_at: bool,
+) -> Box<dyn Fn(&Value) -> Value + Send> {
     Box::new(move |request: &Value| {
         let mut c = json!({
             "status": status, "id": id, "totalAmount": request["amount"],
@@ -275,7 +287,8 @@ async fn a_cancellation_in_an_unknown_status_is_not_run_again() {
     // What the client is told: 502 gateway_error, "nothing happened".
     let told_nothing_happened = matches!(&first, Err(e) if e.code() == "gateway_error");
     // The client retries with the same key, as that answer invites.
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-2", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-2", true)));
     let _ = h.cancel(2_000, "k-1").await;
     assert_eq!(
         h.server.posts(),
@@ -294,7 +307,8 @@ async fn a_cancellation_in_an_unknown_status_is_not_run_again() {
 #[tokio::test]
 async fn an_accepted_cancellation_missing_from_a_lookup_is_not_run_again() {
     let h = Harness::start(10_000).await;
-    h.server.reply(answered(cancellation("REQUESTED", "c-1", false)));
+    h.server
+        .reply(answered(cancellation("REQUESTED", "c-1", false)));
     let first = h.cancel(2_000, "k-1").await;
     assert!(matches!(first, Ok(CancelOutcome::Pending(_))), "{first:?}");
     // The lookups lag: c-1 is not listed yet.
@@ -302,7 +316,8 @@ async fn an_accepted_cancellation_missing_from_a_lookup_is_not_run_again() {
     h.past_in_flight();
     h.service.sweep().await.unwrap();
     let after_sweep = h.status_by_key("k-1").await;
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-2", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-2", true)));
     let _ = h.cancel(2_000, "k-1").await;
     assert_eq!(
         h.server.posts(),
@@ -319,7 +334,8 @@ async fn an_accepted_cancellation_missing_from_a_lookup_is_not_run_again() {
 #[tokio::test]
 async fn a_succeeded_cancellation_without_cancelled_at_is_credited() {
     let h = Harness::start(10_000).await;
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-a", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-a", true)));
     let a = h.cancel(1_000, "k-a").await;
     assert!(matches!(a, Ok(CancelOutcome::Refunded(_))), "{a:?}");
     // B applies, but the answer never comes back in time.
@@ -334,7 +350,8 @@ async fn a_succeeded_cancellation_without_cancelled_at_is_credited() {
     h.past_in_flight();
     h.service.sweep().await.unwrap();
     let after_sweep = h.status_by_key("k-b").await;
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-b2", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-b2", true)));
     let _ = h.cancel(1_000, "k-b").await;
     assert_eq!(
         h.server.posts(),
@@ -349,7 +366,8 @@ async fn a_succeeded_cancellation_without_cancelled_at_is_credited() {
 #[tokio::test]
 async fn control_a_succeeded_cancellation_with_cancelled_at_is_credited() {
     let h = Harness::start(10_000).await;
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-a", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-a", true)));
     let a = h.cancel(1_000, "k-a").await;
     assert!(matches!(a, Ok(CancelOutcome::Refunded(_))), "{a:?}");
     h.server.reply(Reply {
@@ -372,7 +390,8 @@ async fn control_a_succeeded_cancellation_with_cancelled_at_is_credited() {
 #[tokio::test]
 async fn control_a_listed_requested_cancellation_stays_pending() {
     let h = Harness::start(10_000).await;
-    h.server.reply(answered(cancellation("REQUESTED", "c-1", false)));
+    h.server
+        .reply(answered(cancellation("REQUESTED", "c-1", false)));
     let first = h.cancel(2_000, "k-1").await;
     assert!(matches!(first, Ok(CancelOutcome::Pending(_))), "{first:?}");
     h.past_in_flight();
@@ -390,7 +409,8 @@ async fn control_a_listed_requested_cancellation_stays_pending() {
 async fn a_succeeded_answer_is_credited_by_its_id_when_the_read_back_lags() {
     let h = Harness::start(10_000).await;
     h.server.hide("c-1");
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-1", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-1", true)));
     let first = h.cancel(2_000, "k-1").await;
     let status = h.status_by_key("k-1").await;
     assert_ne!(status, RefundStatus::NeedsReview, "answer: {first:?}");
@@ -399,8 +419,18 @@ async fn a_succeeded_answer_is_credited_by_its_id_when_the_read_back_lags() {
     h.past_in_flight();
     h.service.sweep().await.unwrap();
     use refund_core::PaymentStore;
-    let refund = h.store.refund_by_idempotency_key("k-1").await.unwrap().unwrap();
-    assert_eq!(refund.state.cancellation_id(), Some("c-1"), "{:?}", refund.state);
+    let refund = h
+        .store
+        .refund_by_idempotency_key("k-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        refund.state.cancellation_id(),
+        Some("c-1"),
+        "{:?}",
+        refund.state
+    );
 }
 
 /// The cancel's answer is lost (timeout) and PortOne lists the cancellation
@@ -428,7 +458,8 @@ async fn a_requested_cancellation_with_a_rewritten_reason_blocks_a_new_refund() 
     h.past_in_flight();
     h.service.sweep().await.unwrap();
     let after_sweep = h.status_by_key("k-1").await;
-    h.server.reply(answered(cancellation("SUCCEEDED", "c-2", true)));
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-2", true)));
     let second = h.cancel(2_000, "k-2").await;
     assert_eq!(
         h.server.posts(),
