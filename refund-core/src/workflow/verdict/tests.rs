@@ -888,3 +888,54 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_requested_cancellation_of_its_amount_that_does_not_name_it_proves_nothing() {
+    // The refund got no answer (no id known); PortOne lists a cancellation
+    // of exactly its amount still being processed, under a reason the PG
+    // rewrote. As with a completed entry of its amount that does not name
+    // it, neither "applied" nor "changed nothing" is proven: it must not be
+    // judged not applied (the payment would take a new refund beside it).
+    let in_flight = with_requested(after_base(&[]), &[(2_000, "rewritten by the PG", Some("c-x"))]);
+    let refund = accepted(1_000, 2_000, None);
+    for evidence in [
+        lookup(&in_flight),
+        Evidence::Lookup {
+            payment: Some(&in_flight),
+            answered: true,
+        },
+    ] {
+        let verdict = decide(&refund, evidence, hours_later());
+        assert_ne!(
+            failure_kind(&verdict),
+            Some(FailureKind::NotApplied),
+            "{evidence:?}"
+        );
+    }
+}
+
+#[test]
+fn its_named_entry_is_credited_when_the_gateway_lists_the_same_second_newest_first() {
+    // Refund A (1,000) and this refund (1,000) applied within the same
+    // second; the gateway lists its cancellations newest first. Entry
+    // cxl-1 is A's (claimed); cxl-0, with this refund's reason, is its own.
+    let after = payment(
+        10_000,
+        &[(1_000, NAMED, BEGAN + 1_000), (1_000, "earlier (rf_a)", BEGAN + 1_000)],
+    );
+    let claimed = ["cxl-1"];
+    let context = Context {
+        claimed: &claimed,
+        ..old()
+    };
+    // Judged not applied, a retry of it would be proven free to run again.
+    let mut not_applied = accepted(1_000, 1_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
+    assert_ne!(
+        super::rerun_proof(&not_applied, &after, &claimed),
+        super::RerunProof::NothingMoved,
+        "a rerun would refund it a second time"
+    );
+    let verdict = decide(&accepted(1_000, 1_000, None), lookup(&after), context);
+    assert_eq!(verdict, succeeded_with("cxl-0"));
+}
