@@ -118,13 +118,23 @@ impl RefusalMeaning {
 ///
 /// The two cases decide money differently, so they are typed: a payment
 /// afterwards can credit the refund at once; a cancellation taken under an
-/// id (PortOne V2's asynchronous `REQUESTED` cancels, or a `SUCCEEDED` one
-/// whose payment could not be read back) keeps the refund pending with that
-/// id until a lookup of the payment shows the cancellation's outcome.
+/// id (PortOne V2's asynchronous `REQUESTED` cancels, one in a status the
+/// client does not know, or a `SUCCEEDED` one whose payment could not be
+/// read back) keeps the refund pending with that id until a lookup of the
+/// payment shows the cancellation's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelReceipt {
-    /// The cancel applied: the payment afterwards (i'mport V1 always).
-    Applied(Payment),
+    /// The cancel applied: the payment read afterwards.
+    Applied {
+        /// The payment afterwards.
+        payment: Payment,
+        /// The gateway's id of the cancellation the answer reported
+        /// (PortOne V2); `None` where the answer names none (i'mport V1).
+        /// With an id, the refund is credited by the entry with that id
+        /// alone: a payment that does not list it yet (a lagging read)
+        /// keeps the refund pending under it.
+        cancellation_id: Option<String>,
+    },
     /// The gateway took the cancel under this id; its outcome is read from
     /// the payment later (its `cancellations`, a webhook, the sweep).
     Accepted {

@@ -331,10 +331,14 @@ impl PortOneClient {
         match answer.cancellation.status() {
             CancellationStatus::Succeeded => {
                 // The cancel applied: read the payment back for its numbers.
-                // If that fails, the cancel still applied: it is accepted
-                // under its id and a later lookup credits it.
+                // The answer's id credits the refund; if the read-back fails
+                // (or does not list it yet), the cancel still applied under
+                // that id and a later lookup credits it.
                 match self.get_payment(&command.merchant_uid).await {
-                    Ok(Some(payment)) => Ok(CancelReceipt::Applied(payment)),
+                    Ok(Some(payment)) => Ok(CancelReceipt::Applied {
+                        payment,
+                        cancellation_id: Some(cancellation_id),
+                    }),
                     Ok(None) | Err(_) => {
                         tracing::warn!(
                             "the cancel succeeded but the payment could not be read back"
@@ -343,14 +347,16 @@ impl PortOneClient {
                     }
                 }
             }
-            CancellationStatus::Requested => Ok(CancelReceipt::Accepted { cancellation_id }),
+            // A status this client does not know is not "nothing happened":
+            // PortOne took the cancel under this id, and its outcome is read
+            // from the payment later, as for a requested one.
+            CancellationStatus::Requested | CancellationStatus::Unknown => {
+                Ok(CancelReceipt::Accepted { cancellation_id })
+            }
             CancellationStatus::Failed => Err(GatewayError::Rejected {
                 code: Some(CANCELLATION_FAILED.to_owned()),
                 message: "PortOne reported the cancellation as failed".to_owned(),
             }),
-            CancellationStatus::Unknown => Err(GatewayError::Garbled(
-                "a cancellation status this client does not know".into(),
-            )),
         }
     }
 }

@@ -143,6 +143,7 @@ pub fn paid_payment(merchant_uid: &str, amount: i64, currency: Currency) -> Paym
         paid_at: 1_764_000_000,
         cancel_history: Vec::new(),
         requested_cancels: Vec::new(),
+        failed_cancels: Vec::new(),
     }
 }
 
