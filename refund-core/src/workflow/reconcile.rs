@@ -180,7 +180,7 @@ impl RefundService {
     /// refund under on its pending journal row (the strongest evidence
     /// later). If that write fails the refund is still pending and its
     /// reason still names it, so it is only logged.
-    pub(super) async fn note_accepted(
+    async fn note_accepted(
         &self,
         refund: &Refund,
         cancellation_id: &str,
