@@ -72,12 +72,16 @@ pub enum GatewayError {
     #[error("gateway unreachable")]
     Unreachable(#[source] BoxError),
     /// The gateway answered a cancel, but not with a usable result (an
-    /// HTTP 5xx, an unreadable body). It is no longer working on the
-    /// request, which it may or may not have applied: one lookup tells.
+    /// HTTP 5xx of its own, an unreadable body). It is no longer working on
+    /// the request, which it may or may not have applied: one lookup tells.
+    /// (PortOne V2: only a 5xx with a typed PortOne error body is PortOne's
+    /// own; an untyped one came from a proxy in front of it and is
+    /// [`GatewayError::Unknown`].)
     #[error("gateway answered without a usable result")]
     Garbled(#[source] BoxError),
     /// The request may have arrived but no answer came back (timeout after
-    /// sending, connection reset): it may still be in flight.
+    /// sending, connection reset, a 504 or a proxy's 5xx): it may still be
+    /// in flight.
     #[error("gateway outcome unknown")]
     Unknown(#[source] BoxError),
     /// A read-only call got an answer we cannot understand.
