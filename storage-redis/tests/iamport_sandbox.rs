@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use iamport_sandbox::{Currency, NewPayment, Sandbox, SandboxConfig};
 use refund_core::{
-    IamportClient, IamportConfig, IamportCredentials, MemoryTokenCache, PaymentGateway, TokenCache,
+    IamportClient, IamportConfig, IamportCredentials, MemoryTokenCache, PaymentGateway, PaymentRef,
+    TokenCache,
 };
 use tokio::sync::Barrier;
 
@@ -132,7 +133,12 @@ impl Cluster {
                 let imp_uid = self.imp_uid.clone();
                 tokio::spawn(async move {
                     start.wait().await;
-                    client.payment(&imp_uid).await
+                    client
+                        .payment(PaymentRef {
+                            imp_uid: &imp_uid,
+                            merchant_uid: "",
+                        })
+                        .await
                 })
             })
             .collect();
