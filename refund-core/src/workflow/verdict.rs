@@ -8,15 +8,17 @@
 //!
 //! The rules (DESIGN.md, "Reconciliation decides from evidence"):
 //! - a refund is credited only by evidence that names it: its own success
-//!   answer, or a gateway cancel entry with its amount and reason (the
-//!   reason sent names the refund's id), after the entries its base already
-//!   counted, not dated before it, and not credited to another refund.
-//!   Totals alone never credit it;
+//!   answer, or a gateway cancel entry of its amount not credited to another
+//!   refund whose reason names the refund's id (the reason sent always
+//!   does), at any position and date; for reasons from before they named
+//!   the refund, one with its reason, after the entries its base already
+//!   counted and not dated before it. Totals alone never credit it;
 //! - while the refund may still be on the wire (no answer yet, younger than
 //!   the in-flight bound on the store's clock) only a crediting entry
 //!   settles it;
-//! - once it cannot be on the wire, no entry of its amount means it never
-//!   applied (`failed`, kind `not_applied`: its key may run it again). What
+//! - once it cannot be on the wire, no entry of its amount (and no
+//!   cancellation of its amount still in progress) means it never applied
+//!   (`failed`, kind `not_applied`: its key may run it again). What
 //!   cannot be explained goes to review: history that does not add up, a
 //!   payment the gateway forgot, or an unclaimed entry of exactly its amount
 //!   that does not name it (it could be ours with a reason the PG changed,
