@@ -552,29 +552,37 @@ async fn a_failed_asynchronous_cancel_frees_the_payment_once_reported() {
     v2.stop().await;
 }
 
+/// The sandbox's 5xx faults answer in plain text, as a proxy or CDN in
+/// front of PortOne would: that is no answer from PortOne (it may still be
+/// working on the cancel), so the refund stays pending (202) until it can
+/// no longer be in flight; then the sweep credits the one that applied and
+/// frees the payment of the one that did not, for the same key to run again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_5xx_after_the_commit_is_credited_and_one_before_frees_the_payment_at_once() {
+async fn an_untyped_5xx_is_no_answer_and_the_sweep_settles_it() {
     let v2 = V2::start().await;
     let payment = v2.seed_krw(10_000).await;
     let body = |amount: i64| json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": amount});
     v2.sandbox
         .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
-    let committed = v2.cancel(body(2000), None).await;
-    assert_eq!(
-        committed.ok()["cancel_amount"],
-        2000,
-        "one lookup proved it applied"
-    );
-    assert_eq!(committed.ok()["refund"]["status"], "succeeded");
+    let committed = v2.cancel(body(2000), Some("click-5xx-after")).await;
+    assert_eq!(committed.status, StatusCode::ACCEPTED, "{}", committed.json);
+    v2.clock.advance(Duration::from_secs(3600));
+    v2.service.sweep().await.unwrap();
+    let replay = v2.cancel(body(2000), Some("click-5xx-after")).await;
+    assert_eq!(replay.ok()["refund"]["status"], "succeeded");
+    assert_eq!(replay.ok()["cancel_amount"], 2000);
     v2.sandbox
         .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
     let refused = v2.cancel(body(3000), Some("click-5xx")).await;
-    refused.assert_error(502, "gateway_error");
+    assert_eq!(refused.status, StatusCode::ACCEPTED, "{}", refused.json);
     assert_eq!(v2.gateway_cancelled(&payment), 2000);
-    // Refundable again at once, with the same key.
+    v2.clock.advance(Duration::from_secs(3600));
+    v2.service.sweep().await.unwrap();
+    // Proven not applied: the same key runs it again.
     let again = v2.cancel(body(3000), Some("click-5xx")).await;
     assert_eq!(again.ok()["cancel_amount"], 5000);
     assert_eq!(v2.gateway_cancelled(&payment), 5000);
+    assert_eq!(v2.cancels_attempted(), 3);
     v2.stop().await;
 }
 

@@ -93,7 +93,9 @@ pub use refund::{
     CancelRequest, Failure, FailureKind, Refund, RefundAccount, RefundId, RefundState,
     RefundStatus, RequestAmounts, RequestError, Resolution, Review, ValidRequest,
 };
-pub use store::{BoxError, PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
+pub use store::{
+    BoxError, PaymentStore, PendingCursor, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS,
+};
 pub use token::{AccessToken, TokenCache, TokenSource};
 pub use view::{CancelView, PaymentView, RefundView};
 pub use workflow::{

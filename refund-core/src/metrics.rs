@@ -72,7 +72,7 @@ impl GatewayOutcome for Result<Payment, GatewayError> {
 impl GatewayOutcome for Result<CancelReceipt, GatewayError> {
     fn outcome(&self) -> &'static str {
         match self {
-            Ok(CancelReceipt::Applied(_)) => "ok",
+            Ok(CancelReceipt::Applied { .. }) => "ok",
             Ok(CancelReceipt::Accepted { .. }) => "accepted",
             Err(error) => error_kind(error),
         }

@@ -149,12 +149,18 @@ pub struct Payment {
     /// Every cancellation, oldest first.
     pub cancel_history: Vec<CancelEntry>,
     /// Cancellations the gateway has taken but not finished (PortOne V2
-    /// `REQUESTED` ones; `cancelled_at` is when they were requested). Not
-    /// counted in `cancel_amount`. Only ever filled from a gateway answer,
-    /// for the verdict to see a refund still in flight: stores need not
-    /// keep it (a stored payment may come back with it empty), and i'mport
-    /// V1 has none.
+    /// `REQUESTED` ones, and ones in a status this client does not know:
+    /// either may still apply; `cancelled_at` is when they were requested).
+    /// Not counted in `cancel_amount`. Only ever filled from a gateway
+    /// answer, for the verdict to see a refund still in flight: stores need
+    /// not keep it (a stored payment may come back with it empty), and
+    /// i'mport V1 has none.
     pub requested_cancels: Vec<CancelEntry>,
+    /// Cancellations the gateway reports as failed (PortOne V2 `FAILED`):
+    /// they moved no money and are not counted in `cancel_amount`, but a
+    /// refund accepted under one of their ids is proven not applied by it
+    /// alone. Filled from gateway answers only, like `requested_cancels`.
+    pub failed_cancels: Vec<CancelEntry>,
 }
 
 impl Payment {

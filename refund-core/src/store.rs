@@ -94,6 +94,36 @@ impl Settlement {
     }
 }
 
+/// Where a listing of stale pending refunds resumes: just after one refund,
+/// in the listing's order (`created_at_ms`, then id). The sweep pages with
+/// it, so refunds that stay pending for long (an asynchronous cancel still
+/// in progress) cannot keep newer ones out of its batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingCursor {
+    created_at_ms: i64,
+    id: RefundId,
+}
+
+impl PendingCursor {
+    /// The position just after `refund`.
+    pub fn after(refund: &Refund) -> Self {
+        PendingCursor {
+            created_at_ms: refund.created_at_ms,
+            id: refund.id.clone(),
+        }
+    }
+
+    /// The `created_at_ms` of the refund it follows.
+    pub fn created_at_ms(&self) -> i64 {
+        self.created_at_ms
+    }
+
+    /// The id of the refund it follows.
+    pub fn id(&self) -> &RefundId {
+        &self.id
+    }
+}
+
 /// Where the merchant's payments and the refund journal live.
 ///
 /// # Contract
@@ -265,11 +295,13 @@ pub trait PaymentStore: Send + Sync + 'static {
     ) -> Result<RefundPage, StoreError>;
 
     /// Up to `limit` pending refunds that began more than `older_than` ago
-    /// on the store's clock, oldest first: the work list of the
-    /// reconciliation sweep.
+    /// on the store's clock, oldest first (by `created_at_ms`, then id):
+    /// the work list of the reconciliation sweep. With `after`, only those
+    /// that come after it in that order (the next page).
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,
+        after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError>;
 

@@ -335,6 +335,7 @@ impl PaymentFields {
                 .collect(),
             // Not stored: only ever read from the gateway's own answers.
             requested_cancels: Vec::new(),
+            failed_cancels: Vec::new(),
         })
     }
 }

@@ -22,9 +22,9 @@ use mongodb::options::{
 };
 use mongodb::{Client, Collection, Database, IndexModel};
 use refund_core::{
-    capped_limit, Actor, Amount, Payment, PaymentStore, Refund, RefundCursor, RefundFilter,
-    RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
-    SETTLEMENT_RECENT_REFUNDS,
+    capped_limit, Actor, Amount, Payment, PaymentStore, PendingCursor, Refund, RefundCursor,
+    RefundFilter, RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError,
+    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 
 use crate::document::{
@@ -793,6 +793,7 @@ impl PaymentStore for MongoPaymentStore {
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,
+        after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
         if limit == 0 {
@@ -812,6 +813,17 @@ impl PaymentStore for MongoPaymentStore {
             doc! { "$match": {
                 "refunds.status": "pending",
                 "$expr": { "$lt": ["$refunds.created_at_ms", cutoff] },
+            } },
+            // The next page: after the cursor in the listing's order.
+            doc! { "$match": match after {
+                None => doc! {},
+                Some(cursor) => doc! { "$or": [
+                    { "refunds.created_at_ms": { "$gt": cursor.created_at_ms() } },
+                    {
+                        "refunds.created_at_ms": cursor.created_at_ms(),
+                        "refunds.id": { "$gt": cursor.id().as_str() },
+                    },
+                ] },
             } },
             doc! { "$sort": { "refunds.created_at_ms": 1, "refunds.id": 1 } },
             doc! { "$limit": i64::from(limit) },

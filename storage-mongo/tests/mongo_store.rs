@@ -574,7 +574,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
     // The legacy pending refund is old on the server's clock: the sweep
     // lists it (this database holds nothing else pending).
     let stale = store
-        .stale_pending_refunds(std::time::Duration::from_secs(60), 10)
+        .stale_pending_refunds(std::time::Duration::from_secs(60), None, 10)
         .await
         .unwrap();
     assert_eq!(

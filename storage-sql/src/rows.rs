@@ -150,6 +150,7 @@ fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPaymen
             cancel_history: parse_cancel_history(&columns.text("cancel_history")?)?,
             // Not stored: only ever read from the gateway's own answers.
             requested_cancels: Vec::new(),
+            failed_cancels: Vec::new(),
         },
         pending_refund: columns
             .opt_text("pending_refund_id")?

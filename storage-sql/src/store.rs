@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    capped_limit, Actor, Payment, PaymentStore, Refund, RefundCursor, RefundFilter, RefundId,
-    RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
+    capped_limit, Actor, Payment, PaymentStore, PendingCursor, Refund, RefundCursor, RefundFilter,
+    RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
     SETTLEMENT_RECENT_REFUNDS,
 };
 use sqlx::pool::PoolConnection;
@@ -742,12 +742,22 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,
+        after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
         let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        // No cursor: from before every refund (no id is below the empty one).
+        let (after_ms, after_id) =
+            after.map_or((i64::MIN, ""), |c| (c.created_at_ms(), c.id().as_str()));
         self.read(
             &DB::statements().stale_pending,
-            &[Param::Int(older_than_ms), Param::Int(i64::from(limit))],
+            &[
+                Param::Int(older_than_ms),
+                Param::Int(after_ms),
+                Param::Int(after_ms),
+                Param::Text(after_id),
+                Param::Int(i64::from(limit)),
+            ],
             rows::refund::<DB>,
         )
         .await

@@ -284,7 +284,10 @@ impl PaymentGateway for IamportClient {
             // happened; the gateway is done with it, so a lookup tells.
             read_payment(response, GatewayError::Garbled)
                 .await
-                .map(CancelReceipt::Applied)
+                .map(|payment| CancelReceipt::Applied {
+                    payment,
+                    cancellation_id: None,
+                })
         };
         let call = async {
             tokio::time::timeout(self.cancel_budget(), call)

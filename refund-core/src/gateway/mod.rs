@@ -72,12 +72,16 @@ pub enum GatewayError {
     #[error("gateway unreachable")]
     Unreachable(#[source] BoxError),
     /// The gateway answered a cancel, but not with a usable result (an
-    /// HTTP 5xx, an unreadable body). It is no longer working on the
-    /// request, which it may or may not have applied: one lookup tells.
+    /// HTTP 5xx of its own, an unreadable body). It is no longer working on
+    /// the request, which it may or may not have applied: one lookup tells.
+    /// (PortOne V2: only a 5xx with a typed PortOne error body is PortOne's
+    /// own; an untyped one came from a proxy in front of it and is
+    /// [`GatewayError::Unknown`].)
     #[error("gateway answered without a usable result")]
     Garbled(#[source] BoxError),
     /// The request may have arrived but no answer came back (timeout after
-    /// sending, connection reset): it may still be in flight.
+    /// sending, connection reset, a 504 or a proxy's 5xx): it may still be
+    /// in flight.
     #[error("gateway outcome unknown")]
     Unknown(#[source] BoxError),
     /// A read-only call got an answer we cannot understand.
@@ -118,13 +122,23 @@ impl RefusalMeaning {
 ///
 /// The two cases decide money differently, so they are typed: a payment
 /// afterwards can credit the refund at once; a cancellation taken under an
-/// id (PortOne V2's asynchronous `REQUESTED` cancels, or a `SUCCEEDED` one
-/// whose payment could not be read back) keeps the refund pending with that
-/// id until a lookup of the payment shows the cancellation's outcome.
+/// id (PortOne V2's asynchronous `REQUESTED` cancels, one in a status the
+/// client does not know, or a `SUCCEEDED` one whose payment could not be
+/// read back) keeps the refund pending with that id until a lookup of the
+/// payment shows the cancellation's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CancelReceipt {
-    /// The cancel applied: the payment afterwards (i'mport V1 always).
-    Applied(Payment),
+    /// The cancel applied: the payment read afterwards.
+    Applied {
+        /// The payment afterwards.
+        payment: Payment,
+        /// The gateway's id of the cancellation the answer reported
+        /// (PortOne V2); `None` where the answer names none (i'mport V1).
+        /// With an id, the refund is credited by the entry with that id
+        /// alone: a payment that does not list it yet (a lagging read)
+        /// keeps the refund pending under it.
+        cancellation_id: Option<String>,
+    },
     /// The gateway took the cancel under this id; its outcome is read from
     /// the payment later (its `cancellations`, a webhook, the sweep).
     Accepted {

@@ -331,10 +331,14 @@ impl PortOneClient {
         match answer.cancellation.status() {
             CancellationStatus::Succeeded => {
                 // The cancel applied: read the payment back for its numbers.
-                // If that fails, the cancel still applied: it is accepted
-                // under its id and a later lookup credits it.
+                // The answer's id credits the refund; if the read-back fails
+                // (or does not list it yet), the cancel still applied under
+                // that id and a later lookup credits it.
                 match self.get_payment(&command.merchant_uid).await {
-                    Ok(Some(payment)) => Ok(CancelReceipt::Applied(payment)),
+                    Ok(Some(payment)) => Ok(CancelReceipt::Applied {
+                        payment,
+                        cancellation_id: Some(cancellation_id),
+                    }),
                     Ok(None) | Err(_) => {
                         tracing::warn!(
                             "the cancel succeeded but the payment could not be read back"
@@ -343,14 +347,16 @@ impl PortOneClient {
                     }
                 }
             }
-            CancellationStatus::Requested => Ok(CancelReceipt::Accepted { cancellation_id }),
+            // A status this client does not know is not "nothing happened":
+            // PortOne took the cancel under this id, and its outcome is read
+            // from the payment later, as for a requested one.
+            CancellationStatus::Requested | CancellationStatus::Unknown => {
+                Ok(CancelReceipt::Accepted { cancellation_id })
+            }
             CancellationStatus::Failed => Err(GatewayError::Rejected {
                 code: Some(CANCELLATION_FAILED.to_owned()),
                 message: "PortOne reported the cancellation as failed".to_owned(),
             }),
-            CancellationStatus::Unknown => Err(GatewayError::Garbled(
-                "a cancellation status this client does not know".into(),
-            )),
         }
     }
 }
@@ -441,8 +447,10 @@ fn classify(error: reqwest::Error) -> GatewayError {
 
 /// The body of an answer, after the statuses that say nothing was decided:
 /// 504 (a proxy gave up waiting: PortOne may still be working, in effect no
-/// answer) and 5xx other than 502 (PortOne answered: it is done with the
-/// request). 502 carries `PG_PROVIDER`, read by [`refusal`].
+/// answer), and any other 5xx without a typed PortOne error body (a proxy or
+/// CDN in front of PortOne answered, not PortOne: see [`proxy_answer`]). A
+/// typed 5xx is PortOne's own answer: 502 `PG_PROVIDER` is read by
+/// [`refusal`], others are answers without a usable result.
 async fn read_body(
     response: Response,
     garbled: fn(BoxError) -> GatewayError,
@@ -451,14 +459,30 @@ async fn read_body(
     if status == StatusCode::GATEWAY_TIMEOUT {
         return Err(GatewayError::Unknown(format!("HTTP {status}").into()));
     }
-    if status.is_server_error() && status != StatusCode::BAD_GATEWAY {
+    let body = response.bytes().await.map(|b| b.to_vec());
+    if !status.is_server_error() {
+        return body.map_err(|e| garbled(e.into()));
+    }
+    let body = body.map_err(|e| GatewayError::Unknown(e.into()))?;
+    if let Some(error) = proxy_answer(status, &body) {
+        return Err(error);
+    }
+    if status != StatusCode::BAD_GATEWAY {
         return Err(GatewayError::Garbled(format!("HTTP {status}").into()));
     }
-    response
-        .bytes()
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| garbled(e.into()))
+    Ok(body)
+}
+
+/// A 5xx whose body is not a typed PortOne error (`{"type": ...}`) came
+/// from something in front of PortOne (a proxy, a CDN, a load balancer):
+/// it says nothing of whether PortOne received the request or is still
+/// working on it, so it is no answer ([`GatewayError::Unknown`]), like a
+/// 504. `None` for a typed body.
+fn proxy_answer(status: StatusCode, body: &[u8]) -> Option<GatewayError> {
+    let typed = serde_json::from_slice::<ErrorBody>(body).is_ok();
+    (status.is_server_error() && !typed).then(|| {
+        GatewayError::Unknown(format!("HTTP {status} without a PortOne error body").into())
+    })
 }
 
 /// A non-200 answer: a typed V2 error is a definite refusal, its `type` the
@@ -534,11 +558,27 @@ mod tests {
             refusal(StatusCode::BAD_REQUEST, b"<html>"),
             GatewayError::Rejected { code: None, .. }
         ));
-        // A 502 that is not PortOne's typed PG error says nothing definite.
+        // A typed 502 that is not PortOne's PG error says nothing definite.
         assert!(matches!(
-            refusal(StatusCode::BAD_GATEWAY, b"upstream down"),
+            refusal(StatusCode::BAD_GATEWAY, br#"{"type":"SOMETHING_NEW"}"#),
             GatewayError::Garbled(_)
         ));
+    }
+
+    #[test]
+    fn an_untyped_5xx_is_a_proxy_answer_not_portones() {
+        for status in [500, 502, 503, 520, 522, 524] {
+            let status = StatusCode::from_u16(status).unwrap();
+            for body in [&b"upstream down"[..], b"", b"<html>502</html>", b"{}"] {
+                assert!(
+                    matches!(proxy_answer(status, body), Some(GatewayError::Unknown(_))),
+                    "{status} {body:?}"
+                );
+            }
+            let typed = br#"{"type":"PG_PROVIDER","message":"x"}"#;
+            assert!(proxy_answer(status, typed).is_none(), "{status}");
+        }
+        assert!(proxy_answer(StatusCode::BAD_REQUEST, b"<html>").is_none());
     }
 
     #[test]

@@ -152,7 +152,14 @@ impl CancellationBody {
         }
     }
 
-    fn into_entry(self, at: Option<&str>) -> Result<CancelEntry, String> {
+    /// The entry, dated by `cancelledAt` when `completed` and it is given,
+    /// else by `requestedAt` (the schema makes `cancelledAt` optional even
+    /// on a succeeded cancellation; the request came just before it).
+    fn into_entry(self, completed: bool) -> Result<CancelEntry, String> {
+        let at = match (completed, &self.cancelled_at) {
+            (true, Some(at)) => Some(at.as_str()),
+            _ => self.requested_at.as_deref(),
+        };
         Ok(CancelEntry {
             pg_tid: self.pg_cancellation_id.map(storable),
             amount: Amount::from_minor(self.total_amount),
@@ -167,8 +174,10 @@ impl CancellationBody {
 impl PaymentBody {
     /// Converts to the domain payment: `paymentId` is our `merchant_uid`,
     /// `transactionId` our `imp_uid`; succeeded cancellations are the
-    /// history, requested ones the cancels still in flight, failed ones
-    /// (which moved no money) are left out.
+    /// history, requested ones and ones in a status this client does not
+    /// know the cancels still in flight (either may yet apply), failed ones
+    /// (which moved no money) the failed list. None is dropped: each is
+    /// evidence about the refund it belongs to.
     pub(super) fn into_payment(self) -> Result<Payment, String> {
         let currency: Currency = self
             .currency
@@ -176,20 +185,18 @@ impl PaymentBody {
             .map_err(|e| format!("currency: {e}"))?;
         let mut cancel_history = Vec::new();
         let mut requested_cancels = Vec::new();
+        let mut failed_cancels = Vec::new();
         for cancellation in self.cancellations {
             match cancellation.status() {
                 CancellationStatus::Succeeded => {
-                    let at = cancellation.cancelled_at.clone();
-                    cancel_history.push(cancellation.into_entry(at.as_deref())?);
+                    cancel_history.push(cancellation.into_entry(true)?);
                 }
-                CancellationStatus::Requested => {
-                    let at = cancellation.requested_at.clone();
-                    requested_cancels.push(cancellation.into_entry(at.as_deref())?);
+                CancellationStatus::Requested | CancellationStatus::Unknown => {
+                    requested_cancels.push(cancellation.into_entry(false)?);
                 }
-                // A failed cancellation moved no money; one we cannot read
-                // is not counted by the gateway's total either way, and the
-                // total decides.
-                CancellationStatus::Failed | CancellationStatus::Unknown => {}
+                CancellationStatus::Failed => {
+                    failed_cancels.push(cancellation.into_entry(false)?);
+                }
             }
         }
         Ok(Payment {
@@ -208,6 +215,7 @@ impl PaymentBody {
                 .unwrap_or(0),
             cancel_history,
             requested_cancels,
+            failed_cancels,
         })
     }
 }
@@ -308,12 +316,30 @@ mod tests {
         assert_eq!(entry.cancelled_at, 1_767_294_000);
         assert_eq!(entry.reason.as_deref(), Some("size (rf_1)"));
         assert_eq!(entry.receipt_url.as_deref(), Some("https://r/1"));
-        assert_eq!(payment.requested_cancels.len(), 1);
-        assert_eq!(
-            payment.requested_cancels[0].cancellation_id.as_deref(),
-            Some("c-2")
-        );
+        // The requested one and the one in an unknown status may yet apply.
+        let in_flight: Vec<_> = payment
+            .requested_cancels
+            .iter()
+            .map(|c| c.cancellation_id.as_deref())
+            .collect();
+        assert_eq!(in_flight, [Some("c-2"), Some("c-4")]);
         assert_eq!(payment.requested_cancels[0].cancelled_at, 1_767_330_000);
+        assert_eq!(payment.failed_cancels.len(), 1);
+        assert_eq!(
+            payment.failed_cancels[0].cancellation_id.as_deref(),
+            Some("c-3")
+        );
+        assert_eq!(payment.failed_cancels[0].amount, Amount::from_minor(500));
+    }
+
+    #[test]
+    fn a_succeeded_cancellation_without_cancelled_at_is_dated_by_its_request() {
+        let json = r#"{"status": "PARTIAL_CANCELLED", "id": "o", "transactionId": "t",
+            "amount": {"total": 1000, "cancelled": 100}, "currency": "KRW",
+            "cancellations": [{"status": "SUCCEEDED", "id": "c-1", "totalAmount": 100,
+                "reason": "r", "requestedAt": "2026-01-02T05:00:00Z"}]}"#;
+        let payment = payment(json);
+        assert_eq!(payment.cancel_history[0].cancelled_at, 1_767_330_000);
     }
 
     #[test]
@@ -354,6 +380,7 @@ mod tests {
         assert_eq!(payment.amount, Amount::from_minor(150));
         assert_eq!(payment.pay_method, PayMethod::Vbank);
         assert!(payment.cancel_history.is_empty() && payment.requested_cancels.is_empty());
+        assert!(payment.failed_cancels.is_empty());
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl PaymentAnnotation {
             cancel_history,
             // i'mport V1 applies cancels synchronously.
             requested_cancels: Vec::new(),
+            failed_cancels: Vec::new(),
         })
     }
 }

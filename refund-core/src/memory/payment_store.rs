@@ -9,7 +9,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::listing::{capped_limit, RefundCursor, RefundFilter, RefundPage};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState, RefundStatus, Resolution};
-use crate::store::{PaymentStore, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS};
+use crate::store::{
+    PaymentStore, PendingCursor, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS,
+};
 
 /// Payments and the refund journal in this process's memory.
 ///
@@ -320,15 +322,20 @@ impl PaymentStore for MemoryPaymentStore {
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,
+        after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
         let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
         let created_before_ms = self.clock.now_ms().saturating_sub(older_than_ms);
+        let follows = |r: &Refund| {
+            after.is_none_or(|c| (r.created_at_ms, &r.id) > (c.created_at_ms(), c.id()))
+        };
         let mut pending: Vec<Refund> = self
             .state()
             .refunds
             .values()
             .filter(|r| r.status() == RefundStatus::Pending && r.created_at_ms < created_before_ms)
+            .filter(|r| follows(r))
             .cloned()
             .collect();
         pending.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));

@@ -495,6 +495,75 @@ pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
     assert_eq!(stored.pending_refund, None);
 }
 
+/// The sweep pages through its work list: after a cursor, only the refunds
+/// that come after it (by `created_at_ms`, then id), each once, even when
+/// several began in the same millisecond.
+pub async fn stale_pending_refunds_page_after_a_cursor(store: Store) {
+    let mut ours = Vec::new();
+    for i in 0..5 {
+        let payment = paid_payment(&unique(&format!("page-{i}")), 1_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        let refund = pending_refund(&payment, 100, None);
+        store.begin_refund(&refund).await.unwrap();
+        ours.push(store.refund(&refund.id).await.unwrap().unwrap().id);
+        if i % 2 == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+    }
+    // All of them older than the store's now.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let all = store
+        .stale_pending_refunds(std::time::Duration::ZERO, None, 10_000)
+        .await
+        .unwrap();
+    let order: Vec<(i64, RefundId)> = all
+        .iter()
+        .map(|r| (r.created_at_ms, r.id.clone()))
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "ordered by time, then id"
+    );
+    // Page by two from the start: every refund once, in the same order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<crate::store::PendingCursor> = None;
+    loop {
+        let page = store
+            .stale_pending_refunds(std::time::Duration::ZERO, cursor.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        cursor = Some(crate::store::PendingCursor::after(last));
+        paged.extend(page.into_iter().map(|r| r.id));
+        assert!(paged.len() <= all.len() + 100_000, "paging never ends");
+    }
+    let ours_in = |ids: &[RefundId]| -> Vec<RefundId> {
+        ids.iter().filter(|id| ours.contains(id)).cloned().collect()
+    };
+    let listed: Vec<RefundId> = all.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ours_in(&paged), ours_in(&listed));
+    assert_eq!(ours_in(&paged).len(), ours.len());
+    // After one of ours: only what follows it.
+    let second = all.iter().find(|r| r.id == ours_in(&listed)[1]).unwrap();
+    let rest = store
+        .stale_pending_refunds(
+            std::time::Duration::ZERO,
+            Some(&crate::store::PendingCursor::after(second)),
+            10_000,
+        )
+        .await
+        .unwrap();
+    let rest_ids: Vec<RefundId> = rest.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ours_in(&rest_ids), ours_in(&listed)[2..].to_vec());
+    assert!(rest
+        .iter()
+        .all(|r| (r.created_at_ms, &r.id) > (second.created_at_ms, &second.id)));
+    for id in &ours {
+        store.finish_refund(id, &succeeded(), None).await.unwrap();
+    }
+}
+
 /// The sweep's work list: pending only, older than the cutoff on the
 /// store's clock, oldest first.
 pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
@@ -522,7 +591,7 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
             .collect()
     };
     let all = store
-        .stale_pending_refunds(std::time::Duration::ZERO, 10_000)
+        .stale_pending_refunds(std::time::Duration::ZERO, None, 10_000)
         .await
         .unwrap();
     assert!(
@@ -537,12 +606,12 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
     );
     // Younger than the cutoff (an hour) on the store's clock: not listed.
     let young = store
-        .stale_pending_refunds(std::time::Duration::from_secs(3_600), 10_000)
+        .stale_pending_refunds(std::time::Duration::from_secs(3_600), None, 10_000)
         .await
         .unwrap();
     assert!(ours_listed(young).is_empty());
     let limited = store
-        .stale_pending_refunds(std::time::Duration::ZERO, 1)
+        .stale_pending_refunds(std::time::Duration::ZERO, None, 1)
         .await
         .unwrap();
     assert_eq!(limited.len(), 1);

@@ -12,7 +12,7 @@ use crate::actor::Actor;
 use crate::listing::{RefundCursor, RefundFilter, RefundPage};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{Refund, RefundId, RefundState};
-use crate::store::{PaymentStore, Settlement, StoreError};
+use crate::store::{PaymentStore, PendingCursor, Settlement, StoreError};
 
 /// A store operation, to fail on its own or with [`StoreOp::All`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -204,10 +204,13 @@ impl PaymentStore for FaultyStore {
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,
+        after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
         self.check(StoreOp::ReadRefunds)?;
-        self.inner.stale_pending_refunds(older_than, limit).await
+        self.inner
+            .stale_pending_refunds(older_than, after, limit)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -63,6 +63,7 @@ macro_rules! store_conformance_tests {
             a_key_is_taken_once_across_racing_payments,
             concurrent_refunds_never_exceed_the_payment,
             stale_pending_refunds_are_listed_oldest_first,
+            stale_pending_refunds_page_after_a_cursor,
             refunds_round_trip_newest_first,
             hostile_ids_are_stored_and_matched_literally,
             amounts_are_exact_at_the_extremes,
@@ -153,6 +154,7 @@ pub fn paid_payment(merchant_uid: &str, amount: i64, currency: Currency) -> Paym
         paid_at: 1_764_000_000,
         cancel_history: Vec::new(),
         requested_cancels: Vec::new(),
+        failed_cancels: Vec::new(),
     }
 }
 

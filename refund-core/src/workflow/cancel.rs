@@ -350,9 +350,19 @@ impl RefundService {
     ) -> Result<CancelOutcome, RefundError> {
         let pending = || CancelOutcome::Pending(RefundView::new(&refund, payment.currency));
         let judged = match self.gateway.cancel(&command).await {
-            Ok(CancelReceipt::Applied(after)) => {
+            Ok(CancelReceipt::Applied {
+                payment: after,
+                cancellation_id,
+            }) => {
                 let snapshot = (after.imp_uid == refund.imp_uid).then_some(&after);
-                self.settle_answer(&refund, Evidence::Applied(&after), snapshot)
+                let evidence = match cancellation_id.as_deref() {
+                    Some(cancellation_id) => Evidence::AppliedUnder {
+                        after: &after,
+                        cancellation_id,
+                    },
+                    None => Evidence::Applied(&after),
+                };
+                self.settle_answer(&refund, evidence, snapshot)
                     .await
                     .map(|recorded| (recorded, None))
             }
@@ -362,7 +372,10 @@ impl RefundService {
                 // under the gateway's id, which credits it once a lookup
                 // shows that cancellation succeeded (202 meanwhile).
                 tracing::info!(refund_id = %refund.id, "the gateway accepted the refund; it settles when the cancellation completes");
-                self.note_accepted(&refund, &cancellation_id)
+                let evidence = Evidence::Accepted {
+                    cancellation_id: &cancellation_id,
+                };
+                self.settle_answer(&refund, evidence, None)
                     .await
                     .map(|recorded| (recorded, None))
             }
@@ -429,48 +442,6 @@ impl RefundService {
                 Ok(pending())
             }
             other => other,
-        }
-    }
-
-    /// Step 4's asynchronous case: records the id the gateway took the
-    /// refund under on its pending journal row (the strongest evidence
-    /// later). If that write fails the refund is still pending and its
-    /// reason still names it, so it is only logged.
-    async fn note_accepted(
-        &self,
-        refund: &Refund,
-        cancellation_id: &str,
-    ) -> Result<Recorded, RefundError> {
-        match self
-            .store
-            .note_cancellation_id(&refund.id, cancellation_id)
-            .await
-        {
-            Ok(noted) => Ok(Recorded {
-                refund: noted,
-                settlement: None,
-            }),
-            Err(StoreError::NotPending(_)) => self
-                .store
-                .refund(&refund.id)
-                .await?
-                .map(|refund| Recorded {
-                    refund,
-                    settlement: None,
-                })
-                .ok_or_else(|| RefundError::Internal("a pending refund vanished".into())),
-            Err(error) => {
-                tracing::warn!(refund_id = %refund.id, %error, "could not record the gateway's cancellation id; the refund's reason still names it");
-                Ok(Recorded {
-                    refund: Refund {
-                        state: RefundState::Pending {
-                            cancellation_id: Some(cancellation_id.to_owned()),
-                        },
-                        ..refund.clone()
-                    },
-                    settlement: None,
-                })
-            }
         }
     }
 

@@ -7,7 +7,7 @@ mod review;
 mod verdict;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::actor::Actor;
@@ -15,7 +15,7 @@ use crate::error::RefundError;
 use crate::gateway::{PaymentGateway, PaymentRef};
 use crate::payment::{Payment, StoredPayment};
 use crate::refund::{validate_payment_id, RefundStatus};
-use crate::store::PaymentStore;
+use crate::store::{PaymentStore, PendingCursor};
 use crate::view::PaymentView;
 
 pub use cancel::CancelOutcome;
@@ -33,6 +33,10 @@ pub struct RefundService {
     gateway: Arc<dyn PaymentGateway>,
     settle_after: Duration,
     sweep_batch: u32,
+    /// Where the next sweep resumes (after the last refund the previous
+    /// one examined; `None`: from the oldest). Refunds pending for long
+    /// (asynchronous cancels) would otherwise fill every batch.
+    sweep_cursor: Mutex<Option<PendingCursor>>,
 }
 
 impl fmt::Debug for RefundService {
@@ -104,6 +108,7 @@ impl RefundService {
             gateway,
             settle_after,
             sweep_batch: 100,
+            sweep_cursor: Mutex::new(None),
         }
     }
 
@@ -228,14 +233,29 @@ impl RefundService {
     }
 
     /// Reconciles pending refunds older than the settle age (on the store's
-    /// clock), oldest first, one batch. The host runs this periodically
-    /// (see [`Self::run_sweeper`]).
+    /// clock), oldest first, one batch. Each sweep resumes after the last
+    /// refund the previous one examined, and starts from the oldest again
+    /// once it has been through them all: refunds that stay pending for
+    /// long (an asynchronous cancel in progress) never keep newer ones out
+    /// of the batch. The host runs this periodically (see
+    /// [`Self::run_sweeper`]).
     #[tracing::instrument(skip(self), fields(actor = Actor::SWEEP))]
     pub async fn sweep(&self) -> Result<SweepReport, RefundError> {
-        let stale = self
+        let after = self.cursor().clone();
+        let mut stale = self
             .store
-            .stale_pending_refunds(self.settle_after, self.sweep_batch)
+            .stale_pending_refunds(self.settle_after, after.as_ref(), self.sweep_batch)
             .await?;
+        if stale.is_empty() && after.is_some() {
+            // Past the newest: round again from the oldest.
+            stale = self
+                .store
+                .stale_pending_refunds(self.settle_after, None, self.sweep_batch)
+                .await?;
+        }
+        // A short page was the last: the next sweep starts from the oldest.
+        let full = u32::try_from(stale.len()).is_ok_and(|n| n >= self.sweep_batch);
+        *self.cursor() = stale.last().filter(|_| full).map(PendingCursor::after);
         let mut report = SweepReport::default();
         for refund in stale {
             report.examined += 1;
@@ -252,6 +272,13 @@ impl RefundService {
             tracing::info!(?report, "swept stale pending refunds");
         }
         Ok(report)
+    }
+
+    fn cursor(&self) -> std::sync::MutexGuard<'_, Option<PendingCursor>> {
+        // The cursor is only a position: a poisoned one is still usable.
+        self.sweep_cursor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Sweeps every `every`, forever: spawn it on the host's runtime.

@@ -141,6 +141,12 @@ impl RefundService {
     ) -> Result<Recorded, RefundError> {
         let state = match verdict {
             Verdict::Settle(state) => state,
+            Verdict::Await(cancellation_id) => {
+                if let Some(snapshot) = snapshot {
+                    self.store.apply_snapshot(snapshot).await?;
+                }
+                return self.note_accepted(refund, &cancellation_id).await;
+            }
             Verdict::Unchanged => {
                 if let Some(snapshot) = snapshot {
                     self.store.apply_snapshot(snapshot).await?;
@@ -167,6 +173,48 @@ impl RefundService {
                     .ok_or_else(|| RefundError::Internal("a settled refund vanished".into()))
             }
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Step 4's asynchronous case: records the id the gateway took the
+    /// refund under on its pending journal row (the strongest evidence
+    /// later). If that write fails the refund is still pending and its
+    /// reason still names it, so it is only logged.
+    async fn note_accepted(
+        &self,
+        refund: &Refund,
+        cancellation_id: &str,
+    ) -> Result<Recorded, RefundError> {
+        match self
+            .store
+            .note_cancellation_id(&refund.id, cancellation_id)
+            .await
+        {
+            Ok(noted) => Ok(Recorded {
+                refund: noted,
+                settlement: None,
+            }),
+            Err(StoreError::NotPending(_)) => self
+                .store
+                .refund(&refund.id)
+                .await?
+                .map(|refund| Recorded {
+                    refund,
+                    settlement: None,
+                })
+                .ok_or_else(|| RefundError::Internal("a pending refund vanished".into())),
+            Err(error) => {
+                tracing::warn!(refund_id = %refund.id, %error, "could not record the gateway's cancellation id; the refund's reason still names it");
+                Ok(Recorded {
+                    refund: Refund {
+                        state: RefundState::Pending {
+                            cancellation_id: Some(cancellation_id.to_owned()),
+                        },
+                        ..refund.clone()
+                    },
+                    settlement: None,
+                })
+            }
         }
     }
 }

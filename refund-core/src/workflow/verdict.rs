@@ -8,15 +8,17 @@
 //!
 //! The rules (DESIGN.md, "Reconciliation decides from evidence"):
 //! - a refund is credited only by evidence that names it: its own success
-//!   answer, or a gateway cancel entry with its amount and reason (the
-//!   reason sent names the refund's id), after the entries its base already
-//!   counted, not dated before it, and not credited to another refund.
-//!   Totals alone never credit it;
+//!   answer, or a gateway cancel entry of its amount not credited to another
+//!   refund whose reason names the refund's id (the reason sent always
+//!   does), at any position and date; for reasons from before they named
+//!   the refund, one with its reason, after the entries its base already
+//!   counted and not dated before it. Totals alone never credit it;
 //! - while the refund may still be on the wire (no answer yet, younger than
 //!   the in-flight bound on the store's clock) only a crediting entry
 //!   settles it;
-//! - once it cannot be on the wire, no entry of its amount means it never
-//!   applied (`failed`, kind `not_applied`: its key may run it again). What
+//! - once it cannot be on the wire, no entry of its amount (and no
+//!   cancellation of its amount still in progress) means it never applied
+//!   (`failed`, kind `not_applied`: its key may run it again). What
 //!   cannot be explained goes to review: history that does not add up, a
 //!   payment the gateway forgot, or an unclaimed entry of exactly its amount
 //!   that does not name it (it could be ours with a reason the PG changed,
@@ -25,13 +27,21 @@
 //!   its own answer later proves applied becomes `succeeded`. Nothing else
 //!   that is settled ever changes;
 //! - a gateway cancellation id is the strongest evidence: an entry with the
-//!   id a pending refund was accepted under (PortOne V2) credits it at any
-//!   position in the history;
-//! - a cancellation the gateway has taken but not finished (V2 `REQUESTED`)
-//!   that names the refund (by its cancellation id, or by its amount and
-//!   reason when no id is known) keeps it pending **whatever its age**: an
-//!   asynchronous cancel may take hours, and judging it not applied would
-//!   let it run again next to the one still in progress (a double refund).
+//!   id a pending refund was accepted under (PortOne V2), or the id its own
+//!   success answer reported, credits it at any position in the history;
+//!   so does an entry whose reason names the refund's id (ids are unique),
+//!   whatever the order the gateway lists entries of the same second in;
+//! - a refund accepted under an id is proven not applied only by the
+//!   gateway reporting that very cancellation failed; a lookup that does not
+//!   list it at all (a lagging replica) proves nothing, and once that lasts
+//!   past the in-flight bound plus [`LISTING_LAG`] an operator must look;
+//! - a cancellation the gateway has taken but not finished (V2 `REQUESTED`,
+//!   or a status the client does not know) that names the refund (by its
+//!   cancellation id, or by a reason naming it) keeps it pending **whatever
+//!   its age**: an asynchronous cancel may take hours, and judging it not
+//!   applied would let it run again next to the one still in progress (a
+//!   double refund). One of its amount that does not name it (a reason the
+//!   PG rewrote?) is no proof either way: it stays pending too.
 
 use std::time::Duration;
 
@@ -45,11 +55,28 @@ use crate::refund::{Failure, FailureKind, Refund, RefundState, Review};
 /// this only has to be generous.
 pub(crate) const ENTRY_CLOCK_TOLERANCE: Duration = Duration::from_secs(10 * 60);
 
+/// How long past its in-flight bound a refund the gateway accepted under an
+/// id may be missing from every list of the gateway's payment (read from a
+/// lagging replica) before its absence goes to review. It never proves the
+/// refund not applied: only a `FAILED` report of that id does.
+pub(crate) const LISTING_LAG: Duration = Duration::from_secs(10 * 60);
+
 /// What a path learned about a refund.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Evidence<'a> {
-    /// The cancel call's own success answer: the payment afterwards.
+    /// The cancel call's own success answer: the payment afterwards, the
+    /// answer naming no cancellation (i'mport V1).
     Applied(&'a Payment),
+    /// The cancel call's own success answer under the gateway's id of the
+    /// cancellation (PortOne V2), with the payment read afterwards: the
+    /// entry with that id credits it; a read that does not list it yet
+    /// keeps the refund pending under the id.
+    AppliedUnder {
+        after: &'a Payment,
+        cancellation_id: &'a str,
+    },
+    /// The gateway took the cancel under this id and has not finished it.
+    Accepted { cancellation_id: &'a str },
     /// The gateway refused the cancel. `after` is the payment looked up
     /// right after, when that lookup worked.
     Rejected {
@@ -91,6 +118,9 @@ pub(crate) enum Verdict {
     Unchanged,
     /// Move it to this state.
     Settle(RefundState),
+    /// Keep it pending, under this gateway id of its cancellation (to be
+    /// recorded on the journal row).
+    Await(String),
 }
 
 /// The verdict on `refund` given `evidence`.
@@ -113,6 +143,33 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             // A late answer that cannot be matched proves nothing more.
             Err(_) => Verdict::Unchanged,
         },
+        Evidence::AppliedUnder {
+            after,
+            cancellation_id,
+        } => {
+            let listed = |list: &[CancelEntry]| {
+                after.imp_uid == refund.imp_uid
+                    && list
+                        .iter()
+                        .any(|e| e.cancellation_id.as_deref() == Some(cancellation_id))
+            };
+            if listed(&after.cancel_history) {
+                succeeded(Some(cancellation_id.to_owned()))
+            } else if !pending {
+                Verdict::Unchanged
+            } else if listed(&after.failed_cancels) {
+                review(format!(
+                    "the gateway confirmed the refund as cancellation {cancellation_id},                      but its payment lists that cancellation as failed"
+                ))
+            } else {
+                // A read that does not show it yet (a lagging replica): the
+                // answer named it, so it is pending under that id.
+                Verdict::Await(cancellation_id.to_owned())
+            }
+        }
+        Evidence::Accepted { cancellation_id } if pending => {
+            Verdict::Await(cancellation_id.to_owned())
+        }
         Evidence::Rejected {
             code,
             message,
@@ -163,19 +220,45 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                 Attribution::Ours(cancellation_id) => succeeded(cancellation_id),
                 // A later look can still credit it: decide nothing now.
                 Attribution::Stale => Verdict::Unchanged,
-                // Still being processed, however long ago it began.
-                Attribution::InFlight => Verdict::Unchanged,
+                // Still being processed, however long ago it began; or a
+                // cancellation of its amount in progress that may be it.
+                Attribution::InFlight | Attribution::MaybeInFlight => Verdict::Unchanged,
+                // The gateway reports the very cancellation it was taken
+                // under as failed: it moved no money.
+                Attribution::Failed if pending => {
+                    Verdict::Settle(RefundState::Failed(Failure::new(
+                        FailureKind::NotApplied,
+                        "the gateway reports the refund's cancellation as failed",
+                    )))
+                }
+                Attribution::Unlisted(id) if pending => {
+                    let lag = context.in_flight.saturating_add(LISTING_LAG);
+                    let lagged_too_long = context
+                        .now_ms
+                        .is_some_and(|now| !may_be_on_the_wire(refund, now, lag));
+                    if lagged_too_long {
+                        review(format!(
+                            "the gateway took this refund as cancellation {id} but its \
+                             payment no longer lists that cancellation"
+                        ))
+                    } else {
+                        Verdict::Unchanged
+                    }
+                }
                 _ if !pending || on_wire => Verdict::Unchanged,
                 Attribution::Absent => Verdict::Settle(RefundState::Failed(Failure::new(
                     FailureKind::NotApplied,
                     "the gateway shows no cancel of this refund",
                 ))),
                 Attribution::Unexplained(why) => review(why),
+                // Settled already (matched above while pending).
+                Attribution::Failed | Attribution::Unlisted(_) => Verdict::Unchanged,
             }
         }
-        Evidence::Rejected { .. } | Evidence::NotSent { .. } | Evidence::NoAnswer => {
-            Verdict::Unchanged
-        }
+        Evidence::Rejected { .. }
+        | Evidence::NotSent { .. }
+        | Evidence::NoAnswer
+        | Evidence::Accepted { .. } => Verdict::Unchanged,
     }
 }
 
@@ -206,6 +289,15 @@ enum Attribution {
     Stale,
     /// A cancellation the gateway took but has not finished names it.
     InFlight,
+    /// No entry is its own, but a cancellation of its amount that does not
+    /// name it is still being processed: it may be ours under a reason the
+    /// PG rewrote, so nothing is proven while it is.
+    MaybeInFlight,
+    /// The gateway reports the cancellation it was accepted under failed.
+    Failed,
+    /// It was accepted under this id, which the gateway lists nowhere (and
+    /// no entry names it otherwise).
+    Unlisted(String),
     /// The numbers do not add up.
     Unexplained(String),
 }
@@ -291,7 +383,13 @@ pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, claimed: &[&str]) 
     }
     match attribute(refund, payment, claimed) {
         Attribution::Absent => RerunProof::NothingMoved,
-        Attribution::Stale | Attribution::InFlight => RerunProof::NotYet,
+        // (A refund that may run again carries no cancellation id, so the
+        // last two do not arise; neither would prove anything.)
+        Attribution::Stale
+        | Attribution::InFlight
+        | Attribution::MaybeInFlight
+        | Attribution::Failed
+        | Attribution::Unlisted(_) => RerunProof::NotYet,
         Attribution::Ours(_) | Attribution::Unexplained(_) => RerunProof::Ambiguous,
     }
 }
@@ -306,20 +404,59 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
         _ => None,
     };
     // The id the gateway accepted the refund under names it alone: an entry
-    // with it is the refund's, wherever it sits in the history.
+    // with it is the refund's, wherever it sits in the history; in progress
+    // it keeps it pending; reported failed, it moved nothing.
     if let Some(id) = own_id {
-        if payment
-            .cancel_history
-            .iter()
-            .any(|entry| entry.cancellation_id.as_deref() == Some(id))
-        {
+        let lists = |list: &[CancelEntry]| {
+            list.iter()
+                .any(|entry| entry.cancellation_id.as_deref() == Some(id))
+        };
+        if lists(&payment.cancel_history) {
             return Attribution::Ours(Some(id.to_owned()));
         }
+        if lists(&payment.requested_cancels) {
+            return Attribution::InFlight;
+        }
+        if lists(&payment.failed_cancels) {
+            return Attribution::Failed;
+        }
+    }
+    match attribute_by_entries(refund, payment, claimed) {
+        // Not shown under the id the gateway took it under, nor otherwise:
+        // the lookup lags (or the gateway lost it), it did not fail.
+        Attribution::Absent | Attribution::MaybeInFlight if own_id.is_some() => {
+            Attribution::Unlisted(own_id.unwrap_or_default().to_owned())
+        }
+        other => other,
+    }
+}
+
+/// [`attribute`] from the entries alone (by reason, amount and position).
+fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attribution {
+    let unclaimed = |entry: &&CancelEntry| entry_id(entry).is_none_or(|id| !claimed.contains(&id));
+    // An entry whose reason names the refund's id is its own at any position
+    // (the gateway may list entries of the same second in any order, or date
+    // one oddly): the id is unique to it.
+    let mut named = payment
+        .cancel_history
+        .iter()
+        .filter(unclaimed)
+        .filter(|entry| names_refund(refund, entry));
+    if let Some(first) = named.next() {
+        let of_amount = std::iter::once(first)
+            .chain(named)
+            .find(|entry| entry.amount == refund.amount);
+        return match of_amount {
+            Some(entry) => Attribution::Ours(entry_id(entry).map(str::to_owned)),
+            None => Attribution::Unexplained(
+                "the gateway shows a cancel that names this refund, of another amount".to_owned(),
+            ),
+        };
     }
     if payment
         .requested_cancels
         .iter()
-        .any(|entry| names_in_flight(refund, own_id, entry))
+        .any(|entry| names_refund(refund, entry))
     {
         return Attribution::InFlight;
     }
@@ -327,26 +464,27 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
         Ok(later) => later,
         Err(attribution) => return attribution,
     };
-    // A reason that names the refund's id is evidence enough at any date
-    // (a re-run restamps the row, and its first attempt's entry is older);
-    // a reason that does not (rows from before reasons named the refund)
-    // must also not be dated long before the refund began.
-    let names_it = refund
-        .reason
-        .as_deref()
-        .is_some_and(|reason| reason.contains(refund.id.as_str()));
+    // A reason that does not name the refund's id (rows from before reasons
+    // named the refund) must match and not be dated long before it began.
     let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
-    let not_before = if names_it {
-        i64::MIN
-    } else {
-        refund.created_at_ms.saturating_sub(tolerance)
-    };
+    let not_before = refund.created_at_ms.saturating_sub(tolerance);
     let mut of_amount = later
         .into_iter()
         .filter(|e| e.amount == refund.amount)
         .peekable();
     if of_amount.peek().is_none() {
-        return Attribution::Absent;
+        // A cancellation of its amount still in progress that does not
+        // name it may be it under a rewritten reason: not proof of absence.
+        let lookalike_in_flight = payment
+            .requested_cancels
+            .iter()
+            .filter(unclaimed)
+            .any(|entry| entry.amount == refund.amount);
+        return if lookalike_in_flight {
+            Attribution::MaybeInFlight
+        } else {
+            Attribution::Absent
+        };
     }
     let mut lookalikes = 0;
     for entry in of_amount {
@@ -363,21 +501,13 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
     ))
 }
 
-/// True when `entry`, a cancellation the gateway has not finished, is
-/// `refund`'s: by the id the refund was accepted under, or, with no id
-/// known, by its amount and the reason that names the refund.
-fn names_in_flight(refund: &Refund, own_id: Option<&str>, entry: &CancelEntry) -> bool {
-    match (own_id, entry.cancellation_id.as_deref()) {
-        (Some(own), Some(theirs)) if own == theirs => true,
-        _ => {
-            entry.amount == refund.amount
-                && refund
-                    .reason
-                    .as_deref()
-                    .is_some_and(|reason| reason.contains(refund.id.as_str()))
-                && same_reason(entry.reason.as_deref(), refund.reason.as_deref())
-        }
-    }
+/// True when `entry`'s reason names `refund` by its id (every reason the
+/// workflow sends does; ids are unique).
+fn names_refund(refund: &Refund, entry: &CancelEntry) -> bool {
+    entry
+        .reason
+        .as_deref()
+        .is_some_and(|reason| reason.contains(refund.id.as_str()))
 }
 
 /// The entry the refund's own success answer created. The answer names
@@ -395,6 +525,14 @@ fn credit_own_answer(
     let expected = refund.base_cancel_amount.checked_add(refund.amount);
     if after.cancel_history.is_empty() && Some(after.cancel_amount) == expected {
         return Ok(None);
+    }
+    let named = after
+        .cancel_history
+        .iter()
+        .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
+        .find(|entry| entry.amount == refund.amount && names_refund(refund, entry));
+    if let Some(entry) = named {
+        return Ok(entry_id(entry).map(str::to_owned));
     }
     let later =
         entries_after_base(refund, after, claimed).map_err(|attribution| match attribution {

@@ -510,6 +510,7 @@ impl Statements {
             stale_pending: render(format!(
                 "SELECT {REFUND_COLUMNS} FROM refund_journal \
                  WHERE status = 'pending' AND created_at_ms < {now_ms} - ? \
+                 AND (created_at_ms > ? OR (created_at_ms = ? AND id > ?)) \
                  ORDER BY created_at_ms, id LIMIT ?"
             )),
             now: format!("SELECT {now_ms} AS now_ms"),

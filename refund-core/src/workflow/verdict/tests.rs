@@ -38,6 +38,7 @@ fn payment(amount: i64, history: &[(i64, &str, i64)]) -> Payment {
         paid_at: 0,
         cancel_history,
         requested_cancels: Vec::new(),
+        failed_cancels: Vec::new(),
     }
 }
 
@@ -90,7 +91,7 @@ fn lookup(payment: &Payment) -> Evidence<'_> {
 
 fn status(verdict: &Verdict) -> Option<RefundStatus> {
     match verdict {
-        Verdict::Unchanged => None,
+        Verdict::Unchanged | Verdict::Await(_) => None,
         Verdict::Settle(state) => Some(state.status()),
     }
 }
@@ -638,6 +639,7 @@ proptest! {
                 );
             }
             Verdict::Settle(other) => prop_assert!(false, "unexpected {other:?}"),
+            Verdict::Await(_) => prop_assert!(false, "a lookup names no new id: {verdict:?}"),
             Verdict::Unchanged => {
                 prop_assert!(
                     story.rewritten || !story.applied_by_lookup(),
@@ -770,28 +772,129 @@ fn a_requested_cancellation_keeps_it_pending_whatever_its_age() {
             );
         }
     }
-    // A requested cancellation that does not name it proves nothing of it:
+    // One that names it under another amount keeps it pending too (it is
+    // its own, whatever the PG made of it).
+    let named_other_amount = with_requested(base.clone(), &[(500, NAMED, None)]);
+    let verdict = decide(
+        &accepted(1_000, 2_000, None),
+        lookup(&named_other_amount),
+        old(),
+    );
+    assert_eq!(verdict, Verdict::Unchanged);
+    // One of its amount that does not name it may be it under a reason the
+    // PG rewrote: nothing is proven while it is in progress, whatever the
+    // age (judged not applied, a new refund could go out beside it).
+    let lookalike = with_requested(base.clone(), &[(2_000, "console", None)]);
+    for context in [old(), hours_later()] {
+        let verdict = decide(&accepted(1_000, 2_000, None), lookup(&lookalike), context);
+        assert_eq!(verdict, Verdict::Unchanged);
+    }
+    // One of another amount that does not name it proves nothing of it:
     // past its bound, with no entry of its own, it never applied.
-    let other = with_requested(base, &[(2_000, "console", None), (500, NAMED, None)]);
+    let other = with_requested(base, &[(500, "console", None)]);
     let verdict = decide(&accepted(1_000, 2_000, None), lookup(&other), old());
     assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
 }
 
 #[test]
-fn a_known_cancellation_the_gateway_no_longer_shows_is_not_applied_once_past_its_bound() {
-    // V2 lists failed cancellations, which move no money and are left out.
+fn a_known_cancellation_is_not_applied_only_when_reported_failed() {
     let unchanged = after_base(&[]);
     let refund = accepted(1_000, 2_000, Some("c-async"));
+    // Listed nowhere (a lagging replica, or a gateway that lost it): never
+    // "it changed nothing"; past its bound and the listing lag, review.
+    let lag = IN_FLIGHT + super::LISTING_LAG;
+    for context in [young(), old(), at(lag - Duration::from_millis(1))] {
+        assert_eq!(
+            decide(&refund, lookup(&unchanged), context),
+            Verdict::Unchanged
+        );
+    }
+    for context in [at(lag), hours_later()] {
+        let verdict = decide(&refund, lookup(&unchanged), context);
+        assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+    }
+    // Without the store's clock (a webhook): nothing.
+    let no_clock = Context {
+        now_ms: None,
+        ..hours_later()
+    };
     assert_eq!(
-        decide(&refund, lookup(&unchanged), young()),
+        decide(&refund, lookup(&unchanged), no_clock),
         Verdict::Unchanged
     );
-    let verdict = decide(&refund, lookup(&unchanged), hours_later());
-    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
-    // ... only if the history otherwise adds up.
+    // Reported failed under its id: it moved no money, at any age.
+    let mut failed = unchanged.clone();
+    failed.failed_cancels =
+        with_requested(payment(0, &[]), &[(2_000, NAMED, Some("c-async"))]).requested_cancels;
+    for context in [young(), hours_later()] {
+        let verdict = decide(&refund, lookup(&failed), context);
+        assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    }
+    // Another cancellation reported failed says nothing of it.
+    let mut others_failed = unchanged.clone();
+    others_failed.failed_cancels =
+        with_requested(payment(0, &[]), &[(2_000, NAMED, Some("c-other"))]).requested_cancels;
+    assert_eq!(
+        decide(&refund, lookup(&others_failed), old()),
+        Verdict::Unchanged
+    );
+    // A history that does not add up goes to review past its bound.
     let mut broken = unchanged.clone();
     broken.cancel_amount = Amount::from_minor(4_000);
     let verdict = decide(&refund, lookup(&broken), hours_later());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+}
+
+#[test]
+fn a_success_answer_under_an_id_is_credited_by_that_id_alone() {
+    let refund = accepted(1_000, 2_000, None);
+    let answer = |after| Evidence::AppliedUnder {
+        after,
+        cancellation_id: "c-1",
+    };
+    // Listed: credited by it, wherever it sits.
+    let mut listed = after_base(&[(2_000, "rewritten")]);
+    listed.cancel_history[1].cancellation_id = Some("c-1".into());
+    assert_eq!(
+        decide(&refund, answer(&listed), young()),
+        succeeded_with("c-1")
+    );
+    // Not listed yet (a lagging read), even beside a console refund of the
+    // same amount: pending under its id, never credited by another entry.
+    for after in [after_base(&[]), after_base(&[(2_000, "console")])] {
+        let evidence = Evidence::AppliedUnder {
+            after: &after,
+            cancellation_id: "c-1",
+        };
+        assert_eq!(
+            decide(&refund, evidence, young()),
+            Verdict::Await("c-1".into())
+        );
+    }
+    // Listed as failed, against its own success answer: review.
+    let mut contradicted = after_base(&[]);
+    contradicted.failed_cancels =
+        with_requested(payment(0, &[]), &[(2_000, NAMED, Some("c-1"))]).requested_cancels;
+    let verdict = decide(&refund, answer(&contradicted), young());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+    // Accepted, not finished: pending under its id.
+    assert_eq!(
+        decide(
+            &refund,
+            Evidence::Accepted {
+                cancellation_id: "c-9"
+            },
+            young()
+        ),
+        Verdict::Await("c-9".into())
+    );
+}
+
+#[test]
+fn an_entry_naming_it_with_another_amount_is_never_not_applied() {
+    let named = after_base(&[(9_000, NAMED)]);
+    let refund = accepted(1_000, 2_000, None);
+    let verdict = decide(&refund, lookup(&named), old());
     assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
 }
 
@@ -866,6 +969,10 @@ proptest! {
         }
         if !settled {
             snapshot = with_requested(snapshot, &[(ours, NAMED, Some("c-async"))]);
+        } else if !succeeds {
+            // V2 lists a failed cancellation as such.
+            snapshot.failed_cancels = with_requested(payment(0, &[]), &[(ours, NAMED, Some("c-async"))])
+                .requested_cancels;
         }
         let context = Context { now_ms: Some(BEGAN + looked_at), in_flight: IN_FLIGHT, claimed: &[] };
         let verdict = decide(&refund, lookup(&snapshot), context);
@@ -879,6 +986,7 @@ proptest! {
                 prop_assert!(settled && !succeeds, "judged not applied while in flight or applied");
             }
             Verdict::Settle(other) => prop_assert!(false, "unexpected {other:?}"),
+            Verdict::Await(_) => prop_assert!(false, "a lookup names no new id: {verdict:?}"),
             Verdict::Unchanged => prop_assert!(!(settled && succeeds), "a success must credit it"),
         }
         let mut rerun = refund.clone();
@@ -887,4 +995,61 @@ proptest! {
             prop_assert_eq!(super::rerun_proof(&rerun, &snapshot, &[]), super::RerunProof::NotYet);
         }
     }
+}
+
+#[test]
+fn a_requested_cancellation_of_its_amount_that_does_not_name_it_proves_nothing() {
+    // The refund got no answer (no id known); PortOne lists a cancellation
+    // of exactly its amount still being processed, under a reason the PG
+    // rewrote. As with a completed entry of its amount that does not name
+    // it, neither "applied" nor "changed nothing" is proven: it must not be
+    // judged not applied (the payment would take a new refund beside it).
+    let in_flight = with_requested(
+        after_base(&[]),
+        &[(2_000, "rewritten by the PG", Some("c-x"))],
+    );
+    let refund = accepted(1_000, 2_000, None);
+    for evidence in [
+        lookup(&in_flight),
+        Evidence::Lookup {
+            payment: Some(&in_flight),
+            answered: true,
+        },
+    ] {
+        let verdict = decide(&refund, evidence, hours_later());
+        assert_ne!(
+            failure_kind(&verdict),
+            Some(FailureKind::NotApplied),
+            "{evidence:?}"
+        );
+    }
+}
+
+#[test]
+fn its_named_entry_is_credited_when_the_gateway_lists_the_same_second_newest_first() {
+    // Refund A (1,000) and this refund (1,000) applied within the same
+    // second; the gateway lists its cancellations newest first. Entry
+    // cxl-1 is A's (claimed); cxl-0, with this refund's reason, is its own.
+    let after = payment(
+        10_000,
+        &[
+            (1_000, NAMED, BEGAN + 1_000),
+            (1_000, "earlier (rf_a)", BEGAN + 1_000),
+        ],
+    );
+    let claimed = ["cxl-1"];
+    let context = Context {
+        claimed: &claimed,
+        ..old()
+    };
+    // Judged not applied, a retry of it would be proven free to run again.
+    let mut not_applied = accepted(1_000, 1_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
+    assert_ne!(
+        super::rerun_proof(&not_applied, &after, &claimed),
+        super::RerunProof::NothingMoved,
+        "a rerun would refund it a second time"
+    );
+    let verdict = decide(&accepted(1_000, 1_000, None), lookup(&after), context);
+    assert_eq!(verdict, succeeded_with("cxl-0"));
 }
