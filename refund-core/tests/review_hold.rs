@@ -1,0 +1,115 @@
+//! An operator's review lifts a hold (DESIGN.md, "Operators"), but never
+//! while the held refund can still apply at the gateway: the hold is what
+//! keeps a second refund from going out beside it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use refund_core::testkit::{operator, paid_payment, unique, ManualClock};
+use refund_core::{
+    Amount, CancelCommand, CancelEntry, CancelOutcome, CancelReceipt, CancelRequest, Currency,
+    GatewayError, GatewayKind, MemoryPaymentStore, Payment, PaymentGateway, PaymentRef,
+    PaymentStore, RefundService, RefundStatus,
+};
+
+/// PortOne V2 played by hand: every cancel is taken asynchronously
+/// (`REQUESTED`), lookups answer whatever the test says.
+struct AsyncPortOne {
+    lookup: Mutex<Option<Payment>>,
+    cancels: AtomicU64,
+}
+
+#[async_trait]
+impl PaymentGateway for AsyncPortOne {
+    async fn cancel(&self, _: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
+        let n = self.cancels.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(CancelReceipt::Accepted {
+            cancellation_id: format!("cancellation-{n}"),
+        })
+    }
+
+    async fn payment(&self, _: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.lookup.lock().unwrap().clone())
+    }
+
+    async fn find_payment(&self, _: &str) -> Result<Option<Payment>, GatewayError> {
+        Ok(self.lookup.lock().unwrap().clone())
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn kind(&self) -> GatewayKind {
+        GatewayKind::Portone
+    }
+}
+
+fn request(merchant_uid: &str, amount: i64) -> CancelRequest {
+    serde_json::from_value(serde_json::json!({
+        "merchant_uid": merchant_uid, "cancel_request_amount": amount
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_progress() {
+    let clock = Arc::new(ManualClock::now());
+    let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
+    let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let gateway = Arc::new(AsyncPortOne {
+        lookup: Mutex::new(Some(payment.clone())),
+        cancels: AtomicU64::new(0),
+    });
+    let service = RefundService::new(store.clone(), gateway.clone());
+    let uid = payment.merchant_uid.as_str();
+
+    // A refund of 4,000 is taken by PortOne asynchronously.
+    let outcome = service
+        .cancel(&operator(), request(uid, 4_000), Some("first"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CancelOutcome::Pending(_)));
+    let refund = store.refunds_of(uid, 1).await.unwrap().remove(0);
+
+    // Long after, one lookup does not find the payment (a PortOne hiccup):
+    // the sweep cannot explain the pending refund and holds the payment.
+    clock.advance(Duration::from_secs(3600));
+    *gateway.lookup.lock().unwrap() = None;
+    service.sweep().await.unwrap();
+    assert_eq!(
+        store.refund(&refund.id).await.unwrap().unwrap().status(),
+        RefundStatus::NeedsReview
+    );
+    assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
+
+    // PortOne finds it again: its cancellation is still being processed.
+    let mut in_progress = payment.clone();
+    in_progress.requested_cancels.push(CancelEntry {
+        pg_tid: None,
+        amount: Amount::from_minor(4_000),
+        cancelled_at: 0,
+        reason: refund.reason.clone(),
+        cancellation_id: Some("cancellation-1".to_owned()),
+        receipt_url: None,
+    });
+    *gateway.lookup.lock().unwrap() = Some(in_progress);
+
+    // The operator resolves the review, then the merchant asks again.
+    let _ = service
+        .review(uid, &operator(), "PortOne shows the payment again")
+        .await;
+    let _ = service
+        .cancel(&operator(), request(uid, 4_000), Some("second"))
+        .await;
+    assert_eq!(
+        gateway.cancels.load(Ordering::SeqCst),
+        1,
+        "a second refund of 4,000 went out while PortOne was still processing the held one: \
+         the review lifted the hold although the gateway it fetched shows the held refund's \
+         cancellation in progress"
+    );
+}
