@@ -212,3 +212,70 @@ async fn distinct_forged_ids_are_bounded_and_the_rest_told_to_come_back() {
         "at most {limit} lookups at once, saw {peak}"
     );
 }
+
+/// The real i'mport client whose first payment lookup panics (a bug
+/// anywhere below the webhook: the store, its driver, reconciliation), the
+/// way a lookup task dies when its worker's runtime goes away.
+struct PanicsOnce {
+    inner: IamportClient,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl PaymentGateway for PanicsOnce {
+    async fn cancel(&self, command: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
+        self.inner.cancel(command).await
+    }
+
+    async fn payment(&self, at: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        if !self.panicked.swap(true, Ordering::SeqCst) {
+            panic!("a lookup that dies half way");
+        }
+        self.inner.payment(at).await
+    }
+
+    async fn find_payment(&self, merchant_uid: &str) -> Result<Option<Payment>, GatewayError> {
+        self.inner.find_payment(merchant_uid).await
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        self.inner.max_in_flight()
+    }
+
+    fn kind(&self) -> GatewayKind {
+        self.inner.kind()
+    }
+}
+
+#[actix_web::test]
+async fn a_lookup_that_dies_does_not_wedge_later_notices_for_its_payment() {
+    let env = Env::start().await;
+    let payment = env.seed_krw(10_000).await;
+    let credentials = IamportCredentials::new(env.sandbox.imp_key(), env.sandbox.imp_secret());
+    let gateway = Arc::new(PanicsOnce {
+        inner: IamportClient::new(IamportConfig::new(env.sandbox.base_url(), credentials)).unwrap(),
+        panicked: std::sync::atomic::AtomicBool::new(false),
+    });
+    let service = Arc::new(RefundService::new(env.store.clone(), gateway));
+    let app = test::init_service(App::new().service(scope_for(service))).await;
+
+    // The first notice's lookup dies; whatever that notice is answered (or
+    // if its caller gives up), the payment's later notices must still be
+    // looked up: the gateway resends, and each resend must get an answer.
+    let first = tokio::time::timeout(
+        Duration::from_secs(3),
+        test::call_service(&app, notice(&payment.imp_uid).to_request()),
+    )
+    .await;
+    drop(first);
+    let resend = tokio::time::timeout(
+        Duration::from_secs(5),
+        test::call_service(&app, notice(&payment.imp_uid).to_request()),
+    )
+    .await;
+    let resend = resend.expect(
+        "a notice for a payment whose earlier lookup died is never answered: \
+         the payment's webhooks hang until the process restarts",
+    );
+    assert_eq!(resend.status().as_u16(), 200);
+}
