@@ -34,6 +34,8 @@ struct Options {
     webhooks: bool,
     auth: PortOneAuth,
     token_ttl: Duration,
+    /// Added to every sandbox call.
+    latency: Duration,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             webhooks: true,
             auth: PortOneAuth::ApiSecret,
             token_ttl: Duration::from_secs(30 * 60),
+            latency: Duration::ZERO,
         }
     }
 }
@@ -73,6 +76,7 @@ impl V2 {
                 .webhooks
                 .then(|| WebhookTarget::new(format!("{base}/payments/webhook"))),
             token_ttl: options.token_ttl,
+            latency: options.latency,
             ..SandboxConfig::default()
         })
         .await
@@ -807,5 +811,44 @@ async fn every_bank_name_we_accept_is_one_portone_accepts() {
     }
     let count = i64::try_from(refund_core::PORTONE_BANKS.len()).unwrap();
     assert_eq!(v2.gateway_cancelled(&payment), 100 * count);
+    v2.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_notices_for_one_payment_shares_its_lookups_whatever_their_transaction_ids() {
+    // No webhook secret: a notice is only a cue to look the payment up.
+    let v2 = V2::start_with(Options {
+        webhooks: false,
+        latency: Duration::from_millis(40),
+        ..Options::default()
+    })
+    .await;
+    let payment = v2.seed_krw(10_000).await;
+    let before = v2.lookups();
+    // PortOne is asked by paymentId alone, so notices for one payment ask
+    // the same question whatever `transactionId` they carry (anyone who
+    // knows an order id can make them up).
+    let notices = (0..200).map(|i| {
+        let body = json!({
+            "type": "Transaction.Paid",
+            "timestamp": "2026-12-01T00:00:00Z",
+            "data": {"paymentId": payment.merchant_uid, "transactionId": format!("tx-{i}")},
+        })
+        .to_string();
+        let v2 = &v2;
+        async move { v2.webhook(body.as_bytes(), &[]).await.status }
+    });
+    let answers = futures_util::future::join_all(notices).await;
+    let lookups = v2.lookups() - before;
+    let overloaded = answers
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert!(
+        lookups <= 4 && overloaded == 0,
+        "200 concurrent notices for one payment made {lookups} PortOne lookups and \
+         {overloaded} were answered 503: notices are shared by paymentId and \
+         transactionId, but looked up by paymentId alone"
+    );
     v2.stop().await;
 }
