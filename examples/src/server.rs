@@ -103,7 +103,13 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
     // First, so that the start-up calls are counted too.
     let metrics = observability::prometheus();
     gateways::check_consistent(&settings)?;
-    // Bound first: in V2 sandbox mode the sandbox delivers its webhooks to
+    let admin = Actor::new(settings.admin_name.clone()).map_err(|_| {
+        refuse(format!(
+            "REFUND_ADMIN_NAME is not a usable name: set it to the admin's user name, \
+             1 to {MAX_ACTOR_CHARS} characters without control characters or surrounding spaces"
+        ))
+    })?;
+    // Bound first (after the checks that need nothing bound): in V2 sandbox mode the sandbox delivers its webhooks to
     // this very server, so it must know the address.
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|error| describe_bind_error(settings.listen, &error))?;
@@ -125,12 +131,6 @@ pub async fn start(settings: Settings) -> Result<RunningServer, BoxError> {
             )))
         }
     };
-    let admin = Actor::new(settings.admin_name.clone()).map_err(|_| {
-        refuse(format!(
-            "REFUND_ADMIN_NAME is not a usable name: set it to the admin's user name, \
-             1 to {MAX_ACTOR_CHARS} characters without control characters or surrounding spaces"
-        ))
-    })?;
     let authorizer = BearerTokenAuthorizer::new(admin_token.clone())
         .map_err(|weak| {
             refuse(format!(

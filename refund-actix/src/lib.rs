@@ -125,7 +125,6 @@ mod openapi;
 mod routes;
 mod scope;
 mod webhook;
-mod webhook_gate;
 
 /// Re-exported so an [`Authorizer`] can be written without another dependency.
 pub use async_trait::async_trait;

@@ -28,7 +28,7 @@ use crate::openapi::{
     WebhookNoticeDoc,
 };
 use crate::scope::ScopeState;
-use crate::webhook_gate::Found;
+use crate::webhook::gate::Found;
 
 type Answer = Result<HttpResponse, ApiError>;
 

@@ -16,8 +16,8 @@ use refund_core::{Actor, GatewayKind, RefundService};
 use crate::authorize::{Action, Authorizer, Denied};
 use crate::error::{self, ApiError};
 use crate::routes;
+use crate::webhook::gate::{WebhookGate, WebhookLimits};
 use crate::webhook::standard::PortOneWebhookSecret;
-use crate::webhook_gate::{WebhookGate, WebhookLimits};
 
 /// Default mount point, as in DESIGN.md.
 pub const DEFAULT_PREFIX: &str = "/payments";

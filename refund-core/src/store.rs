@@ -245,7 +245,9 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// Resolves a payment's review, atomically, only if it is held
     /// ([`StoreError::NotOnHold`] otherwise; unknown payments give
-    /// [`StoreError::PaymentNotFound`]):
+    /// [`StoreError::PaymentNotFound`]) and no refund of it is pending
+    /// ([`StoreError::RefundInProgress`]: it could still apply, and lifting
+    /// the hold would let a second refund go out beside it):
     /// - every refund of it in [`RefundState::NeedsReview`] that has no
     ///   resolution yet gets `{resolved_by: by, resolved_at_ms: <store
     ///   clock>, note}` (its state stays `needs_review`, its

@@ -673,7 +673,9 @@ impl PaymentStore for MongoPaymentStore {
         let updated = self
             .payments
             .find_one_and_update(
-                doc! { "_id": merchant_uid, "on_hold": true },
+                // Only while held and no refund of it is pending (it could
+                // still apply).
+                doc! { "_id": merchant_uid, "on_hold": true, "pending_refund_id": Bson::Null },
                 vec![doc! { "$set": changes }],
             )
             .return_document(ReturnDocument::After)
@@ -687,11 +689,12 @@ impl PaymentStore for MongoPaymentStore {
         let exists = self
             .payments
             .find_one(doc! { "_id": merchant_uid })
-            .projection(doc! { "_id": 1 })
+            .projection(doc! { "on_hold": 1 })
             .await
             .map_err(store_error("resolve_review"))?;
         Err(match exists {
             None => StoreError::PaymentNotFound,
+            Some(held) if held.get_bool("on_hold").unwrap_or(false) => StoreError::RefundInProgress,
             Some(_) => StoreError::NotOnHold,
         })
     }

@@ -568,8 +568,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 DB::fetch_optional(&mut tx, &sql.select_payment, &[Param::Text(merchant_uid)])
                     .await?;
             rollback(tx).await?;
+            let found = found
+                .map(|row| rows::stored_payment::<DB>(&row))
+                .transpose()?;
             return Err(match found {
                 None => StoreError::PaymentNotFound,
+                Some(held) if held.on_hold => StoreError::RefundInProgress,
                 Some(_) => StoreError::NotOnHold,
             }
             .into());

@@ -1,5 +1,7 @@
-//! Webhooks that are not i'mport V1's: PortOne V2 notices and their
-//! Standard Webhooks signatures.
+//! Webhooks: the flood bounds both gateways' notices go through, PortOne
+//! V2 notices and their Standard Webhooks signatures (V1's plain notices
+//! are handled in `routes`).
 
+pub(crate) mod gate;
 pub(crate) mod portone;
 pub(crate) mod standard;

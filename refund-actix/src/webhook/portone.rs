@@ -18,10 +18,11 @@ use serde::Deserialize;
 use super::standard::{self, SignedHeaders};
 use crate::error::ApiError;
 use crate::scope::ScopeState;
-use crate::webhook_gate::Found;
+use crate::webhook::gate::Found;
 
 /// A V2 notice: `{type, timestamp, data: {paymentId, storeId,
-/// transactionId, cancellationId?}}`; unknown fields are ignored.
+/// transactionId, cancellationId?}}`; only `type` and `paymentId` are
+/// read, unknown fields are ignored.
 #[derive(Deserialize)]
 struct Notice {
     #[serde(rename = "type")]
@@ -35,8 +36,6 @@ struct Notice {
 struct NoticeData {
     #[serde(default)]
     payment_id: Option<String>,
-    #[serde(default)]
-    transaction_id: Option<String>,
 }
 
 /// The route handler; every answer is counted in
@@ -91,28 +90,25 @@ async fn handle(
         tracing::debug!(kind = ?notice.kind, "webhook of a type we do not handle ignored");
         return Ok(received());
     }
-    let data = notice.data.unwrap_or(NoticeData {
-        payment_id: None,
-        transaction_id: None,
-    });
+    let data = notice.data.unwrap_or(NoticeData { payment_id: None });
     let Some(payment_id) = data.payment_id.filter(|id| !id.is_empty()) else {
         return Err(ApiError::invalid_request("data.paymentId is required"));
     };
     tracing::debug!(kind = ?notice.kind, payment_id = ?payment_id, "PortOne webhook");
-    // Bounded like V1's notices (see `webhook_gate`): notices for one
+    // Bounded like V1's notices (see `webhook::gate`): notices for one
     // payment share lookups, ids PortOne did not know are remembered, and
-    // lookups run a limited number at once.
-    let transaction_id = data.transaction_id.unwrap_or_default();
-    let key = format!("{payment_id}\u{0}{transaction_id}");
+    // lookups run a limited number at once. Keyed by the payment id alone, and looked up by it alone: that is
+    // what PortOne is asked, so a made-up (or malformed) transactionId can
+    // neither buy another lookup nor spoil the one other notices share.
     let service = Arc::clone(&state.service);
     state
         .webhook_gate
-        .notice(&key, || {
+        .notice(&payment_id, || {
             let service = Arc::clone(&service);
-            let (payment_id, transaction_id) = (payment_id.clone(), transaction_id.clone());
+            let payment_id = payment_id.clone();
             async move {
                 let at = PaymentRef {
-                    imp_uid: &transaction_id,
+                    imp_uid: "",
                     merchant_uid: &payment_id,
                 };
                 match service.refresh_payment(at).await {

@@ -250,6 +250,9 @@ impl PaymentStore for MemoryPaymentStore {
         if !stored.on_hold {
             return Err(StoreError::NotOnHold);
         }
+        if stored.pending_refund.is_some() {
+            return Err(StoreError::RefundInProgress);
+        }
         for refund in refunds
             .values_mut()
             .filter(|r| r.merchant_uid == merchant_uid)

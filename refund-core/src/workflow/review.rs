@@ -47,6 +47,12 @@ impl RefundService {
         if !stored.on_hold {
             return Err(RefundError::NotOnHold);
         }
+        // A refund still pending could yet apply: lifting the hold now
+        // would let another go out beside it (the store checks this again,
+        // atomically).
+        if stored.pending_refund.is_some() {
+            return Err(RefundError::RefundInProgress);
+        }
         let imp_uid = &stored.payment.imp_uid;
         // The gateway's numbers are what the operator resolves against; a
         // payment it no longer knows is resolved without new numbers.
@@ -56,6 +62,19 @@ impl RefundService {
             .await
             .map_err(RefundError::Gateway)?
             .filter(|p| &p.imp_uid == imp_uid);
+        // The same for a cancellation the gateway is still working on (an
+        // asynchronous V2 cancel, perhaps the held refund's own): the hold
+        // stays until it is done.
+        if snapshot
+            .as_ref()
+            .is_some_and(|p| !p.requested_cancels.is_empty())
+        {
+            tracing::info!(
+                merchant_uid,
+                "review refused: a cancellation is still in progress"
+            );
+            return Err(RefundError::RefundInProgress);
+        }
         let after = match self
             .store
             .resolve_review(merchant_uid, actor, note, snapshot.as_ref())

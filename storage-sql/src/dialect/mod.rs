@@ -446,10 +446,11 @@ impl Statements {
                     .to_owned(),
             ),
             // An operator's resolution: lifts the hold only while there is
-            // one (of racing resolutions, one matches).
+            // one (of racing resolutions, one matches) and no refund of the
+            // payment is pending (it could still apply).
             lift_hold: render(
                 "UPDATE refund_payments SET on_hold = FALSE, updated_at_ms = ? \
-                 WHERE merchant_uid = ? AND on_hold = TRUE"
+                 WHERE merchant_uid = ? AND on_hold = TRUE AND pending_refund_id IS NULL"
                     .to_owned(),
             ),
             resolve_reviews: render(format!(

@@ -157,11 +157,20 @@ impl WebhookGate {
         }
     }
 
-    /// One run: wait for a permit (or give up), look up, publish.
+    /// One run: wait for a permit (or give up), look up, publish. If the
+    /// run never finishes (the lookup panicked, or its runtime shut down),
+    /// [`Publish`]'s drop answers its notices `503` instead, so they and
+    /// the gateway's resends are never left waiting on it.
     async fn run<Fut>(self: Arc<Self>, id: String, run: u64, lookup: Fut)
     where
         Fut: Future<Output = Outcome> + Send + 'static,
     {
+        let mut publish = Publish {
+            gate: Arc::clone(&self),
+            id,
+            run,
+            outcome: None,
+        };
         let outcome = match tokio::time::timeout(
             self.limits.queue_wait,
             Arc::clone(&self.permits).acquire_owned(),
@@ -172,18 +181,22 @@ impl WebhookGate {
             // Timed out waiting (or the semaphore closed, which it never is).
             _ => Err(ApiError::overloaded()),
         };
+        publish.outcome = Some(outcome);
+    }
+
+    fn publish(&self, id: &str, run: u64, outcome: Outcome) {
         let mut state = self.lock();
         if matches!(outcome, Ok(Found::Unknown)) {
-            state.remember_unknown(&id, self.limits);
+            state.remember_unknown(id, self.limits);
         }
-        if let Some(key) = state.keys.get_mut(&id) {
+        if let Some(key) = state.keys.get_mut(id) {
             key.finished = run;
             key.running = false;
             key.last = Some(outcome);
             key.done.send_replace(run);
             if key.waiting == 0 {
                 // Every notice that wanted it hung up.
-                state.keys.remove(&id);
+                state.keys.remove(id);
             }
         }
     }
@@ -192,6 +205,25 @@ impl WebhookGate {
         // The state is consistent between statements: a panic elsewhere
         // cannot leave it half-updated.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Publishes a run's outcome when the run ends, however it ends: a run
+/// dropped before its lookup finished answers `503 overloaded`.
+struct Publish {
+    gate: Arc<WebhookGate>,
+    id: String,
+    run: u64,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for Publish {
+    fn drop(&mut self) {
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            tracing::error!("a webhook lookup died before answering; its notices get 503");
+            Err(ApiError::overloaded())
+        });
+        self.gate.publish(&self.id, self.run, outcome);
     }
 }
 
