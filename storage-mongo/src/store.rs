@@ -604,7 +604,7 @@ impl PaymentStore for MongoPaymentStore {
             .payments
             .find_one_and_update(filter, update)
             .return_document(ReturnDocument::After)
-            .projection(doc! { "refunds": 1 })
+            .projection(journal_projection())
             .await
             .map_err(store_error("note_cancellation_id"))?;
         let document = match updated {
@@ -613,7 +613,7 @@ impl PaymentStore for MongoPaymentStore {
                 let Some(document) = self
                     .payments
                     .find_one(doc! { "refunds.id": id })
-                    .projection(doc! { "refunds": 1 })
+                    .projection(journal_projection())
                     .await
                     .map_err(store_error("note_cancellation_id"))?
                 else {
