@@ -12,7 +12,9 @@ async fn a_refund_journaled_by_the_previous_release_after_the_migration_is_reada
     let dir = std::env::temp_dir().join(unique("rolling-upgrade"));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.join("refunds.db").display());
-    let store = SqlPaymentStore::<sqlx::Sqlite>::connect(&url).await.unwrap();
+    let store = SqlPaymentStore::<sqlx::Sqlite>::connect(&url)
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
