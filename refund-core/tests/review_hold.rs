@@ -113,3 +113,103 @@ async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_pr
          cancellation in progress"
     );
 }
+
+/// i'mport V1 played by hand: the first lookup waits until released (an
+/// operator's review whose gateway call is slow); never cancels.
+struct SlowFirstLookup {
+    payment: Payment,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+    first: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl PaymentGateway for SlowFirstLookup {
+    async fn cancel(&self, _: &CancelCommand) -> Result<CancelReceipt, GatewayError> {
+        Err(GatewayError::Unreachable("not used here".into()))
+    }
+
+    async fn payment(&self, _: PaymentRef<'_>) -> Result<Option<Payment>, GatewayError> {
+        if !self.first.swap(true, Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
+        Ok(Some(self.payment.clone()))
+    }
+
+    async fn find_payment(&self, _: &str) -> Result<Option<Payment>, GatewayError> {
+        Ok(Some(self.payment.clone()))
+    }
+
+    fn max_in_flight(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn kind(&self) -> GatewayKind {
+        GatewayKind::Iamport
+    }
+}
+
+#[tokio::test]
+async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_one() {
+    use refund_core::testkit::{pending_refund, review};
+    use refund_core::{Actor, RefundState};
+
+    let store = Arc::new(MemoryPaymentStore::new());
+    let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let uid = payment.merchant_uid.clone();
+    // A first refund needs review: the payment is held.
+    let first = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&first).await.unwrap();
+    store
+        .finish_refund(&first.id, &review("the first refund's numbers"), None)
+        .await
+        .unwrap();
+    let gateway = Arc::new(SlowFirstLookup {
+        payment: payment.clone(),
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+        first: std::sync::atomic::AtomicBool::new(false),
+    });
+    let service = Arc::new(RefundService::new(store.clone(), gateway.clone()));
+
+    // Alice resolves it; her gateway lookup is slow.
+    let alice = {
+        let service = Arc::clone(&service);
+        let uid = uid.clone();
+        tokio::spawn(async move {
+            let alice = Actor::new("alice").unwrap();
+            service
+                .review(&uid, &alice, "the first refund was made in the console")
+                .await
+        })
+    };
+    gateway.entered.notified().await;
+    // Meanwhile Bob resolves the same review, the payment takes a second
+    // refund, and that one needs review too: held again, for a new reason.
+    let bob = Actor::new("bob").unwrap();
+    service
+        .review(&uid, &bob, "checked the first refund")
+        .await
+        .unwrap();
+    let second = pending_refund(&payment, 2_000, None);
+    store.begin_refund(&second).await.unwrap();
+    store
+        .finish_refund(&second.id, &review("the second refund's numbers"), None)
+        .await
+        .unwrap();
+
+    gateway.release.notify_one();
+    let _ = alice.await.unwrap();
+    let second_now = store.refund(&second.id).await.unwrap().unwrap();
+    let resolution = match &second_now.state {
+        RefundState::NeedsReview(review) => review.resolution.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        resolution.is_none() && store.payment(&uid).await.unwrap().unwrap().on_hold,
+        "the second refund's review was resolved, and its hold lifted, by a note written \
+         about the first one before the second existed: {resolution:?}"
+    );
+}
