@@ -86,7 +86,7 @@
 //! | `GET {prefix}/{merchant_uid}` | the payment view, with `pending_refunds`, `on_hold`, `hold_reason`, `gateway` and `refunds` (its journal, newest first) |
 //! | `POST {prefix}/{merchant_uid}/sync` | reconciles with the gateway, then the view (a review hold stays) |
 //! | `GET {prefix}/refunds` | refund records across payments, newest first: `?status=` (`pending`, `succeeded`, `failed`, `needs_review`), `merchant_uid=`, `limit=` (1 to 200, default 50), `cursor=` (the previous page's `next_cursor`); `{refunds: [...], next_cursor}` |
-//! | `POST {prefix}/{merchant_uid}/review` | `{note}` (1 to 500 characters): fetches the payment from the gateway, records the resolution (`resolved_by` = the actor, `resolved_at`, `note`) on the held refund, applies the gateway's numbers and lifts the hold; the view, or 409 `not_on_hold` |
+//! | `POST {prefix}/{merchant_uid}/review` | `{note}` (1 to 500 characters): fetches the payment from the gateway, records the resolution (`resolved_by` = the actor, `resolved_at`, `note`) on the held refund, applies the gateway's numbers and lifts the hold; the view, or 409 `not_on_hold` (nothing held), `refund_in_progress`, or `payment_out_of_sync` (the open reviews changed while it ran: nothing recorded) |
 //! | `POST {prefix}/webhook` | i'mport's notice `{imp_uid, merchant_uid, status}` as JSON or form; public; the payment is re-read from the gateway, the notice is never trusted; 200 `{"code":"ok","message"}` |
 //!
 //! Amounts in the view are in the currency's major unit, as i'mport sends

@@ -309,7 +309,7 @@ pub(crate) async fn list_refunds(req: HttpRequest, state: web::Data<ScopeState>)
         (status = 401, description = "`unauthorized`: the authorizer did not recognise the caller", body = ErrorDoc),
         (status = 403, description = "`forbidden`: the authorizer refused the caller", body = ErrorDoc),
         (status = 404, description = "`payment_not_found`", body = ErrorDoc),
-        (status = 409, description = "`not_on_hold`: the payment is not held for review", body = ErrorDoc),
+        (status = 409, description = "`not_on_hold`: the payment is not held for review; `refund_in_progress`: a refund of it is pending, or the gateway shows a cancellation in progress; `payment_out_of_sync`: its open reviews changed while this resolution ran (resolved by someone else, or another refund needs review now): nothing was recorded, look at the payment again", body = ErrorDoc),
         (status = 413, description = "`payload_too_large`", body = ErrorDoc),
         (status = 415, description = "`unsupported_media_type`: not JSON", body = ErrorDoc),
         (status = 502, description = "`gateway_error`: the gateway could not be asked; nothing changed", body = ErrorDoc),

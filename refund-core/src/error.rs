@@ -45,6 +45,12 @@ pub enum RefundError {
     /// Our copy of the payment was stale; it has been re-synced.
     #[error("the payment changed at the gateway; it has been re-synced, please retry")]
     PaymentOutOfSync,
+    /// The reviews of a held payment changed while an operator resolved
+    /// them (resolved by someone else, or a newer refund needs review):
+    /// nothing was recorded. Code `payment_out_of_sync`: what the caller
+    /// read changed under it; look at the payment again.
+    #[error("the payment's review changed while it was being resolved (resolved by someone else, or another refund needs review); nothing was recorded: look at the payment again")]
+    ReviewChanged,
     /// The payment cannot be refunded (not paid, or a phone payment of an
     /// earlier month).
     #[error("{0}")]
@@ -81,7 +87,7 @@ impl RefundError {
             RefundError::RefundInProgress | RefundError::OnHold => "refund_in_progress",
             RefundError::NotOnHold => "not_on_hold",
             RefundError::IdempotencyKeyReused => "idempotency_key_reused",
-            RefundError::PaymentOutOfSync => "payment_out_of_sync",
+            RefundError::PaymentOutOfSync | RefundError::ReviewChanged => "payment_out_of_sync",
             RefundError::NotRefundable(_) => "not_refundable",
             RefundError::GatewayRejected { .. } => "gateway_rejected",
             RefundError::Gateway(_) => "gateway_error",
@@ -101,7 +107,8 @@ impl RefundError {
             | RefundError::OnHold
             | RefundError::NotOnHold
             | RefundError::IdempotencyKeyReused
-            | RefundError::PaymentOutOfSync => 409,
+            | RefundError::PaymentOutOfSync
+            | RefundError::ReviewChanged => 409,
             RefundError::NotRefundable(_) => 422,
             RefundError::GatewayRejected { .. } | RefundError::Gateway(_) => 502,
             RefundError::StorageUnavailable(_) => 503,
@@ -135,6 +142,7 @@ impl From<StoreError> for RefundError {
             StoreError::RefundInProgress => RefundError::RefundInProgress,
             StoreError::OnHold => RefundError::OnHold,
             StoreError::NotOnHold => RefundError::NotOnHold,
+            StoreError::ReviewChanged => RefundError::ReviewChanged,
             other => RefundError::Internal(other.into()),
         }
     }

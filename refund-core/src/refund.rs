@@ -314,8 +314,15 @@ pub struct Refund {
     pub requested_by: Option<Actor>,
     /// Where it stands.
     pub state: RefundState,
-    /// When the refund began, unix milliseconds on the store's clock.
+    /// When the refund was journaled, unix milliseconds on the store's
+    /// clock. Never changes once the refund exists (running it again keeps
+    /// it): it is the key listings page on.
     pub created_at_ms: i64,
+    /// When its current attempt began, unix milliseconds on the store's
+    /// clock: `created_at_ms`, or the last time it was run again
+    /// ([`PaymentStore::retry_refund`](crate::PaymentStore::retry_refund)).
+    /// The start of its in-flight bound.
+    pub attempt_started_at_ms: i64,
     /// Last state change, unix milliseconds on the store's clock.
     pub updated_at_ms: i64,
 }

@@ -39,6 +39,11 @@ pub enum StoreError {
     /// The payment is not held for review (nothing to resolve).
     #[error("the payment is not held for review")]
     NotOnHold,
+    /// The payment's open reviews are no longer the ones the caller read
+    /// (one was resolved meanwhile, or another refund needs review now):
+    /// a resolution is recorded only on the reviews its operator saw.
+    #[error("the payment's open reviews changed since they were read")]
+    ReviewChanged,
     /// The idempotency key is already used by another refund.
     #[error("idempotency key already used")]
     IdempotencyKeyTaken,
@@ -179,7 +184,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///   see [`retry_refund`](Self::retry_refund)).
     ///
     /// The stored refund's state is [`RefundState::PENDING`] whatever
-    /// `refund.state` says, and both its timestamps are the store's clock
+    /// `refund.state` says, and its timestamps (`created_at_ms`,
+    /// `attempt_started_at_ms`, `updated_at_ms`) are the store's clock
     /// (the values passed are ignored).
     ///
     /// Under any number of concurrent callers at most one succeeds per
@@ -218,10 +224,12 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///   still equals `base_cancel_amount` ([`StoreError::CancelAmountChanged`]),
     ///
     /// it becomes [`RefundState::PENDING`] again with the new
-    /// `base_cancel_amount` and `checksum`, both timestamps on the store's
-    /// clock, and the payment's pending refund. Its id, amount, reason and
-    /// key stay: evidence of any attempt names the same refund. On error
-    /// nothing is written. Returns the refund as stored.
+    /// `base_cancel_amount` and `checksum`, `attempt_started_at_ms` and
+    /// `updated_at_ms` on the store's clock, and the payment's pending
+    /// refund. Its id, amount, reason, key and `created_at_ms` stay:
+    /// evidence of any attempt names the same refund, and a listing walked
+    /// meanwhile (keyed on `created_at_ms`) still lists it once, in its
+    /// place. On error nothing is written. Returns the refund as stored.
     async fn retry_refund(
         &self,
         id: &RefundId,
@@ -232,9 +240,9 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Records the id the gateway accepted pending refund `id` under (an
     /// asynchronous PortOne V2 cancel), atomically, only while it is still
     /// pending: its state becomes `Pending { cancellation_id: Some(..) }`
-    /// and `updated_at_ms` the store's clock; `created_at_ms` (the start of
-    /// its in-flight bound) and the payment's pending slot stay as they
-    /// are. A refund no longer pending gives [`StoreError::NotPending`] with
+    /// and `updated_at_ms` the store's clock; `attempt_started_at_ms` (the
+    /// start of its in-flight bound) and the payment's pending slot stay
+    /// as they are. A refund no longer pending gives [`StoreError::NotPending`] with
     /// its status and nothing changes; an unknown id gives
     /// [`StoreError::RefundNotFound`]. Returns the refund as stored.
     async fn note_cancellation_id(
@@ -245,11 +253,15 @@ pub trait PaymentStore: Send + Sync + 'static {
 
     /// Resolves a payment's review, atomically, only if it is held
     /// ([`StoreError::NotOnHold`] otherwise; unknown payments give
-    /// [`StoreError::PaymentNotFound`]) and no refund of it is pending
+    /// [`StoreError::PaymentNotFound`]), no refund of it is pending
     /// ([`StoreError::RefundInProgress`]: it could still apply, and lifting
-    /// the hold would let a second refund go out beside it):
-    /// - every refund of it in [`RefundState::NeedsReview`] that has no
-    ///   resolution yet gets `{resolved_by: by, resolved_at_ms: <store
+    /// the hold would let a second refund go out beside it), and its open
+    /// reviews (its refunds in [`RefundState::NeedsReview`] without a
+    /// resolution) are exactly `open_reviews`, the ones the operator's
+    /// workflow read before it asked the gateway (in any order; else
+    /// [`StoreError::ReviewChanged`]: a review resolved meanwhile, or a
+    /// newer one the operator has not seen, must not take this note):
+    /// - each of them gets `{resolved_by: by, resolved_at_ms: <store
     ///   clock>, note}` (its state stays `needs_review`, its
     ///   `updated_at_ms` is the same clock);
     /// - `snapshot`, if given, is applied (the gateway's numbers the
@@ -263,6 +275,7 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
@@ -296,10 +309,11 @@ pub trait PaymentStore: Send + Sync + 'static {
         cursor: Option<&RefundCursor>,
     ) -> Result<RefundPage, StoreError>;
 
-    /// Up to `limit` pending refunds that began more than `older_than` ago
-    /// on the store's clock, oldest first (by `created_at_ms`, then id):
-    /// the work list of the reconciliation sweep. With `after`, only those
-    /// that come after it in that order (the next page).
+    /// Up to `limit` pending refunds whose current attempt began
+    /// (`attempt_started_at_ms`) more than `older_than` ago on the store's
+    /// clock, oldest first (by `created_at_ms`, then id): the work list of
+    /// the reconciliation sweep. With `after`, only those that come after
+    /// it in that order (the next page).
     async fn stale_pending_refunds(
         &self,
         older_than: Duration,

@@ -16,8 +16,14 @@
 //!               idempotency_key, key_slot, fingerprint, refund_account_masked,
 //!               status, failure_kind, failure_code, gateway_message,
 //!               cancellation_id, requested_by, resolved_by, resolved_at_ms,
-//!               review_note, created_at_ms, updated_at_ms }] }
+//!               review_note, created_at_ms, attempt_started_at_ms,
+//!               updated_at_ms }] }
 //! ```
+//!
+//! `created_at_ms` never changes once a refund exists (listings page on
+//! it); `attempt_started_at_ms` is when its current attempt began (a
+//! refund run again restarts it), absent on refunds journaled before it
+//! was recorded: those began their attempt when they were journaled.
 //!
 //! A refund's currency is its payment's (`payment.currency`, in the same
 //! document). `requested_by` is `null` on refunds journaled before actors
@@ -128,6 +134,9 @@ pub(crate) struct RefundFields {
     #[serde(default)]
     review_note: Option<String>,
     created_at_ms: i64,
+    /// Absent on refunds journaled before attempts were recorded.
+    #[serde(default)]
+    attempt_started_at_ms: Option<i64>,
     updated_at_ms: i64,
 }
 
@@ -450,6 +459,13 @@ impl RefundFields {
             requested_by: self.requested_by.map(Actor::from_stored),
             state,
             created_at_ms: self.created_at_ms,
+            // A refund without one (journaled before it was recorded) began
+            // its attempt when it was journaled; releases before it also
+            // restamped that time when they ran a refund again, so the
+            // later of the two is the attempt's start either way.
+            attempt_started_at_ms: self
+                .attempt_started_at_ms
+                .map_or(self.created_at_ms, |at| at.max(self.created_at_ms)),
             updated_at_ms: self.updated_at_ms,
         })
     }

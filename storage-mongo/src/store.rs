@@ -373,7 +373,11 @@ impl PaymentStore for MongoPaymentStore {
         // The pending element, stamped with the server's clock.
         let element = doc! { "$mergeObjects": [
             literal(RefundFields::pending_document(refund)),
-            { "created_at_ms": server_now_ms(), "updated_at_ms": server_now_ms() },
+            {
+                "created_at_ms": server_now_ms(),
+                "attempt_started_at_ms": server_now_ms(),
+                "updated_at_ms": server_now_ms(),
+            },
         ] };
         let update = vec![doc! { "$set": {
             "refunds": { "$concatArrays": [refunds, [element]] },
@@ -428,7 +432,8 @@ impl PaymentStore for MongoPaymentStore {
             {
                 "base_cancel_amount": literal(base_cancel_amount.minor()),
                 "checksum": literal(checksum.minor()),
-                "created_at_ms": server_now_ms(),
+                // A new attempt; its place in listings (created_at_ms) stays.
+                "attempt_started_at_ms": server_now_ms(),
                 "updated_at_ms": server_now_ms(),
             },
         ] };
@@ -639,12 +644,14 @@ impl PaymentStore for MongoPaymentStore {
     async fn resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
     ) -> Result<StoredPayment, StoreError> {
-        // One update of the payment's document, conditional on the hold:
-        // the open reviews get the resolution (stamped with the server's
+        // One update of the payment's document, conditional on the hold
+        // and on its open reviews being exactly `open_reviews`: the open
+        // reviews get the resolution (stamped with the server's
         // clock), the snapshot applies if not older, the hold goes.
         let resolution = doc! {
             "resolved_by": literal(by.as_str()),
@@ -670,12 +677,39 @@ impl PaymentStore for MongoPaymentStore {
         if let Some(snapshot) = snapshot.filter(|s| s.merchant_uid == merchant_uid) {
             changes.insert("payment", newer_snapshot(snapshot));
         }
+        // Open: needs review, no resolution (`null` also matches an absent
+        // field). Each id the caller saw is open, and no other is.
+        let open = |id: Option<&[&str]>| {
+            let mut element = doc! {
+                "status": RefundStatus::NeedsReview.as_str(),
+                "resolved_by": Bson::Null,
+            };
+            if let Some(ids) = id {
+                element.insert("id", doc! { "$nin": ids.to_vec() });
+            }
+            element
+        };
+        let seen: Vec<&str> = open_reviews.iter().map(RefundId::as_str).collect();
+        let mut reviews: Vec<Document> = seen
+            .iter()
+            .map(|id| {
+                let mut element = open(None);
+                element.insert("id", *id);
+                doc! { "refunds": { "$elemMatch": element } }
+            })
+            .collect();
+        reviews.push(doc! { "refunds": { "$not": { "$elemMatch": open(Some(&seen)) } } });
         let updated = self
             .payments
             .find_one_and_update(
-                // Only while held and no refund of it is pending (it could
-                // still apply).
-                doc! { "_id": merchant_uid, "on_hold": true, "pending_refund_id": Bson::Null },
+                // Only while held, no refund of it is pending (it could
+                // still apply) and its open reviews are the ones seen.
+                doc! {
+                    "_id": merchant_uid,
+                    "on_hold": true,
+                    "pending_refund_id": Bson::Null,
+                    "$and": reviews,
+                },
                 vec![doc! { "$set": changes }],
             )
             .return_document(ReturnDocument::After)
@@ -689,13 +723,14 @@ impl PaymentStore for MongoPaymentStore {
         let exists = self
             .payments
             .find_one(doc! { "_id": merchant_uid })
-            .projection(doc! { "on_hold": 1 })
+            .projection(doc! { "on_hold": 1, "pending_refund_id": 1 })
             .await
             .map_err(store_error("resolve_review"))?;
         Err(match exists {
             None => StoreError::PaymentNotFound,
-            Some(held) if held.get_bool("on_hold").unwrap_or(false) => StoreError::RefundInProgress,
-            Some(_) => StoreError::NotOnHold,
+            Some(held) if !held.get_bool("on_hold").unwrap_or(false) => StoreError::NotOnHold,
+            Some(held) if held.get_str("pending_refund_id").is_ok() => StoreError::RefundInProgress,
+            Some(_) => StoreError::ReviewChanged,
         })
     }
 
@@ -815,7 +850,16 @@ impl PaymentStore for MongoPaymentStore {
             doc! { "$unwind": "$refunds" },
             doc! { "$match": {
                 "refunds.status": "pending",
-                "$expr": { "$lt": ["$refunds.created_at_ms", cutoff] },
+                // Its attempt began before the cutoff: an attempt starts
+                // no earlier than its refund was journaled, and one without
+                // a start (journaled before it was recorded) began then.
+                "$expr": { "$and": [
+                    { "$lt": ["$refunds.created_at_ms", cutoff.clone()] },
+                    { "$lt": [
+                        { "$ifNull": ["$refunds.attempt_started_at_ms", "$refunds.created_at_ms"] },
+                        cutoff,
+                    ] },
+                ] },
             } },
             // The next page: after the cursor in the listing's order.
             doc! { "$match": match after {

@@ -316,14 +316,20 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         assert!(store.refunds_of(text, 10).await.unwrap().is_empty());
         let operator = refund_core::testkit::operator();
         assert!(matches!(
-            store.resolve_review(text, &operator, text, None).await,
+            store.resolve_review(text, &[], &operator, text, None).await,
             Err(StoreError::PaymentNotFound)
         ));
 
         // A refund re-opened by its id keeps its key, matched as data; a
         // note and an actor are data too.
         store
-            .resolve_review(&merchant_uid, &operator, text, Some(&after))
+            .resolve_review(
+                &merchant_uid,
+                std::slice::from_ref(&refund.id),
+                &operator,
+                text,
+                Some(&after),
+            )
             .await
             .unwrap();
         let resolved = store.refund(&refund.id).await.unwrap().unwrap();

@@ -163,6 +163,14 @@ fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPaymen
 pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError> {
     let columns = Columns::<DB>::new(row);
     let state = refund_state::<DB>(&columns)?;
+    let created_at_ms = columns.int("created_at_ms")?;
+    // A row the release before migration 0004 wrote has no attempt start:
+    // its attempt began when it was journaled, and that release restamps
+    // the journal time when it runs a refund again (so the later of the
+    // two is the attempt's start either way).
+    let attempt_started_at_ms = columns
+        .opt_int("attempt_started_at_ms")?
+        .map_or(created_at_ms, |at| at.max(created_at_ms));
     Ok(Refund {
         id: RefundId::from_stored(columns.text("id")?),
         merchant_uid: columns.text("merchant_uid")?,
@@ -177,7 +185,8 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
         refund_account_masked: columns.opt_text("refund_account_masked")?,
         requested_by: columns.opt_text("requested_by")?.map(Actor::from_stored),
         state,
-        created_at_ms: columns.int("created_at_ms")?,
+        created_at_ms,
+        attempt_started_at_ms,
         updated_at_ms: columns.int("updated_at_ms")?,
     })
 }

@@ -545,11 +545,13 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     }
 
     /// `resolve_review` as one write transaction: lifts the hold (only
-    /// while held), records the resolution on the payment's open reviews,
-    /// applies the snapshot, and reads the payment back.
+    /// while held), checks that the payment's open reviews are the ones
+    /// the caller saw, records the resolution on them, applies the
+    /// snapshot, and reads the payment back.
     async fn try_resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
@@ -578,7 +580,22 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             }
             .into());
         }
-        DB::execute(
+        // The payment row is locked by the write above: no refund of it
+        // can settle into a review until this commits.
+        let open = DB::fetch_all(&mut tx, &sql.open_reviews, &[Param::Text(merchant_uid)])
+            .await?
+            .iter()
+            .map(|row| DB::text(row, "id", DB::BINARY_TEXT))
+            .collect::<Result<std::collections::BTreeSet<String>, _>>()?;
+        let seen: std::collections::BTreeSet<String> = open_reviews
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect();
+        if open != seen {
+            rollback(tx).await?;
+            return Err(StoreError::ReviewChanged.into());
+        }
+        let resolved = DB::execute(
             &mut tx,
             &sql.resolve_reviews,
             &[
@@ -588,6 +605,10 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             ],
         )
         .await?;
+        if DB::rows_affected(&resolved) != u64::try_from(seen.len()).unwrap_or(u64::MAX) {
+            rollback(tx).await?;
+            return Err(StoreError::ReviewChanged.into());
+        }
         let stored = match snapshot.filter(|s| s.merchant_uid == merchant_uid) {
             Some(snapshot) => Self::upsert(&mut tx, snapshot, now_ms).await?,
             None => {
@@ -667,11 +688,12 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     async fn resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
     ) -> Result<StoredPayment, StoreError> {
-        self.write(|| self.try_resolve_review(merchant_uid, by, note, snapshot))
+        self.write(|| self.try_resolve_review(merchant_uid, open_reviews, by, note, snapshot))
             .await
     }
 
@@ -756,6 +778,7 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
         self.read(
             &DB::statements().stale_pending,
             &[
+                Param::Int(older_than_ms),
                 Param::Int(older_than_ms),
                 Param::Int(after_ms),
                 Param::Int(after_ms),

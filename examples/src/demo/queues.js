@@ -151,7 +151,9 @@ async function resolveHold(record, form) {
     result.className = "resolve-result failure";
     result.textContent = answer.status === 400
       ? "Write a note of at most 500 characters."
-      : sentence(answer.status, answer.body);
+      : answer.body && answer.body.code === "payment_out_of_sync"
+        ? "This review changed while you resolved it: someone else resolved it, or another refund needs review now. Nothing was recorded; look at the payment again."
+        : sentence(answer.status, answer.body);
   }
   await refresh();
 }

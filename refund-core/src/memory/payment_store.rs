@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -145,6 +145,7 @@ impl PaymentStore for MemoryPaymentStore {
             Refund {
                 state: RefundState::PENDING,
                 created_at_ms: now,
+                attempt_started_at_ms: now,
                 updated_at_ms: now,
                 ..refund.clone()
             },
@@ -208,7 +209,8 @@ impl PaymentStore for MemoryPaymentStore {
         refund.state = RefundState::PENDING;
         refund.base_cancel_amount = base_cancel_amount;
         refund.checksum = checksum;
-        refund.created_at_ms = now;
+        // Its place in listings (created_at_ms) stays; the attempt is new.
+        refund.attempt_started_at_ms = now;
         refund.updated_at_ms = now;
         Ok(refund.clone())
     }
@@ -237,6 +239,7 @@ impl PaymentStore for MemoryPaymentStore {
     async fn resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
@@ -253,12 +256,21 @@ impl PaymentStore for MemoryPaymentStore {
         if stored.pending_refund.is_some() {
             return Err(StoreError::RefundInProgress);
         }
-        for refund in refunds
-            .values_mut()
-            .filter(|r| r.merchant_uid == merchant_uid)
-        {
-            if let RefundState::NeedsReview(review) = &mut refund.state {
-                if review.resolution.is_none() {
+        let is_open = |refund: &Refund| {
+            refund.merchant_uid == merchant_uid
+                && matches!(&refund.state, RefundState::NeedsReview(review) if review.resolution.is_none())
+        };
+        let open: HashSet<&RefundId> = refunds
+            .values()
+            .filter(|r| is_open(r))
+            .map(|r| &r.id)
+            .collect();
+        if open != open_reviews.iter().collect::<HashSet<_>>() {
+            return Err(StoreError::ReviewChanged);
+        }
+        for id in open_reviews {
+            if let Some(refund) = refunds.get_mut(id) {
+                if let RefundState::NeedsReview(review) = &mut refund.state {
                     review.resolution = Some(Resolution {
                         resolved_by: by.clone(),
                         resolved_at_ms: now,
@@ -329,7 +341,7 @@ impl PaymentStore for MemoryPaymentStore {
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
         let older_than_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
-        let created_before_ms = self.clock.now_ms().saturating_sub(older_than_ms);
+        let started_before_ms = self.clock.now_ms().saturating_sub(older_than_ms);
         let follows = |r: &Refund| {
             after.is_none_or(|c| (r.created_at_ms, &r.id) > (c.created_at_ms(), c.id()))
         };
@@ -337,7 +349,9 @@ impl PaymentStore for MemoryPaymentStore {
             .state()
             .refunds
             .values()
-            .filter(|r| r.status() == RefundStatus::Pending && r.created_at_ms < created_before_ms)
+            .filter(|r| {
+                r.status() == RefundStatus::Pending && r.attempt_started_at_ms < started_before_ms
+            })
             .filter(|r| follows(r))
             .cloned()
             .collect();

@@ -259,7 +259,13 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
     let note = "console refund of 1,000 confirmed with the PG — 'ok'";
     let before_ms = store.now_ms().await.unwrap();
     let resolved = store
-        .resolve_review(&payment.merchant_uid, &operator, note, Some(&seen))
+        .resolve_review(
+            &payment.merchant_uid,
+            std::slice::from_ref(&refund.id),
+            &operator,
+            note,
+            Some(&seen),
+        )
         .await
         .unwrap();
     assert!(!resolved.on_hold);
@@ -294,6 +300,7 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
         store
             .resolve_review(
                 &payment.merchant_uid,
+                std::slice::from_ref(&refund.id),
                 &Actor::from_stored("x"),
                 "again",
                 Some(&odd)
@@ -308,7 +315,7 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
         .unwrap();
     assert!(matches!(
         store
-            .resolve_review(&unique("ghost"), &operator, "note", None)
+            .resolve_review(&unique("ghost"), &[], &operator, "note", None)
             .await,
         Err(StoreError::PaymentNotFound)
     ));
@@ -318,13 +325,143 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
 /// after a review).
 async fn lift_hold(store: &Store, merchant_uid: &str) {
     let operator = Actor::from_stored("ops");
+    let open = open_reviews(store, merchant_uid).await;
     match store
-        .resolve_review(merchant_uid, &operator, "checked", None)
+        .resolve_review(merchant_uid, &open, &operator, "checked", None)
         .await
     {
         Ok(_) | Err(StoreError::NotOnHold) => {}
         Err(error) => panic!("resolve_review: {error:?}"),
     }
+}
+
+/// The ids of the payment's refunds that need review and have no
+/// resolution, as an operator's workflow reads them.
+async fn open_reviews(store: &Store, merchant_uid: &str) -> Vec<RefundId> {
+    let page = store
+        .list_refunds(
+            &filter(Some(RefundStatus::NeedsReview), Some(merchant_uid)),
+            crate::MAX_LIST_LIMIT,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(page.next_cursor.is_none(), "a test payment has few reviews");
+    page.refunds
+        .into_iter()
+        .filter(
+            |r| matches!(&r.state, RefundState::NeedsReview(review) if review.resolution.is_none()),
+        )
+        .map(|r| r.id)
+        .collect()
+}
+
+/// A resolution is recorded only on the reviews its operator saw: while
+/// the payment's open reviews are not exactly the ids given (one of them
+/// resolved meanwhile, another refund needing review since, an id that is
+/// not an open review of it), nothing is written and the answer is
+/// `ReviewChanged`; the other refusals keep their precedence.
+pub async fn a_resolution_lands_only_on_the_reviews_it_names(store: Store) {
+    let payment = paid_payment(&unique("seen-review"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let first = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&first).await.unwrap();
+    store
+        .finish_refund(&first.id, &review("first"), None)
+        .await
+        .unwrap();
+    let uid = payment.merchant_uid.as_str();
+    let alice = Actor::from_stored("alice");
+    let before = store.refund(&first.id).await.unwrap().unwrap();
+    // An open review of another payment.
+    let elsewhere = paid_payment(&unique("other-review"), 10_000, Currency::Krw);
+    store.apply_snapshot(&elsewhere).await.unwrap();
+    let other = journaled(&store, &elsewhere.merchant_uid, Some(review("elsewhere"))).await;
+    for wrong in [
+        vec![],
+        vec![RefundId::generate()],
+        vec![first.id.clone(), RefundId::generate()],
+        vec![other.id.clone()],
+        vec![first.id.clone(), other.id.clone()],
+    ] {
+        assert!(
+            matches!(
+                store.resolve_review(uid, &wrong, &alice, "no", None).await,
+                Err(StoreError::ReviewChanged)
+            ),
+            "{wrong:?}"
+        );
+        assert_eq!(store.refund(&first.id).await.unwrap().unwrap(), before);
+        assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
+    }
+    // The review Bob saw: resolved, the hold lifted.
+    let bob = Actor::from_stored("bob");
+    let lifted = store
+        .resolve_review(
+            uid,
+            std::slice::from_ref(&first.id),
+            &bob,
+            "first checked",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!lifted.on_hold);
+    // A second refund needs review: Alice's resolution of the first one
+    // (the ids she read) must not land on it.
+    let now = store.payment(uid).await.unwrap().unwrap().payment;
+    let second = pending_refund(&now, 2_000, None);
+    store.begin_refund(&second).await.unwrap();
+    store
+        .finish_refund(&second.id, &review("second"), None)
+        .await
+        .unwrap();
+    let second_before = store.refund(&second.id).await.unwrap().unwrap();
+    assert!(matches!(
+        store
+            .resolve_review(
+                uid,
+                std::slice::from_ref(&first.id),
+                &alice,
+                "about the first",
+                None
+            )
+            .await,
+        Err(StoreError::ReviewChanged)
+    ));
+    assert_eq!(
+        store.refund(&second.id).await.unwrap().unwrap(),
+        second_before
+    );
+    assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
+    let resolved = store
+        .resolve_review(
+            uid,
+            std::slice::from_ref(&second.id),
+            &alice,
+            "second checked",
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!resolved.on_hold);
+    for (id, by, note) in [
+        (&first.id, &bob, "first checked"),
+        (&second.id, &alice, "second checked"),
+    ] {
+        let read = store.refund(id).await.unwrap().unwrap();
+        let RefundState::NeedsReview(review) = &read.state else {
+            panic!("{read:?}");
+        };
+        let resolution = review.resolution.as_ref().expect("resolved");
+        assert_eq!(
+            (&resolution.resolved_by, resolution.note.as_str()),
+            (by, note)
+        );
+    }
+    // The other payment's review was never touched.
+    assert_eq!(store.refund(&other.id).await.unwrap().unwrap(), other);
+    lift_hold(&store, &other.merchant_uid).await;
 }
 
 /// Finishing a refund that does not exist is an error, not a write.
@@ -1074,7 +1211,8 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
 
 /// A failure that provably changed nothing does not spend its idempotency
 /// key: the refund runs again as the same row (`retry_refund`), pending
-/// with a new base and checksum and fresh timestamps; a rejection, a
+/// with a new base and checksum, a new attempt and its journal time kept;
+/// a rejection, a
 /// success or a review cannot be re-opened, and a key is never taken by
 /// another refund.
 pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Store) {
@@ -1119,7 +1257,12 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
             assert_eq!(retried.amount, first.amount);
             assert_eq!(retried.reason, first.reason);
             assert_eq!(retried.idempotency_key.as_deref(), Some(key.as_str()));
-            assert!(retried.created_at_ms >= done.refund.updated_at_ms);
+            assert_eq!(retried.created_at_ms, done.refund.created_at_ms);
+            assert!(retried.attempt_started_at_ms >= done.refund.updated_at_ms);
+            assert_eq!(
+                store.refund(&first.id).await.unwrap().as_ref(),
+                Some(&retried)
+            );
             let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
             assert_eq!(stored.pending_refund.as_ref(), Some(&first.id));
             let holder = store
@@ -1217,6 +1360,92 @@ pub async fn a_retry_is_refused_like_a_begin(store: Store) {
         }
     }
     assert_eq!(reopened, 1);
+}
+
+/// A refund run again keeps `created_at_ms`, so it keeps its place in every
+/// listing (the payment's refunds, the filtered and unfiltered walks, the
+/// sweep's order) and a walk under way lists it once; its new attempt's
+/// start is `attempt_started_at_ms`, which the sweep's cutoff reads.
+pub async fn a_refund_run_again_keeps_its_place_in_listings(store: Store) {
+    let payment = paid_payment(&unique("rerun-place"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let first = pending_refund(&payment, 1_000, Some(&unique("key")));
+    store.begin_refund(&first).await.unwrap();
+    let down = failed(FailureKind::NotSent, None::<String>, "token endpoint down");
+    let journaled_first = store
+        .finish_refund(&first.id, &down, None)
+        .await
+        .unwrap()
+        .refund;
+    assert_eq!(
+        journaled_first.attempt_started_at_ms,
+        journaled_first.created_at_ms
+    );
+    // A later refund, a few milliseconds on, so the order is observable.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let later = journaled(&store, &payment.merchant_uid, Some(succeeded())).await;
+    assert!(later.created_at_ms > journaled_first.created_at_ms);
+    let order = vec![later.id.clone(), first.id.clone()];
+    let by_payment = filter(None, Some(&payment.merchant_uid));
+    let page = store.list_refunds(&by_payment, 1, None).await.unwrap();
+    assert_eq!(ids(&page.refunds), vec![later.id.clone()]);
+    let cursor = page.next_cursor.expect("a second page");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let now = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    let retried = store
+        .retry_refund(
+            &first.id,
+            now.payment.cancel_amount,
+            now.payment.cancelable(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried.created_at_ms, journaled_first.created_at_ms);
+    assert!(
+        retried.attempt_started_at_ms > later.created_at_ms,
+        "the new attempt starts on the store's clock: {retried:?}"
+    );
+    assert_eq!(
+        store.refund(&first.id).await.unwrap().as_ref(),
+        Some(&retried)
+    );
+    // The walk under way goes on: the re-run refund comes once, last.
+    let rest = store
+        .list_refunds(&by_payment, 10, Some(&cursor))
+        .await
+        .unwrap();
+    assert_eq!(ids(&rest.refunds), vec![first.id.clone()]);
+    assert_eq!(rest.refunds[0], retried);
+    assert!(rest.next_cursor.is_none());
+    let listed = store.refunds_of(&payment.merchant_uid, 10).await.unwrap();
+    assert_eq!(ids(&listed), order);
+    let pending = store
+        .list_refunds(
+            &filter(Some(RefundStatus::Pending), Some(&payment.merchant_uid)),
+            10,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&pending.refunds), vec![first.id.clone()]);
+    // The sweep lists it by its journal time, once its attempt is older
+    // than the cutoff; an hour's cutoff is later than the attempt.
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let stale = store
+        .stale_pending_refunds(std::time::Duration::ZERO, None, 10_000)
+        .await
+        .unwrap();
+    let swept = stale.iter().find(|r| r.id == first.id).expect("swept");
+    assert_eq!(swept, &retried);
+    let young = store
+        .stale_pending_refunds(std::time::Duration::from_secs(3_600), None, 10_000)
+        .await
+        .unwrap();
+    assert!(young.iter().all(|r| r.id != first.id));
+    store
+        .finish_refund(&first.id, &succeeded(), None)
+        .await
+        .unwrap();
 }
 
 /// `finish_refund` returns the refund, its payment and the payment's newest

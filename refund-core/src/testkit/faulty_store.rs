@@ -166,13 +166,14 @@ impl PaymentStore for FaultyStore {
     async fn resolve_review(
         &self,
         merchant_uid: &str,
+        open_reviews: &[RefundId],
         by: &Actor,
         note: &str,
         snapshot: Option<&Payment>,
     ) -> Result<StoredPayment, StoreError> {
         self.check(StoreOp::ResolveReview)?;
         self.inner
-            .resolve_review(merchant_uid, by, note, snapshot)
+            .resolve_review(merchant_uid, open_reviews, by, note, snapshot)
             .await
     }
 

@@ -58,6 +58,7 @@ macro_rules! store_conformance_tests {
             finish_succeeded_applies_the_snapshot_and_frees_the_payment,
             finish_failed_keeps_the_money_and_frees_the_payment,
             needs_review_holds_the_payment_until_resolved,
+            a_resolution_lands_only_on_the_reviews_it_names,
             finish_of_an_unknown_refund_is_refused,
             idempotency_keys_are_unique,
             a_key_is_taken_once_across_racing_payments,
@@ -78,6 +79,7 @@ macro_rules! store_conformance_tests {
             only_not_applied_failures_may_still_succeed,
             a_refund_that_changed_nothing_runs_again_as_the_same_row,
             a_retry_is_refused_like_a_begin,
+            a_refund_run_again_keeps_its_place_in_listings,
             finish_returns_what_it_stored,
             refunds_are_listed_newest_first_and_filtered,
             listing_pages_have_no_duplicates_or_gaps_under_inserts,
@@ -194,6 +196,7 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
         requested_by: Some(Actor::from_stored("kim.support")),
         state: RefundState::PENDING,
         created_at_ms: 0,
+        attempt_started_at_ms: 0,
         updated_at_ms: 0,
     }
 }
@@ -203,11 +206,16 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
 pub fn same_refund(stored: &Refund, sent: &Refund) {
     let stamped = Refund {
         created_at_ms: stored.created_at_ms,
+        attempt_started_at_ms: stored.attempt_started_at_ms,
         updated_at_ms: stored.updated_at_ms,
         ..sent.clone()
     };
     assert_eq!(stored, &stamped);
     assert!(stored.created_at_ms > 0, "the store stamps its clock");
+    assert!(
+        stored.attempt_started_at_ms >= stored.created_at_ms,
+        "an attempt starts no earlier than its refund was journaled"
+    );
 }
 
 /// The state of a refund that succeeded with no cancel entry id.

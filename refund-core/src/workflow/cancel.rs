@@ -132,6 +132,7 @@ impl RefundService {
             state: RefundState::PENDING,
             // Stamped by the store's clock.
             created_at_ms: 0,
+            attempt_started_at_ms: 0,
             updated_at_ms: 0,
         };
         match self.store.begin_refund(&refund).await {

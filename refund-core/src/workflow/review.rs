@@ -3,7 +3,8 @@
 use super::{RefundService, Via};
 use crate::actor::Actor;
 use crate::error::RefundError;
-use crate::refund::{validate_payment_id, RefundStatus};
+use crate::listing::{RefundFilter, MAX_LIST_LIMIT};
+use crate::refund::{validate_payment_id, RefundId, RefundState, RefundStatus};
 use crate::store::StoreError;
 use crate::view::PaymentView;
 
@@ -30,6 +31,13 @@ impl RefundService {
     /// A payment that is not held is [`RefundError::NotOnHold`], decided
     /// before the gateway is asked (and again, atomically, by the store:
     /// of two racing reviews one wins, the other gets `NotOnHold`).
+    ///
+    /// The resolution is recorded only on the reviews that were open when
+    /// this call began (read before the gateway is asked): if they changed
+    /// by the time the store writes (resolved by someone else, or another
+    /// refund needs review now), nothing is written and the answer is
+    /// [`RefundError::ReviewChanged`] (409 `payment_out_of_sync`), so a
+    /// note about one review never lands on a later one.
     #[tracing::instrument(skip(self, note), fields(%actor))]
     pub async fn review(
         &self,
@@ -53,6 +61,10 @@ impl RefundService {
         if stored.pending_refund.is_some() {
             return Err(RefundError::RefundInProgress);
         }
+        // The reviews this resolution is about: the ones open now. The
+        // store records it on these alone, and only if they are still
+        // exactly the open ones when it writes.
+        let open_reviews = self.open_reviews(merchant_uid).await?;
         let imp_uid = &stored.payment.imp_uid;
         // The gateway's numbers are what the operator resolves against; a
         // payment it no longer knows is resolved without new numbers.
@@ -77,15 +89,49 @@ impl RefundService {
         }
         let after = match self
             .store
-            .resolve_review(merchant_uid, actor, note, snapshot.as_ref())
+            .resolve_review(merchant_uid, &open_reviews, actor, note, snapshot.as_ref())
             .await
         {
             Err(StoreError::NotOnHold) => return Err(RefundError::NotOnHold),
+            Err(StoreError::ReviewChanged) => {
+                tracing::info!(
+                    merchant_uid,
+                    "review refused: the open reviews changed while it was resolved"
+                );
+                return Err(RefundError::ReviewChanged);
+            }
             other => other?,
         };
         crate::metrics::settled(RefundStatus::NeedsReview.as_str(), Via::Review.as_str());
         tracing::info!(merchant_uid, "review resolved; hold lifted");
         self.view_of(&after).await
+    }
+}
+
+impl RefundService {
+    /// The ids of the payment's refunds that need review and have no
+    /// resolution yet (every page of them).
+    async fn open_reviews(&self, merchant_uid: &str) -> Result<Vec<RefundId>, RefundError> {
+        let filter = RefundFilter {
+            status: Some(RefundStatus::NeedsReview),
+            merchant_uid: Some(merchant_uid.to_owned()),
+        };
+        let mut open = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store
+                .list_refunds(&filter, MAX_LIST_LIMIT, cursor.as_ref())
+                .await?;
+            open.extend(page.refunds.into_iter().filter_map(|refund| {
+                matches!(&refund.state, RefundState::NeedsReview(review) if review.resolution.is_none())
+                    .then_some(refund.id)
+            }));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(open),
+            }
+        }
     }
 }
 

@@ -270,11 +270,12 @@ fn review(message: String) -> Verdict {
     Verdict::Settle(RefundState::NeedsReview(Review::new(message)))
 }
 
-/// True while `refund`, begun at `created_at_ms` on the store's clock, may
-/// still be on the wire at store time `now_ms`.
+/// True while `refund`, whose current attempt began at
+/// `attempt_started_at_ms` on the store's clock, may still be on the wire
+/// at store time `now_ms`.
 pub(crate) fn may_be_on_the_wire(refund: &Refund, now_ms: i64, in_flight: Duration) -> bool {
     let bound = i64::try_from(in_flight.as_millis()).unwrap_or(i64::MAX);
-    now_ms.saturating_sub(refund.created_at_ms) < bound
+    now_ms.saturating_sub(refund.attempt_started_at_ms) < bound
 }
 
 /// What a gateway payment says about one refund.
@@ -467,7 +468,7 @@ fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) ->
     // A reason that does not name the refund's id (rows from before reasons
     // named the refund) must match and not be dated long before it began.
     let tolerance = i64::try_from(ENTRY_CLOCK_TOLERANCE.as_millis()).unwrap_or(i64::MAX);
-    let not_before = refund.created_at_ms.saturating_sub(tolerance);
+    let not_before = refund.attempt_started_at_ms.saturating_sub(tolerance);
     let mut of_amount = later
         .into_iter()
         .filter(|e| e.amount == refund.amount)

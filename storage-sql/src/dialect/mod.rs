@@ -170,10 +170,13 @@ const PAYMENT_COLUMNS: &str = "merchant_uid, imp_uid, pay_method, currency, amou
      cancel_amount, status, paid_at, cancel_history, pending_refund_id, on_hold";
 
 /// Columns of a refund written by `begin_refund`, in bind order; the store's
-/// clock fills `created_at_ms` and `updated_at_ms`.
+/// clock fills [`STAMPED_REFUND_COLUMNS`].
 const NEW_REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, \
      checksum, reason, idempotency_key, fingerprint, refund_account_masked, status, currency, \
      requested_by";
+
+/// The columns of a new refund the store's clock fills, in order.
+const STAMPED_REFUND_COLUMNS: &str = "created_at_ms, attempt_started_at_ms, updated_at_ms";
 
 /// Columns of a refund, as read. The state is `status` with, by state:
 /// `cancellation_id` (pending, succeeded); `failure_kind`, `failure_code`
@@ -182,7 +185,32 @@ const NEW_REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel
 const REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, checksum, \
      reason, idempotency_key, fingerprint, refund_account_masked, status, failure_kind, \
      failure_code, gateway_message, cancellation_id, created_at_ms, updated_at_ms, currency, \
-     requested_by, resolved_by, resolved_at_ms, review_note";
+     requested_by, resolved_by, resolved_at_ms, review_note, attempt_started_at_ms";
+
+/// A refund's currency as read from `journal` (the table or its alias):
+/// its own, or its payment's for a row an instance of the release before
+/// migration 0003 journaled during a rolling upgrade (it does not write
+/// the column). Rows of this release always carry it, and `COALESCE`
+/// evaluates the lookup only for those that do not.
+fn refund_currency(journal: &str) -> String {
+    format!(
+        "COALESCE({journal}.currency, (SELECT rp.currency FROM refund_payments AS rp \
+         WHERE rp.merchant_uid = {journal}.merchant_uid)) AS currency"
+    )
+}
+
+/// [`REFUND_COLUMNS`] as read from `journal` (the table or its alias),
+/// each qualified, the currency as [`refund_currency`] reads it.
+fn refund_read_columns(journal: &str) -> String {
+    REFUND_COLUMNS
+        .split(',')
+        .map(|c| match c.trim() {
+            "currency" => refund_currency(journal),
+            c => format!("{journal}.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Columns a gateway snapshot writes after `merchant_uid`, in bind order.
 /// `cancel_amount` comes last: MySQL evaluates `ON DUPLICATE KEY UPDATE`
@@ -271,13 +299,14 @@ fn settlement_read(null: &dyn Fn(&str) -> String) -> String {
         "SELECT {}, {} FROM refund_journal AS r \
          LEFT JOIN refund_payments AS p ON p.merchant_uid = r.merchant_uid WHERE r.id = ? \
          UNION ALL \
-         SELECT {}, {} FROM (SELECT {REFUND_COLUMNS} FROM refund_journal \
+         SELECT {}, {} FROM (SELECT {} FROM refund_journal \
          WHERE merchant_uid = (SELECT merchant_uid FROM refund_journal WHERE id = ?) \
          ORDER BY created_at_ms DESC, id DESC LIMIT ?) AS recent",
-        refund_columns("r"),
+        refund_read_columns("r"),
         prefixed_payment_columns("p"),
         refund_columns("recent"),
         null_payment_columns(null),
+        refund_read_columns("refund_journal"),
     )
 }
 
@@ -324,8 +353,8 @@ fn begin_refund_cte(now_ms: &str) -> String {
          WHERE merchant_uid = ? AND pending_refund_id IS NULL \
          AND on_hold = FALSE AND cancel_amount = ? RETURNING merchant_uid), \
          inserted AS (\
-         INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
-         SELECT {refund_values}, {now_ms}, {now_ms} FROM claimed RETURNING id) \
+         INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, {STAMPED_REFUND_COLUMNS}) \
+         SELECT {refund_values}, {now_ms}, {now_ms}, {now_ms} FROM claimed RETURNING id) \
          SELECT CAST(COUNT(*) AS BIGINT) AS began FROM inserted"
     )
 }
@@ -338,9 +367,16 @@ fn begin_refund_cte(now_ms: &str) -> String {
 /// Parameters: the state's five columns, id, late-success flag, the
 /// payment assignments', limit.
 fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
+    // The settled refund's currency falls back on its payment's, as
+    // `refund_currency` reads it elsewhere.
     let settled_columns = REFUND_COLUMNS
         .split(',')
-        .map(|c| format!("s.{}", c.trim()))
+        .map(|c| match c.trim() {
+            "currency" => {
+                format!("COALESCE(s.currency, paid.{SETTLED_PAYMENT_PREFIX}currency) AS currency")
+            }
+            c => format!("s.{c}"),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let returned_payment = PAYMENT_COLUMNS
@@ -361,12 +397,13 @@ fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
          WHERE p.merchant_uid = s.merchant_uid RETURNING {}) \
          SELECT {settled_columns}, {returned_payment} FROM settled AS s LEFT JOIN paid ON TRUE \
          UNION ALL \
-         SELECT {REFUND_COLUMNS}, {} FROM (SELECT {REFUND_COLUMNS} FROM refund_journal \
+         SELECT {REFUND_COLUMNS}, {} FROM (SELECT {} FROM refund_journal \
          WHERE merchant_uid = (SELECT merchant_uid FROM settled) \
          ORDER BY created_at_ms DESC, id DESC LIMIT ?) AS recent",
         settle_payment_set("", "p.", "s.id"),
         prefixed_payment_columns("p"),
         null_payment_columns(null),
+        refund_read_columns("refund_journal"),
     )
 }
 
@@ -393,6 +430,7 @@ pub struct Statements {
     pub(crate) upsert_payment: String,
     pub(crate) claim_payment: String,
     pub(crate) lift_hold: String,
+    pub(crate) open_reviews: String,
     pub(crate) resolve_reviews: String,
     /// By [`list_variant`]: which filters and whether a cursor are bound.
     pub(crate) list_refunds: [String; 8],
@@ -432,6 +470,7 @@ impl Statements {
             Placeholder::Question => &bare_null,
         };
         let refund_values = vec!["?"; NEW_REFUND_COLUMNS.split(',').count()].join(", ");
+        let read = refund_read_columns("refund_journal");
         Statements {
             select_payment: render(format!(
                 "SELECT {PAYMENT_COLUMNS} FROM refund_payments WHERE merchant_uid = ?"
@@ -453,6 +492,13 @@ impl Statements {
                  WHERE merchant_uid = ? AND on_hold = TRUE AND pending_refund_id IS NULL"
                     .to_owned(),
             ),
+            // The payment's reviews without a resolution: the ones an
+            // operator's resolution must have seen.
+            open_reviews: render(
+                "SELECT id FROM refund_journal \
+                 WHERE merchant_uid = ? AND status = 'needs_review' AND resolved_by IS NULL"
+                    .to_owned(),
+            ),
             resolve_reviews: render(format!(
                 "UPDATE refund_journal SET resolved_by = ?, resolved_at_ms = {now_ms}, \
                  review_note = ?, updated_at_ms = {now_ms} \
@@ -460,21 +506,23 @@ impl Statements {
             )),
             list_refunds: std::array::from_fn(|variant| render(list_refunds(variant))),
             insert_refund: render(format!(
-                "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, created_at_ms, updated_at_ms) \
-                 VALUES ({refund_values}, {now_ms}, {now_ms})"
+                "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, {STAMPED_REFUND_COLUMNS}) \
+                 VALUES ({refund_values}, {now_ms}, {now_ms}, {now_ms})"
             )),
             // Runs a refund that provably changed nothing again, as the
             // same row: only while it is failed, not sent or not applied.
+            // A new attempt begins; its place in listings (created_at_ms)
+            // stays.
             reopen_refund: render(format!(
                 "UPDATE refund_journal SET status = 'pending', failure_kind = NULL, \
                  failure_code = NULL, gateway_message = NULL, cancellation_id = NULL, \
-                 base_cancel_amount = ?, checksum = ?, created_at_ms = {now_ms}, \
+                 base_cancel_amount = ?, checksum = ?, attempt_started_at_ms = {now_ms}, \
                  updated_at_ms = {now_ms} \
                  WHERE id = ? AND status = 'failed' \
                  AND failure_kind IN ('not_sent', 'not_applied')"
             )),
             // Names the gateway's cancellation of a refund only while it is
-            // pending; its start (created_at_ms) and the slot stay.
+            // pending; its attempt's start and the slot stay.
             note_cancellation: render(format!(
                 "UPDATE refund_journal SET cancellation_id = ?, updated_at_ms = {now_ms} \
                  WHERE id = ? AND status = 'pending'"
@@ -498,19 +546,23 @@ impl Statements {
                 settle_payment_set("", "", "?")
             )),
             settlement: render(settlement_read(null)),
-            select_refund: render(format!(
-                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE id = ?"
-            )),
+            select_refund: render(format!("SELECT {read} FROM refund_journal WHERE id = ?")),
             refund_by_key: render(format!(
-                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE idempotency_key = ?"
+                "SELECT {read} FROM refund_journal WHERE idempotency_key = ?"
             )),
             refunds_of: render(format!(
-                "SELECT {REFUND_COLUMNS} FROM refund_journal WHERE merchant_uid = ? \
+                "SELECT {read} FROM refund_journal WHERE merchant_uid = ? \
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?"
             )),
+            // Pending refunds whose attempt began before the cutoff (bound
+            // twice). An attempt starts no earlier than its refund was
+            // journaled; a NULL start (a row the release before migration
+            // 0004 wrote) is its journal time, which that release also
+            // restamps when it runs a refund again.
             stale_pending: render(format!(
-                "SELECT {REFUND_COLUMNS} FROM refund_journal \
+                "SELECT {read} FROM refund_journal \
                  WHERE status = 'pending' AND created_at_ms < {now_ms} - ? \
+                 AND (attempt_started_at_ms IS NULL OR attempt_started_at_ms < {now_ms} - ?) \
                  AND (created_at_ms > ? OR (created_at_ms = ? AND id > ?)) \
                  ORDER BY created_at_ms, id LIMIT ?"
             )),
@@ -556,6 +608,7 @@ pub(crate) fn list_variant(status: bool, merchant_uid: bool, cursor: bool) -> us
 /// its equality filters) narrowed by the tie-break, so every database
 /// scans the index from the cursor on instead of filtering rows.
 fn list_refunds(variant: usize) -> String {
+    let read = refund_read_columns("refund_journal");
     let mut conditions = Vec::new();
     if variant & 1 != 0 {
         conditions.push("status = ?");
@@ -572,7 +625,7 @@ fn list_refunds(variant: usize) -> String {
         format!("WHERE {} ", conditions.join(" AND "))
     };
     format!(
-        "SELECT {REFUND_COLUMNS} FROM refund_journal {filter}\
+        "SELECT {read} FROM refund_journal {filter}\
          ORDER BY created_at_ms DESC, id DESC LIMIT ?"
     )
 }
@@ -648,7 +701,9 @@ mod tests {
     #[test]
     fn every_parameter_has_a_placeholder() {
         let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict, "now()");
-        assert!(statements.insert_refund.ends_with("$13, now(), now())"));
+        assert!(statements
+            .insert_refund
+            .ends_with("$13, now(), now(), now())"));
         assert!(statements.list_refunds[list_variant(true, true, true)].ends_with("LIMIT $6"));
         assert!(statements.list_refunds[list_variant(false, false, false)]
             .ends_with("FROM refund_journal ORDER BY created_at_ms DESC, id DESC LIMIT $1"));

@@ -41,7 +41,13 @@ impl Dialect for MySql {
     ));
 
     fn migrations() -> &'static [Migration] {
-        migrations!("mysql", "0001_init", "0002_typed_state", "0003_operators")
+        migrations!(
+            "mysql",
+            "0001_init",
+            "0002_typed_state",
+            "0003_operators",
+            "0004_rolling_upgrade"
+        )
     }
 
     fn statements() -> &'static Statements {

@@ -44,7 +44,8 @@ impl Dialect for Postgres {
             "postgres",
             "0001_init",
             "0002_typed_state",
-            "0003_operators"
+            "0003_operators",
+            "0004_rolling_upgrade"
         )
     }
 

@@ -46,7 +46,13 @@ impl Dialect for Sqlite {
     const MIGRATION_LOCK: Option<(&'static str, &'static str)> = None;
 
     fn migrations() -> &'static [Migration] {
-        migrations!("sqlite", "0001_init", "0002_typed_state", "0003_operators")
+        migrations!(
+            "sqlite",
+            "0001_init",
+            "0002_typed_state",
+            "0003_operators",
+            "0004_rolling_upgrade"
+        )
     }
 
     fn statements() -> &'static Statements {

@@ -521,7 +521,13 @@ pub async fn the_typed_state_migration_maps_existing_refunds<B: Backend>(backend
         .unwrap();
     let operator = refund_core::testkit::operator();
     store
-        .resolve_review(&payment, &operator, "legacy review checked", None)
+        .resolve_review(
+            &payment,
+            &[refund_core::RefundId::from_stored("rf_review")],
+            &operator,
+            "legacy review checked",
+            None,
+        )
         .await
         .unwrap();
     let resolved = state("rf_review").await;
@@ -620,6 +626,7 @@ pub async fn assert_read_only_is_unavailable<DB: Dialect>(
     let release = read_only
         .resolve_review(
             &seeded.merchant_uid,
+            &[],
             &refund_core::testkit::operator(),
             "checked",
             None,

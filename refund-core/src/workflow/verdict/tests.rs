@@ -58,6 +58,7 @@ fn refund(base: i64, amount: i64, state: RefundState) -> Refund {
         requested_by: None,
         state,
         created_at_ms: BEGAN,
+        attempt_started_at_ms: BEGAN,
         updated_at_ms: BEGAN,
     }
 }
@@ -326,6 +327,24 @@ fn a_lookup_while_it_may_be_on_the_wire_only_credits() {
         decide(&refund, lookup(&applied), young()),
         succeeded_with("cxl-1")
     );
+}
+
+/// A refund run again keeps the time it was journaled; its in-flight bound
+/// runs from the start of the attempt now on the wire.
+#[test]
+fn a_refund_run_again_is_on_the_wire_from_its_new_attempt() {
+    let journaled_long_ago = Refund {
+        created_at_ms: BEGAN - 10 * i64::try_from(IN_FLIGHT.as_millis()).unwrap(),
+        ..pending(1_000, 2_000)
+    };
+    let nothing = after_base(&[]);
+    assert_eq!(
+        decide(&journaled_long_ago, lookup(&nothing), young()),
+        Verdict::Unchanged,
+        "an attempt begun 10 s ago may still be on the wire"
+    );
+    let verdict = decide(&journaled_long_ago, lookup(&nothing), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
 }
 
 #[test]
