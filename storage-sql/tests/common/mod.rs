@@ -562,6 +562,101 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     messages.join(": ")
 }
 
+/// A rolling upgrade: after the migrations, an instance of the release
+/// before `0003_operators` still journals refunds (its `begin_refund`,
+/// column for column: no currency, actor or attempt start) and runs them
+/// again (it restamps `created_at_ms`). This release reads, lists, sweeps
+/// and settles them.
+pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("rolling"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let (uid, imp) = (&payment.merchant_uid, &payment.imp_uid);
+    let id = "rf_0123456789abcdef0123456789abcdef";
+    backend
+        .exec(&format!(
+            "INSERT INTO refund_journal (id, merchant_uid, imp_uid, amount, base_cancel_amount, \
+             checksum, reason, idempotency_key, fingerprint, refund_account_masked, status, \
+             created_at_ms, updated_at_ms) \
+             VALUES ('{id}', '{uid}', '{imp}', 1000, 0, 10000, 'refund', NULL, 'fp', NULL, \
+             'pending', 1764000000000, 1764000000000)"
+        ))
+        .await
+        .expect("the previous release's insert is accepted by the migrated schema");
+    backend
+        .exec(&format!(
+            "UPDATE refund_payments SET pending_refund_id = '{id}' WHERE merchant_uid = '{uid}'"
+        ))
+        .await
+        .unwrap();
+    let refund_id = refund_core::RefundId::from_stored(id);
+    let read = store.refund(&refund_id).await.unwrap().unwrap();
+    assert_eq!(read.currency, Currency::Krw, "the payment's currency");
+    assert_eq!(read.requested_by, None);
+    assert_eq!(read.created_at_ms, 1_764_000_000_000);
+    assert_eq!(read.attempt_started_at_ms, read.created_at_ms);
+    let listed = store
+        .list_refunds(&refund_core::RefundFilter::default(), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.refunds, vec![read.clone()]);
+    let stale = store
+        .stale_pending_refunds(std::time::Duration::from_secs(60), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(stale, vec![read.clone()]);
+    // The previous release runs a refund this release began again: it
+    // restamps created_at_ms and knows nothing of the attempt's start.
+    let ours = pending_refund(&payment, 500, None);
+    let settled = store
+        .finish_refund(
+            &refund_id,
+            &RefundState::Succeeded {
+                cancellation_id: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled.refund.currency, Currency::Krw);
+    assert!(settled
+        .recent_refunds
+        .iter()
+        .all(|r| r.currency == Currency::Krw));
+    store.begin_refund(&ours).await.unwrap();
+    let began = store.refund(&ours.id).await.unwrap().unwrap();
+    store
+        .finish_refund(
+            &ours.id,
+            &failed(FailureKind::NotSent, None::<String>, "down"),
+            None,
+        )
+        .await
+        .unwrap();
+    let later = began.created_at_ms + 3_600_000;
+    backend
+        .exec(&format!(
+            "UPDATE refund_journal SET status = 'pending', failure_kind = NULL, \
+             failure_code = NULL, gateway_message = NULL, created_at_ms = {later}, \
+             updated_at_ms = {later} WHERE id = '{}'",
+            ours.id
+        ))
+        .await
+        .unwrap();
+    let rerun = store.refund(&ours.id).await.unwrap().unwrap();
+    assert_eq!(
+        rerun.attempt_started_at_ms, later,
+        "the restamped time is the attempt's start"
+    );
+    // An hour ahead of the store's clock: not stale yet.
+    let stale = store
+        .stale_pending_refunds(std::time::Duration::ZERO, None, 10)
+        .await
+        .unwrap();
+    assert!(stale.iter().all(|r| r.id != ours.id), "{stale:?}");
+}
+
 /// One `#[tokio::test]` per backend case, each on its own fresh database
 /// that is dropped afterwards.
 #[macro_export]
@@ -577,6 +672,7 @@ macro_rules! backend_tests {
             ids_differing_in_case_or_trailing_space_are_distinct,
             a_closed_pool_is_unavailable,
             the_typed_state_migration_maps_existing_refunds,
+            the_previous_release_journals_beside_the_migrated_schema,
         );
     };
     (@cases $backend:ty; $($case:ident),* $(,)?) => {
