@@ -424,3 +424,59 @@ async fn support_staff_may_look_but_not_refund_or_resolve() {
     assert_eq!(env.gateway_calls(), calls, "nothing reached the gateway");
     assert_eq!(env.cancels_attempted(), 0);
 }
+
+/// A review answers 409 `payment_out_of_sync` and records nothing when the
+/// payment's open reviews change while it runs: here, during its gateway
+/// lookup, someone else resolves the review and a second refund of the
+/// payment needs review (a note about the first must not land on it).
+#[actix_web::test]
+async fn a_review_whose_reviews_changed_meanwhile_records_nothing() {
+    use refund_core::testkit::{pending_refund, review as needs_review};
+    use refund_core::PaymentStore;
+
+    let env = Env::start().await;
+    let app = test::init_service(App::new().service(operator_scope(env.service.clone()))).await;
+    let payment = env.seed_krw(10_000).await;
+    let uid = payment.merchant_uid.clone();
+    let store = env.store.clone();
+    let seen = store.payment(&uid).await.unwrap().unwrap().payment;
+    let first = pending_refund(&seen, 1_000, None);
+    store.begin_refund(&first).await.unwrap();
+    store
+        .finish_refund(&first.id, &needs_review("first"), None)
+        .await
+        .unwrap();
+    // The review's lookup is answered after a hold.
+    let lookups = env.sandbox.stats().get_payment;
+    env.sandbox.inject_fault(
+        Fault::HoldAfterCommit(Duration::from_secs(2)),
+        FaultTarget::Get,
+        1,
+    );
+    let meanwhile = async {
+        while env.sandbox.stats().get_payment == lookups {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let bob = Actor::new("bob").unwrap();
+        store
+            .resolve_review(&uid, std::slice::from_ref(&first.id), &bob, "checked", None)
+            .await
+            .unwrap();
+        let second = pending_refund(&seen, 2_000, None);
+        store.begin_refund(&second).await.unwrap();
+        store
+            .finish_refund(&second.id, &needs_review("second"), None)
+            .await
+            .unwrap();
+        second
+    };
+    let request = review(&uid, json!({"note": "about the first refund"})).to_request();
+    let (answer, second) = tokio::join!(send(&app, request), meanwhile);
+    answer.assert_error(409, "payment_out_of_sync");
+    let second = store.refund(&second.id).await.unwrap().unwrap();
+    assert_eq!(second.state, needs_review("second"), "left unresolved");
+    assert!(store.payment(&uid).await.unwrap().unwrap().on_hold);
+    let first = store.refund(&first.id).await.unwrap().unwrap();
+    let resolution = first.state.review().unwrap().resolution.clone().unwrap();
+    assert_eq!(resolution.note, "checked");
+}
