@@ -1083,3 +1083,30 @@ fn another_refunds_reason_that_mentions_its_id_does_not_credit_it() {
         succeeded_with("cxl-1")
     );
 }
+
+#[test]
+#[ignore = "review finding: an entry with its V2 cancellation id credits it whatever amount the gateway cancelled"]
+fn a_cancellation_under_its_id_of_another_amount_goes_to_review() {
+    // PortOne reports our cancellation c-1 SUCCEEDED, but for 9,000 where
+    // the refund asked for 2,000 (as the V1 rule says for its own answer:
+    // gateway numbers no refund accounts for go to review, not succeeded).
+    let mut after = after_base(&[(9_000, NAMED)]);
+    after.cancel_history[1].cancellation_id = Some("c-1".into());
+    let answer = Evidence::AppliedUnder {
+        after: &after,
+        cancellation_id: "c-1",
+    };
+    let verdict = decide(&accepted(1_000, 2_000, None), answer, young());
+    assert_eq!(
+        status(&verdict),
+        Some(RefundStatus::NeedsReview),
+        "its own answer: {verdict:?}"
+    );
+    // The same entry seen by a lookup of a refund accepted under c-1.
+    let verdict = decide(&accepted(1_000, 2_000, Some("c-1")), lookup(&after), old());
+    assert_eq!(
+        status(&verdict),
+        Some(RefundStatus::NeedsReview),
+        "a lookup: {verdict:?}"
+    );
+}
