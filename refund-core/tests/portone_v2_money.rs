@@ -515,6 +515,8 @@ async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
         .unwrap()
         .id;
     assert_eq!(h.status_by_key("k-a").await, RefundStatus::Failed);
+    // B begins after A on the store's clock (as it would in real time).
+    h.clock.advance(Duration::from_secs(1));
     // B applies, but its answer never comes back in time.
     h.server.reply(Reply {
         status: 200,
