@@ -1110,3 +1110,23 @@ fn a_cancellation_under_its_id_of_another_amount_goes_to_review() {
         "a lookup: {verdict:?}"
     );
 }
+
+#[test]
+#[ignore = "review finding: a retry of a not_applied refund goes to review (holding the payment) over an entry that names another refund"]
+fn an_entry_naming_another_refund_is_no_lookalike_of_a_rerun() {
+    use super::{rerun_proof, RerunProof};
+    // rf_test (2,000) was judged not applied. The client made a new refund
+    // rf_other of 2,000 (its answer lost: pending, not yet credited), then
+    // retried rf_test under its key. The entry of 2,000 names rf_other: a
+    // PG that rewrote rf_test's reason could not have put rf_other's id in
+    // it, so it is no lookalike of rf_test. The retry may answer "in
+    // progress" (rf_other is pending), but it must not put rf_test up for
+    // review and hold the payment.
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    let others = after_base(&[(2_000, "test (rf_other)")]);
+    assert_ne!(
+        rerun_proof(&not_applied, &others, &[]),
+        RerunProof::Ambiguous
+    );
+}
