@@ -495,7 +495,6 @@ async fn a_requested_cancellation_with_a_rewritten_reason_blocks_a_new_refund() 
 /// credit B with it, not A: credited to A, B is judged `not_applied` and
 /// the same key sends B a second time (2,000 refunded for one 1,000 refund).
 #[tokio::test]
-#[ignore = "review finding: a reason mentioning an older refund's id credits that refund and B is sent twice"]
 async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
     use refund_core::PaymentStore;
     let h = Harness::start(10_000).await;

@@ -224,7 +224,6 @@ async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_
 /// cancellation in progress refuses it (409 `refund_in_progress`) for as
 /// long as the unrelated one lasts.
 #[tokio::test]
-#[ignore = "review finding: any cancellation in progress, even one unrelated to our refunds, blocks every review"]
 async fn an_unrelated_cancellation_in_progress_does_not_block_a_review() {
     let clock = Arc::new(ManualClock::now());
     let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));

@@ -1280,7 +1280,6 @@ fn v1(imp_uid: &str) -> PaymentRef<'_> {
 /// the sweep credits A with it (oldest first), judges B `not_applied`, and
 /// B's key sends B a second time: 2,000 refunded for one 1,000 refund.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "review finding: a reason mentioning an older refund's id credits that refund and B is sent twice (V1)"]
 async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
     let h = Harness::start().await;
     let (merchant_uid, _) = h.seed_krw(10_000).await;
