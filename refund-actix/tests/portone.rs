@@ -610,7 +610,12 @@ async fn a_typed_5xx_is_reconciled_at_once_and_never_locks_the_payment() {
         .inject_fault(Fault::ErrorBeforeCommit, FaultTarget::Cancel, 1);
     let refused = v2.cancel(body(3000), Some("typed-5xx-before")).await;
     refused.assert_error(502, "gateway_error");
-    let refund = v2.newest_refund(&payment.merchant_uid).await;
+    let refund = v2
+        .store
+        .refund_by_idempotency_key("typed-5xx-before")
+        .await
+        .unwrap()
+        .expect("the refund is journaled");
     assert!(
         matches!(
             &refund.state,
