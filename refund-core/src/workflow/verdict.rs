@@ -174,7 +174,7 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             after,
             cancellation_id,
         } => {
-            let listed = |list: &'_ [CancelEntry]| {
+            let listed = |list: &[CancelEntry]| {
                 after.imp_uid == refund.imp_uid
                     && list
                         .iter()
@@ -354,7 +354,7 @@ pub(crate) struct Others<'a> {
 
 impl Others<'_> {
     /// True when `entry` is another refund's: credited to it, or naming it.
-    fn own(&self, refund: &Refund, entry: &CancelEntry) -> bool {
+    fn is_theirs(&self, refund: &Refund, entry: &CancelEntry) -> bool {
         entry_id(entry).is_some_and(|id| self.claimed.contains(&id))
             || names_another(refund, entry, self.journal)
     }
@@ -402,7 +402,7 @@ fn entries_after_base<'p>(
     Ok(history[first_new..]
         .iter()
         .copied()
-        .filter(|entry| !others.own(refund, entry))
+        .filter(|entry| !others.is_theirs(refund, entry))
         .collect())
 }
 
@@ -518,7 +518,7 @@ fn attribute(refund: &Refund, payment: &Payment, others: Others<'_>) -> Attribut
 
 /// [`attribute`] from the entries alone (by reason, amount and position).
 fn attribute_by_entries(refund: &Refund, payment: &Payment, others: Others<'_>) -> Attribution {
-    let unclaimed = |entry: &&CancelEntry| !others.own(refund, entry);
+    let unclaimed = |entry: &&CancelEntry| !others.is_theirs(refund, entry);
     // An entry whose reason is the one sent for this refund is its own at
     // any position in the history (the gateway may list entries of the same
     // second in any order, or date one oddly): that reason ends with the
@@ -681,7 +681,7 @@ fn credit_own_answer(
     let named = after
         .cancel_history
         .iter()
-        .filter(|entry| !others.own(refund, entry))
+        .filter(|entry| !others.is_theirs(refund, entry))
         .find(|entry| entry.amount == refund.amount && names_refund(refund, entry));
     if let Some(entry) = named {
         return Ok(entry_id(entry).map(str::to_owned));
