@@ -590,6 +590,63 @@ async fn an_untyped_5xx_is_no_answer_and_the_sweep_settles_it() {
     v2.stop().await;
 }
 
+/// A 5xx with PortOne's own typed error body is PortOne's answer: it is no
+/// longer working on the cancel, so the cancel path reconciles at once with
+/// one lookup (DESIGN step 6, unlike the untyped 5xx above): 200 when the
+/// cancel applied; else 502 `gateway_error`, the refund `not_applied`, and
+/// the payment refundable again at once, with no clock advance (one
+/// harmless 5xx never locks it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_5xx_is_reconciled_at_once_and_never_locks_the_payment() {
+    let v2 = V2::start().await;
+    let payment = v2.seed_krw(10_000).await;
+    let body = |amount: i64| json!({"merchant_uid": payment.merchant_uid, "cancel_request_amount": amount});
+    v2.sandbox
+        .inject_fault(Fault::ErrorAfterCommit, FaultTarget::Cancel, 1);
+    let applied = v2.cancel(body(2000), Some("typed-5xx-after")).await;
+    assert_eq!(applied.ok()["refund"]["status"], "succeeded");
+    assert_eq!(applied.ok()["cancel_amount"], 2000);
+    v2.sandbox
+        .inject_fault(Fault::ErrorBeforeCommit, FaultTarget::Cancel, 1);
+    let refused = v2.cancel(body(3000), Some("typed-5xx-before")).await;
+    refused.assert_error(502, "gateway_error");
+    let refund = v2
+        .store
+        .refund_by_idempotency_key("typed-5xx-before")
+        .await
+        .unwrap()
+        .expect("the refund is journaled");
+    assert!(
+        matches!(
+            &refund.state,
+            RefundState::Failed(failure) if failure.kind == refund_core::FailureKind::NotApplied
+        ),
+        "{:?}",
+        refund.state
+    );
+    let stored = v2
+        .store
+        .payment(&payment.merchant_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.pending_refund.is_none() && !stored.on_hold,
+        "{stored:?}"
+    );
+    assert_eq!(v2.gateway_cancelled(&payment), 2000);
+    // Not locked: another refund goes out at once, and the same key runs
+    // the one that did not apply again.
+    let next = v2.cancel(body(1000), Some("typed-5xx-next")).await;
+    assert_eq!(next.ok()["cancel_amount"], 3000);
+    let again = v2.cancel(body(3000), Some("typed-5xx-before")).await;
+    assert_eq!(again.ok()["refund"]["status"], "succeeded");
+    assert_eq!(again.ok()["cancel_amount"], 6000);
+    assert_eq!(v2.gateway_cancelled(&payment), 6000);
+    assert_eq!(v2.cancels_attempted(), 4);
+    v2.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_clicks_make_one_refund() {
     let v2 = Arc::new(V2::start().await);

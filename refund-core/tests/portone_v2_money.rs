@@ -260,6 +260,23 @@ impl Harness {
             .await
     }
 
+    async fn cancel_with_reason(
+        &self,
+        amount: i64,
+        key: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, RefundError> {
+        let request: CancelRequest = serde_json::from_value(json!({
+            "merchant_uid": self.order,
+            "cancel_request_amount": amount,
+            "reason": reason,
+        }))
+        .unwrap();
+        self.service
+            .cancel(&refund_core::testkit::operator(), request, Some(key))
+            .await
+    }
+
     fn past_in_flight(&self) {
         self.clock
             .advance(self.gateway.max_in_flight() + Duration::from_millis(1));
@@ -467,5 +484,66 @@ async fn a_requested_cancellation_with_a_rewritten_reason_blocks_a_new_refund() 
         h.server.posts(),
         1,
         "a second cancel of 2,000 went out while c-1 is REQUESTED (first: {after_sweep:?}, second: {second:?})"
+    );
+}
+
+/// Refund A (1,000) got a typed 500 and the lookup showed nothing: it is
+/// `not_applied`, and the client is told nothing happened. The client asks
+/// for a new refund B of 1,000 "retry of <A's id>" (the id it saw in the
+/// payment's refunds); B applies but its answer is lost. B's entry names B
+/// (its reason ends with B's id) and merely mentions A. The sweep must
+/// credit B with it, not A: credited to A, B is judged `not_applied` and
+/// the same key sends B a second time (2,000 refunded for one 1,000 refund).
+#[tokio::test]
+async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
+    use refund_core::PaymentStore;
+    let h = Harness::start(10_000).await;
+    h.server.reply(Reply {
+        status: 500,
+        cancellation: Box::new(|_| json!({"type": "INTERNAL_SERVER_ERROR", "message": "oops"})),
+        record: false,
+        delay: Duration::ZERO,
+    });
+    let a = h.cancel(1_000, "k-a").await;
+    assert!(matches!(&a, Err(e) if e.code() == "gateway_error"), "{a:?}");
+    let a_id = h
+        .store
+        .refund_by_idempotency_key("k-a")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert_eq!(h.status_by_key("k-a").await, RefundStatus::Failed);
+    // B begins after A on the store's clock (as it would in real time).
+    h.clock.advance(Duration::from_secs(1));
+    // B applies, but its answer never comes back in time.
+    h.server.reply(Reply {
+        status: 200,
+        cancellation: cancellation("SUCCEEDED", "c-b", true),
+        record: true,
+        delay: REQUEST_TIMEOUT * 3,
+    });
+    let b = h
+        .cancel_with_reason(1_000, "k-b", &format!("retry of {a_id}"))
+        .await;
+    assert!(matches!(b, Ok(CancelOutcome::Pending(_))), "{b:?}");
+    h.past_in_flight();
+    h.service.sweep().await.unwrap();
+    let a_after = h.status_by_key("k-a").await;
+    let b_after = h.status_by_key("k-b").await;
+    // The client retries B with its key, as a 502 for it would invite.
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-b2", true)));
+    let _ = h
+        .cancel_with_reason(1_000, "k-b", &format!("retry of {a_id}"))
+        .await;
+    assert_eq!(
+        h.server.posts(),
+        2,
+        "refund B was sent again after it applied (after the sweep: A {a_after:?}, B {b_after:?})"
+    );
+    assert_eq!(
+        (a_after, b_after),
+        (RefundStatus::Failed, RefundStatus::Succeeded)
     );
 }

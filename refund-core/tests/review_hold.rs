@@ -238,3 +238,63 @@ async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_
          about the first one before the second existed: {resolution:?}"
     );
 }
+
+/// The held refund's own cancellation is reported `FAILED` (it moved
+/// nothing), and PortOne lists one more cancellation in progress: a console
+/// refund of another amount, another reason and another id (a virtual
+/// account refund can sit `REQUESTED` for days; one in a status the client
+/// does not know sits there for ever). Nothing of ours can still apply, so
+/// the operator who checked must be able to resolve the review; today any
+/// cancellation in progress refuses it (409 `refund_in_progress`) for as
+/// long as the unrelated one lasts.
+#[tokio::test]
+async fn an_unrelated_cancellation_in_progress_does_not_block_a_review() {
+    let clock = Arc::new(ManualClock::now());
+    let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
+    let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let gateway = Arc::new(AsyncPortOne {
+        lookup: Mutex::new(Some(payment.clone())),
+        cancels: AtomicU64::new(0),
+    });
+    let service = RefundService::new(store.clone(), gateway.clone());
+    let uid = payment.merchant_uid.as_str();
+    let outcome = service
+        .cancel(&operator(), request(uid, 4_000), Some("first"))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CancelOutcome::Pending(_)));
+    let refund = store.refunds_of(uid, 1).await.unwrap().remove(0);
+    // Long after, PortOne does not know the payment for a moment: held.
+    clock.advance(Duration::from_secs(3600));
+    *gateway.lookup.lock().unwrap() = None;
+    service.sweep().await.unwrap();
+    assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
+    // PortOne again: ours failed; a console refund of 700 is in progress.
+    let entry = |amount: i64, reason: &str, id: &str| CancelEntry {
+        pg_tid: None,
+        amount: Amount::from_minor(amount),
+        cancelled_at: 0,
+        reason: Some(reason.to_owned()),
+        cancellation_id: Some(id.to_owned()),
+        receipt_url: None,
+    };
+    let mut seen = payment.clone();
+    seen.failed_cancels.push(entry(
+        4_000,
+        refund.reason.as_deref().unwrap(),
+        "cancellation-1",
+    ));
+    seen.requested_cancels
+        .push(entry(700, "고객센터 가상계좌 환불", "console-1"));
+    *gateway.lookup.lock().unwrap() = Some(seen);
+    let resolved = service
+        .review(
+            uid,
+            &operator(),
+            "ours failed at PortOne; the 700 is the console's",
+        )
+        .await;
+    assert!(resolved.is_ok(), "{resolved:?}");
+    assert!(!store.payment(uid).await.unwrap().unwrap().on_hold);
+}

@@ -1271,3 +1271,54 @@ fn v1(imp_uid: &str) -> PaymentRef<'_> {
         merchant_uid: "",
     }
 }
+
+/// i'mport V1, the same story as the V2 test of this name: refund A (1,000)
+/// answered with a 5xx before commit is `not_applied`. The client asks for
+/// refund B (1,000) with the reason "retry of <A's id>"; B applies but its
+/// answer is lost. Before reasons were matched "by name at any position",
+/// B's entry (reason "retry of <A> (<B>)") could never pass for A's. Now
+/// the sweep credits A with it (oldest first), judges B `not_applied`, and
+/// B's key sends B a second time: 2,000 refunded for one 1,000 refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
+    let h = Harness::start().await;
+    let (merchant_uid, _) = h.seed_krw(10_000).await;
+    h.sandbox
+        .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
+    let err = h
+        .cancel(&body(&merchant_uid, Some("1000")), Some("k-a"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "gateway_error");
+    let a = h.store.refunds_of(&merchant_uid, 50).await.unwrap()[0].clone();
+    assert_eq!(a.status(), RefundStatus::Failed);
+    let retry = serde_json::json!({
+        "merchant_uid": merchant_uid,
+        "cancel_request_amount": 1000,
+        "reason": format!("retry of {}", a.id),
+    })
+    .to_string();
+    // B begins after A on the store's clock (as it would in real time).
+    h.clock.advance(Duration::from_secs(1));
+    h.sandbox.inject_fault(
+        Fault::HoldAfterCommit(REQUEST_TIMEOUT * 3),
+        FaultTarget::Cancel,
+        1,
+    );
+    let b = pending(h.cancel(&retry, Some("k-b")).await);
+    h.wait_until_settleable();
+    h.service.sweep().await.unwrap();
+    let a_after = h.state_of(&a.id).await.status();
+    let b_after = h.state_of(&b.id).await.status();
+    // The client retries B under its key.
+    let _ = h.cancel(&retry, Some("k-b")).await;
+    assert_eq!(
+        h.sandbox.stats().cancel.committed,
+        1,
+        "B was applied twice (after the sweep: A {a_after:?}, B {b_after:?})"
+    );
+    assert_eq!(
+        (a_after, b_after),
+        (RefundStatus::Failed, RefundStatus::Succeeded)
+    );
+}

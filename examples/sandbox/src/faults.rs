@@ -23,6 +23,15 @@ pub enum Fault {
     FailBeforeCommit,
     /// Commit, then answer HTTP 500.
     FailAfterCommit,
+    /// Answer HTTP 500 with the API's own error body, without doing
+    /// anything: V2 a typed `{type, message}` error (PortOne itself
+    /// answered, so it is no longer working on the call), where
+    /// [`Fault::FailBeforeCommit`]'s 503 is plain text, as a proxy in front
+    /// of PortOne would answer. V1 answers its envelope either way.
+    ErrorBeforeCommit,
+    /// Commit, then answer HTTP 500 with the API's own error body (see
+    /// [`Fault::ErrorBeforeCommit`]).
+    ErrorAfterCommit,
     /// Close the connection without a reply, without doing anything.
     DropBeforeCommit,
     /// Commit, then close the connection without a reply.
@@ -49,6 +58,8 @@ impl Fault {
             Self::HoldAfterCommit(_) => "hold_after_commit",
             Self::FailBeforeCommit => "fail_before_commit",
             Self::FailAfterCommit => "fail_after_commit",
+            Self::ErrorBeforeCommit => "error_before_commit",
+            Self::ErrorAfterCommit => "error_after_commit",
             Self::DropBeforeCommit => "drop_before_commit",
             Self::DropAfterCommit => "drop_after_commit",
             Self::Garbage => "garbage",
@@ -254,6 +265,8 @@ pub(crate) enum FaultName {
     HoldAfterCommit,
     FailBeforeCommit,
     FailAfterCommit,
+    ErrorBeforeCommit,
+    ErrorAfterCommit,
     DropBeforeCommit,
     DropAfterCommit,
     Garbage,
@@ -274,6 +287,8 @@ impl FaultRequest {
             }
             FaultName::FailBeforeCommit => Fault::FailBeforeCommit,
             FaultName::FailAfterCommit => Fault::FailAfterCommit,
+            FaultName::ErrorBeforeCommit => Fault::ErrorBeforeCommit,
+            FaultName::ErrorAfterCommit => Fault::ErrorAfterCommit,
             FaultName::DropBeforeCommit => Fault::DropBeforeCommit,
             FaultName::DropAfterCommit => Fault::DropAfterCommit,
             FaultName::Garbage => Fault::Garbage,
@@ -327,6 +342,12 @@ mod tests {
             Some(Fault::HoldAfterCommit(Duration::from_millis(50)))
         );
         assert_eq!((req.times, req.endpoint), (2, FaultTarget::Any));
+
+        for fault in [Fault::ErrorBeforeCommit, Fault::ErrorAfterCommit] {
+            let wire = format!(r#"{{"fault":"{}"}}"#, fault.name());
+            let req: FaultRequest = serde_json::from_str(&wire).unwrap();
+            assert_eq!(req.fault(), Some(fault));
+        }
 
         let req: FaultRequest = serde_json::from_str(r#"{"fault":"revoke_tokens"}"#).unwrap();
         assert_eq!(req.fault(), None);

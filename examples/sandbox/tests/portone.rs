@@ -704,6 +704,52 @@ async fn a_requested_cancel_that_fails_gives_the_balance_back() {
     assert_eq!(assert_ok(&full)["cancellation"]["totalAmount"], 10_000);
 }
 
+/// The 5xx faults come in two voices: `fail_*` answer plain text, as a
+/// proxy in front of PortOne would (no typed body); `error_*` answer
+/// PortOne's own typed error. Either way, `*_after_commit` applied the
+/// cancel and `*_before_commit` did nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn five_hundreds_come_untyped_from_a_proxy_or_typed_from_portone() {
+    let h = v2().await;
+    seed_krw(&h, "p-5xx", 10_000);
+    let cancelled = || {
+        h.sandbox
+            .payment_by_merchant_uid("p-5xx")
+            .unwrap()
+            .cancel_amount
+    };
+    let body = |cancellable: i64| json!({"reason": "r", "amount": 100, "currentCancellableAmount": cancellable});
+    h.sandbox
+        .inject_fault(Fault::FailBeforeCommit, FaultTarget::Cancel, 1);
+    let proxy = cancel(&h, "p-5xx", body(10_000)).await;
+    assert_eq!(proxy.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(proxy.json.is_null(), "not JSON: {}", proxy.text);
+    h.sandbox
+        .inject_fault(Fault::ErrorBeforeCommit, FaultTarget::Cancel, 1);
+    let before = cancel(&h, "p-5xx", body(10_000)).await;
+    assert_error(
+        &before,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_SERVER_ERROR",
+    );
+    assert_eq!(cancelled(), 0);
+    h.sandbox
+        .inject_fault(Fault::ErrorAfterCommit, FaultTarget::Cancel, 1);
+    let after = cancel(&h, "p-5xx", body(10_000)).await;
+    assert_error(
+        &after,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_SERVER_ERROR",
+    );
+    assert_eq!(cancelled(), 100);
+    h.sandbox
+        .inject_fault(Fault::FailAfterCommit, FaultTarget::Cancel, 1);
+    let lost = cancel(&h, "p-5xx", body(9_900)).await;
+    assert_eq!(lost.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(lost.json.is_null(), "not JSON: {}", lost.text);
+    assert_eq!(cancelled(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_apply_to_v2_calls() {
     let h = v2().await;

@@ -3,7 +3,9 @@
 use time::{OffsetDateTime, UtcOffset};
 
 use super::reconcile::Recorded;
-use super::verdict::{decide, rerun_proof, Context, Evidence, RerunProof, Verdict};
+use super::verdict::{
+    decide, rerun_proof, sent_reason, Context, Evidence, Others, RerunProof, Verdict,
+};
 use super::{RefundService, Via};
 use crate::actor::Actor;
 use crate::error::RefundError;
@@ -108,11 +110,9 @@ impl RefundService {
         // The reason travels to the gateway's cancel history: naming the
         // refund in it makes its entry evidence for this refund alone (an
         // operator's console refund of the same amount, even with the same
-        // canned reason, cannot pass for it).
-        let reason = match &request.reason {
-            Some(reason) => format!("{reason} ({id})"),
-            None => format!("refund {id}"),
-        };
+        // canned reason, cannot pass for it; nor can another refund whose
+        // client reason mentions this one's id).
+        let reason = sent_reason(&id, request.reason.as_deref());
         let refund = Refund {
             id,
             merchant_uid: payment.merchant_uid.clone(),
@@ -160,13 +160,15 @@ impl RefundService {
     /// gateway that kept working; a `not_sent` row may have had a
     /// `not_applied` attempt before it), so one lookup first, whatever the
     /// kind. If it shows the refund, it is credited and replayed; if it
-    /// shows an entry of its amount that does not name it, nothing is proven
-    /// either way and an operator must look (review); if it is older than
-    /// the refund's base, nothing is proven yet (409, try again). Only when
-    /// it proves no entry of its amount came since the refund began does it
-    /// run again, against that very lookup's totals: the store must still
-    /// hold exactly them, so the checksum sent is the one the proof was
-    /// made on.
+    /// shows an entry of its amount that names neither it nor another
+    /// refund of the payment, nothing is proven either way and an operator
+    /// must look (review); if it is older than the refund's base, nothing
+    /// is proven yet (409, try again). Only when it proves no entry of its
+    /// amount came since the refund began but other refunds' (credited to
+    /// them, or naming them) does it run again, against that very lookup's
+    /// totals: the store must still hold exactly them, so the checksum sent
+    /// is the one the proof was made on (and, one pending refund per
+    /// payment, a still pending other refund makes it 409 instead).
     async fn rerun(
         &self,
         existing: Refund,
@@ -205,9 +207,14 @@ impl RefundService {
             .filter(|r| r.id != current.id)
             .filter_map(|r| r.state.cancellation_id())
             .collect();
-        let proof = lookup.as_ref().map_or(RerunProof::Ambiguous, |p| {
-            rerun_proof(&current, p, &claimed)
-        });
+        let journal: Vec<&str> = refunds.iter().map(|r| r.id.as_str()).collect();
+        let others = Others {
+            claimed: &claimed,
+            journal: &journal,
+        };
+        let proof = lookup
+            .as_ref()
+            .map_or(RerunProof::Ambiguous, |p| rerun_proof(&current, p, others));
         match (proof, lookup) {
             (RerunProof::NothingMoved, Some(lookup)) => {
                 self.reopen(current, &lookup, request, amounts).await
@@ -216,7 +223,7 @@ impl RefundService {
             (_, lookup) => {
                 let review = RefundState::NeedsReview(Review::new(
                     "a retry found the gateway showing a cancel of this refund's amount \
-                     that does not name it (or no longer knowing the payment): \
+                     that names no refund of the payment (or no longer knowing the payment): \
                      applied with a changed reason, or made outside",
                 ));
                 let held = self
@@ -492,16 +499,21 @@ impl RefundService {
 
     /// Judges the cancel call's own answer and records the verdict, with
     /// no clock (an answered call is not on the wire) and no claims: the
-    /// success answer's entry is the first of its amount after its base,
-    /// and the checksum guarantees no other refund's entry can sit there
-    /// (a refund applied after our base would have failed our checksum).
+    /// success answer's entry is the one whose reason names the refund, or
+    /// the first of its amount after its base, and the checksum guarantees
+    /// no other refund's entry can sit there (a refund applied after our
+    /// base would have failed our checksum). No journal read on this path.
     async fn settle_answer(
         &self,
         refund: &Refund,
         evidence: Evidence<'_>,
         snapshot: Option<&Payment>,
     ) -> Result<Recorded, RefundError> {
-        self.settle_claimed(refund, evidence, snapshot, &[]).await
+        let none = Others {
+            claimed: &[],
+            journal: &[],
+        };
+        self.settle_claimed(refund, evidence, snapshot, none).await
     }
 
     /// Judges an answer that came with a lookup of the payment (a refusal,
@@ -529,8 +541,12 @@ impl RefundService {
             .filter(|r| r.id != refund.id)
             .filter_map(|r| r.state.cancellation_id())
             .collect();
-        self.settle_claimed(refund, evidence, lookup, &claimed)
-            .await
+        let journal: Vec<&str> = others.iter().map(|r| r.id.as_str()).collect();
+        let others = Others {
+            claimed: &claimed,
+            journal: &journal,
+        };
+        self.settle_claimed(refund, evidence, lookup, others).await
     }
 
     async fn settle_claimed(
@@ -538,12 +554,13 @@ impl RefundService {
         refund: &Refund,
         evidence: Evidence<'_>,
         snapshot: Option<&Payment>,
-        claimed: &[&str],
+        others: Others<'_>,
     ) -> Result<Recorded, RefundError> {
         let context = Context {
             now_ms: None,
             in_flight: self.settle_after,
-            claimed,
+            claimed: others.claimed,
+            journal: others.journal,
         };
         let verdict = decide(refund, evidence, context);
         self.record_verdict(refund, verdict, snapshot, Via::Answer)

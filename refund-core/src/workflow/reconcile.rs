@@ -80,6 +80,8 @@ impl RefundService {
         if !refunds.iter().any(open_to_evidence) {
             return Ok(refunds);
         }
+        let journal: Vec<String> = refunds.iter().map(|r| r.id.as_str().to_owned()).collect();
+        let journal: Vec<&str> = journal.iter().map(String::as_str).collect();
         let mut claimed: Vec<String> = refunds
             .iter()
             .filter_map(|r| r.state.cancellation_id().map(str::to_owned))
@@ -98,6 +100,7 @@ impl RefundService {
                 now_ms,
                 in_flight: self.settle_after,
                 claimed: &others,
+                journal: &journal,
             };
             let evidence = Evidence::Lookup {
                 payment: lookup,

@@ -1,6 +1,7 @@
 //! An operator resolves a review: the only way a hold is lifted.
 
-use super::{RefundService, Via};
+use super::verdict::may_be_ours;
+use super::{RefundService, Via, RECENT_REFUNDS};
 use crate::actor::Actor;
 use crate::error::RefundError;
 use crate::listing::{RefundFilter, MAX_LIST_LIMIT};
@@ -74,13 +75,22 @@ impl RefundService {
             .await
             .map_err(RefundError::Gateway)?
             .filter(|p| &p.imp_uid == imp_uid);
-        // The same for a cancellation the gateway is still working on (an
-        // asynchronous V2 cancel, perhaps the held refund's own): the hold
-        // stays until it is done.
-        if snapshot
-            .as_ref()
-            .is_some_and(|p| !p.requested_cancels.is_empty())
-        {
+        // The same for a cancellation the gateway is still working on that
+        // could be one of ours (an asynchronous V2 cancel, perhaps the held
+        // refund's own): the hold stays until it is done. One that cannot be
+        // ours (a console refund of another amount, reason and id) does
+        // not hold the review up, however long it stays in progress.
+        let journal = match &snapshot {
+            Some(p) if !p.requested_cancels.is_empty() => {
+                self.store.refunds_of(merchant_uid, RECENT_REFUNDS).await?
+            }
+            _ => Vec::new(),
+        };
+        if snapshot.as_ref().is_some_and(|p| {
+            p.requested_cancels
+                .iter()
+                .any(|cancel| may_be_ours(&journal, cancel))
+        }) {
             tracing::info!(
                 merchant_uid,
                 "review refused: a cancellation is still in progress"

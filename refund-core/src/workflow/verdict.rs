@@ -9,10 +9,19 @@
 //! The rules (DESIGN.md, "Reconciliation decides from evidence"):
 //! - a refund is credited only by evidence that names it: its own success
 //!   answer, or a gateway cancel entry of its amount not credited to another
-//!   refund whose reason names the refund's id (the reason sent always
-//!   does), at any position and date; for reasons from before they named
-//!   the refund, one with its reason, after the entries its base already
-//!   counted and not dated before it. Totals alone never credit it;
+//!   refund whose reason names the refund, at any position in the history
+//!   and any date; for reasons from before they named the refund, one with
+//!   its reason, after the entries its base already counted and not dated
+//!   before it. Totals alone never credit it;
+//! - a reason names a refund only in the exact form the workflow sends for
+//!   it ([`sent_reason`]: the client's reason followed by `(<refund id>)`,
+//!   or `refund <refund id>`), compared trimmed. A reason that merely
+//!   contains the id does not: a client's "retry of rf_A" is sent for its
+//!   own refund B as "retry of rf_A (rf_B)", which names B alone. And an
+//!   entry whose reason has the form sent for another refund of the
+//!   payment's journal ([`Context::journal`]) is that refund's, credited
+//!   yet or not: never evidence for this one, nor a lookalike of it (a PG
+//!   rewriting our reason could not put another refund's id in it);
 //! - while the refund may still be on the wire (no answer yet, younger than
 //!   the in-flight bound on the store's clock) only a crediting entry
 //!   settles it;
@@ -21,16 +30,21 @@
 //!   (`failed`, kind `not_applied`: its key may run it again). What
 //!   cannot be explained goes to review: history that does not add up, a
 //!   payment the gateway forgot, or an unclaimed entry of exactly its amount
-//!   that does not name it (it could be ours with a reason the PG changed,
-//!   or someone else's: neither "applied" nor "changed nothing" is proven);
+//!   that names no refund of the payment (it could be ours with a reason the
+//!   PG changed, or someone else's: neither "applied" nor "changed nothing"
+//!   is proven);
 //! - late evidence wins: a `not_applied` refund that a crediting entry or
 //!   its own answer later proves applied becomes `succeeded`. Nothing else
 //!   that is settled ever changes;
 //! - a gateway cancellation id is the strongest evidence: an entry with the
 //!   id a pending refund was accepted under (PortOne V2), or the id its own
-//!   success answer reported, credits it at any position in the history;
-//!   so does an entry whose reason names the refund's id (ids are unique),
-//!   whatever the order the gateway lists entries of the same second in;
+//!   success answer reported, credits it at any position in the history
+//!   when it cancelled the refund's amount; one of another amount goes to
+//!   review (the gateway finished our cancellation for a sum no refund
+//!   asked for), as the V1 own answer of another amount does. An entry
+//!   whose reason names the refund credits it at any position too (ids are
+//!   unique), whatever the order the gateway lists entries of the same
+//!   second in;
 //! - a refund accepted under an id is proven not applied only by the
 //!   gateway reporting that very cancellation failed; a lookup that does not
 //!   list it at all (a lagging replica) proves nothing, and once that lasts
@@ -40,14 +54,17 @@
 //!   cancellation id, or by a reason naming it) keeps it pending **whatever
 //!   its age**: an asynchronous cancel may take hours, and judging it not
 //!   applied would let it run again next to the one still in progress (a
-//!   double refund). One of its amount that does not name it (a reason the
-//!   PG rewrote?) is no proof either way: it stays pending too.
+//!   double refund). One of its amount that names no refund of the payment
+//!   (a reason the PG rewrote?) is no proof either way: it stays pending
+//!   too. An operator's review waits only for those that may be ours
+//!   ([`may_be_ours`]); a console refund in progress of another amount,
+//!   reason and id does not hold it up.
 
 use std::time::Duration;
 
 use crate::money::Amount;
 use crate::payment::{CancelEntry, Payment};
-use crate::refund::{Failure, FailureKind, Refund, RefundState, Review};
+use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, Review};
 
 /// How far a cancel entry's date may precede its journal row and still be
 /// its own: the gateway's clock and the store's may disagree. Entries the
@@ -109,6 +126,12 @@ pub(crate) struct Context<'a> {
     pub(crate) in_flight: Duration,
     /// Cancel entries already credited to other refunds of the payment.
     pub(crate) claimed: &'a [&'a str],
+    /// The ids of the payment's journal refunds (this one's may be among
+    /// them): an entry whose reason names one of them is that refund's and
+    /// never evidence for another, credited yet or not. Empty where the
+    /// evidence is the call's own answer (its checksum kept every other
+    /// refund's entry from coming after its base).
+    pub(crate) journal: &'a [&'a str],
 }
 
 /// What to do with the refund.
@@ -136,8 +159,12 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
     if !pending && !not_applied {
         return Verdict::Unchanged;
     }
+    let others = Others {
+        claimed: context.claimed,
+        journal: context.journal,
+    };
     match evidence {
-        Evidence::Applied(after) => match credit_own_answer(refund, after, context.claimed) {
+        Evidence::Applied(after) => match credit_own_answer(refund, after, others) {
             Ok(cancellation_id) => succeeded(cancellation_id),
             Err(why) if pending => review(format!("the gateway confirmed the refund, but {why}")),
             // A late answer that cannot be matched proves nothing more.
@@ -153,13 +180,21 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                         .iter()
                         .any(|e| e.cancellation_id.as_deref() == Some(cancellation_id))
             };
-            if listed(&after.cancel_history) {
-                succeeded(Some(cancellation_id.to_owned()))
+            let succeeded_under_id = (after.imp_uid == refund.imp_uid)
+                .then(|| under_id(refund, &after.cancel_history, cancellation_id))
+                .flatten();
+            if let Some(of_amount) = succeeded_under_id {
+                match of_amount {
+                    Ok(()) => succeeded(Some(cancellation_id.to_owned())),
+                    Err(_) if !pending => Verdict::Unchanged,
+                    Err(why) => review(why),
+                }
             } else if !pending {
                 Verdict::Unchanged
             } else if listed(&after.failed_cancels) {
                 review(format!(
-                    "the gateway confirmed the refund as cancellation {cancellation_id},                      but its payment lists that cancellation as failed"
+                    "the gateway confirmed the refund as cancellation {cancellation_id}, \
+                     but its payment lists that cancellation as failed"
                 ))
             } else {
                 // A read that does not show it yet (a lagging replica): the
@@ -175,29 +210,21 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             message,
             after,
         } if pending => {
-            let credited =
-                after.and_then(|after| match attribute(refund, after, context.claimed) {
-                    Attribution::Ours(cancellation_id) => Some(cancellation_id),
-                    _ => None,
-                });
-            let in_flight = after.is_some_and(|after| {
-                attribute(refund, after, context.claimed) == Attribution::InFlight
-            });
-            if let Some(cancellation_id) = credited {
+            match after.map(|after| attribute(refund, after, others)) {
                 // An entry names this refund: an earlier attempt of it (run
                 // again after it was judged not applied) did apply, and this
                 // attempt's checksum was refused because of it.
-                succeeded(cancellation_id)
-            } else if in_flight {
+                Some(Attribution::Ours(cancellation_id)) => succeeded(cancellation_id),
                 // An earlier attempt of it is still being processed: this
                 // refusal does not say how that one ends.
-                Verdict::Unchanged
-            } else {
-                Verdict::Settle(RefundState::Failed(Failure {
+                Some(Attribution::InFlight) => Verdict::Unchanged,
+                // The cancellation it was taken under moved another amount.
+                Some(Attribution::Mismatched(why)) => review(why),
+                _ => Verdict::Settle(RefundState::Failed(Failure {
                     kind: FailureKind::Rejected,
                     code: code.map(str::to_owned),
                     message: message.to_owned(),
-                }))
+                })),
             }
         }
         Evidence::NotSent { message } if pending => Verdict::Settle(RefundState::Failed(
@@ -216,8 +243,11 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                     Verdict::Unchanged
                 };
             };
-            match attribute(refund, payment, context.claimed) {
+            match attribute(refund, payment, others) {
                 Attribution::Ours(cancellation_id) => succeeded(cancellation_id),
+                // The gateway finished the very cancellation it took the
+                // refund under, for another amount: whatever is on the wire.
+                Attribution::Mismatched(why) if pending => review(why),
                 // A later look can still credit it: decide nothing now.
                 Attribution::Stale => Verdict::Unchanged,
                 // Still being processed, however long ago it began; or a
@@ -252,7 +282,9 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                 ))),
                 Attribution::Unexplained(why) => review(why),
                 // Settled already (matched above while pending).
-                Attribution::Failed | Attribution::Unlisted(_) => Verdict::Unchanged,
+                Attribution::Failed | Attribution::Unlisted(_) | Attribution::Mismatched(_) => {
+                    Verdict::Unchanged
+                }
             }
         }
         Evidence::Rejected { .. }
@@ -296,6 +328,9 @@ enum Attribution {
     MaybeInFlight,
     /// The gateway reports the cancellation it was accepted under failed.
     Failed,
+    /// The gateway reports the cancellation it was accepted under
+    /// succeeded, for another amount than the refund's.
+    Mismatched(String),
     /// It was accepted under this id, which the gateway lists nowhere (and
     /// no entry names it otherwise).
     Unlisted(String),
@@ -308,12 +343,30 @@ pub(crate) fn entry_id(entry: &CancelEntry) -> Option<&str> {
     entry.cancellation_id.as_deref().or(entry.pg_tid.as_deref())
 }
 
-/// The gateway's entries that came after the refund's base, not credited
-/// to another refund; `Err` when the history cannot be read that way.
+/// What belongs to the payment's other refunds, so never to this one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Others<'a> {
+    /// Cancel entries (by id) credited to other refunds.
+    pub(crate) claimed: &'a [&'a str],
+    /// The ids of the payment's journal refunds: an entry naming another
+    /// of them is that one's.
+    pub(crate) journal: &'a [&'a str],
+}
+
+impl Others<'_> {
+    /// True when `entry` is another refund's: credited to it, or naming it.
+    fn is_theirs(&self, refund: &Refund, entry: &CancelEntry) -> bool {
+        entry_id(entry).is_some_and(|id| self.claimed.contains(&id))
+            || names_another(refund, entry, self.journal)
+    }
+}
+
+/// The gateway's entries that came after the refund's base, not another
+/// refund's; `Err` when the history cannot be read that way.
 fn entries_after_base<'p>(
     refund: &Refund,
     payment: &'p Payment,
-    claimed: &[&str],
+    others: Others<'_>,
 ) -> Result<Vec<&'p CancelEntry>, Attribution> {
     if payment.imp_uid != refund.imp_uid || payment.cancel_amount < refund.base_cancel_amount {
         return Err(Attribution::Stale);
@@ -350,7 +403,7 @@ fn entries_after_base<'p>(
     Ok(history[first_new..]
         .iter()
         .copied()
-        .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
+        .filter(|entry| !others.is_theirs(refund, entry))
         .collect())
 }
 
@@ -358,13 +411,14 @@ fn entries_after_base<'p>(
 /// never sent) again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RerunProof {
-    /// The history adds up and no unclaimed entry of the refund's amount
-    /// came after its base: it may run again.
+    /// The history adds up and no entry of the refund's amount came after
+    /// its base but other refunds' (credited to them, or naming them): it
+    /// may run again.
     NothingMoved,
     /// The lookup is older than the refund's base: ask again later.
     NotYet,
-    /// An entry of its amount that does not name it, or numbers that do not
-    /// add up: an operator must look.
+    /// An entry of its amount that names no refund of the payment, or
+    /// numbers that do not add up: an operator must look.
     Ambiguous,
 }
 
@@ -372,8 +426,14 @@ pub(crate) enum RerunProof {
 ///
 /// A cancellation of the refund's amount that the gateway is still
 /// processing, whoever it names, is `NotYet`: it may yet apply, and running
-/// the refund beside it could refund twice.
-pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, claimed: &[&str]) -> RerunProof {
+/// the refund beside it could refund twice. An entry that names another
+/// refund of the payment (`others.journal`) is that refund's, not a
+/// lookalike of this one (a PG rewriting our reason could not put another
+/// refund's id in it): it proves nothing moved for this one. If that other
+/// refund is still pending, the store refuses to re-open this one beside
+/// it (at most one pending refund per payment) and the retry is told the
+/// refund is in progress.
+pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, others: Others<'_>) -> RerunProof {
     if payment.imp_uid == refund.imp_uid
         && payment
             .requested_cancels
@@ -382,21 +442,43 @@ pub(crate) fn rerun_proof(refund: &Refund, payment: &Payment, claimed: &[&str]) 
     {
         return RerunProof::NotYet;
     }
-    match attribute(refund, payment, claimed) {
+    match attribute(refund, payment, others) {
         Attribution::Absent => RerunProof::NothingMoved,
         // (A refund that may run again carries no cancellation id, so the
-        // last two do not arise; neither would prove anything.)
+        // last three do not arise; none would prove anything.)
         Attribution::Stale
         | Attribution::InFlight
         | Attribution::MaybeInFlight
         | Attribution::Failed
         | Attribution::Unlisted(_) => RerunProof::NotYet,
-        Attribution::Ours(_) | Attribution::Unexplained(_) => RerunProof::Ambiguous,
+        Attribution::Ours(_) | Attribution::Unexplained(_) | Attribution::Mismatched(_) => {
+            RerunProof::Ambiguous
+        }
     }
 }
 
+/// Whether the entries with `id` in `list` are the refund's: `None` when
+/// none has it, `Err` (why, for the review) when it moved another amount.
+fn under_id(refund: &Refund, list: &[CancelEntry], id: &str) -> Option<Result<(), String>> {
+    let mut listed = list
+        .iter()
+        .filter(|entry| entry.cancellation_id.as_deref() == Some(id))
+        .peekable();
+    let first = listed.peek().map(|entry| entry.amount)?;
+    if listed.any(|entry| entry.amount == refund.amount) {
+        return Some(Ok(()));
+    }
+    let currency = refund.currency;
+    Some(Err(format!(
+        "the gateway reports the refund's cancellation {id} succeeded for {}, but the refund \
+         asked for {}",
+        currency.format_major(first),
+        currency.format_major(refund.amount)
+    )))
+}
+
 /// Whether `payment` shows `refund` applied, by an entry that names it.
-fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attribution {
+fn attribute(refund: &Refund, payment: &Payment, others: Others<'_>) -> Attribution {
     if payment.imp_uid != refund.imp_uid {
         return Attribution::Stale;
     }
@@ -405,15 +487,18 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
         _ => None,
     };
     // The id the gateway accepted the refund under names it alone: an entry
-    // with it is the refund's, wherever it sits in the history; in progress
-    // it keeps it pending; reported failed, it moved nothing.
+    // with it is the refund's, wherever it sits in the history (of another
+    // amount, an operator must look); in progress it keeps it pending;
+    // reported failed, it moved nothing.
     if let Some(id) = own_id {
         let lists = |list: &[CancelEntry]| {
             list.iter()
                 .any(|entry| entry.cancellation_id.as_deref() == Some(id))
         };
-        if lists(&payment.cancel_history) {
-            return Attribution::Ours(Some(id.to_owned()));
+        match under_id(refund, &payment.cancel_history, id) {
+            Some(Ok(())) => return Attribution::Ours(Some(id.to_owned())),
+            Some(Err(why)) => return Attribution::Mismatched(why),
+            None => {}
         }
         if lists(&payment.requested_cancels) {
             return Attribution::InFlight;
@@ -422,7 +507,7 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
             return Attribution::Failed;
         }
     }
-    match attribute_by_entries(refund, payment, claimed) {
+    match attribute_by_entries(refund, payment, others) {
         // Not shown under the id the gateway took it under, nor otherwise:
         // the lookup lags (or the gateway lost it), it did not fail.
         Attribution::Absent | Attribution::MaybeInFlight if own_id.is_some() => {
@@ -433,11 +518,12 @@ fn attribute(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attributio
 }
 
 /// [`attribute`] from the entries alone (by reason, amount and position).
-fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) -> Attribution {
-    let unclaimed = |entry: &&CancelEntry| entry_id(entry).is_none_or(|id| !claimed.contains(&id));
-    // An entry whose reason names the refund's id is its own at any position
-    // (the gateway may list entries of the same second in any order, or date
-    // one oddly): the id is unique to it.
+fn attribute_by_entries(refund: &Refund, payment: &Payment, others: Others<'_>) -> Attribution {
+    let unclaimed = |entry: &&CancelEntry| !others.is_theirs(refund, entry);
+    // An entry whose reason is the one sent for this refund is its own at
+    // any position in the history (the gateway may list entries of the same
+    // second in any order, or date one oddly): that reason ends with the
+    // refund's id, unique to it.
     let mut named = payment
         .cancel_history
         .iter()
@@ -461,7 +547,7 @@ fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) ->
     {
         return Attribution::InFlight;
     }
-    let later = match entries_after_base(refund, payment, claimed) {
+    let later = match entries_after_base(refund, payment, others) {
         Ok(later) => later,
         Err(attribution) => return attribution,
     };
@@ -474,8 +560,9 @@ fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) ->
         .filter(|e| e.amount == refund.amount)
         .peekable();
     if of_amount.peek().is_none() {
-        // A cancellation of its amount still in progress that does not
-        // name it may be it under a rewritten reason: not proof of absence.
+        // A cancellation of its amount still in progress that names no
+        // other refund may be it under a rewritten reason: not proof of
+        // absence.
         let lookalike_in_flight = payment
             .requested_cancels
             .iter()
@@ -502,23 +589,88 @@ fn attribute_by_entries(refund: &Refund, payment: &Payment, claimed: &[&str]) ->
     ))
 }
 
-/// True when `entry`'s reason names `refund` by its id (every reason the
-/// workflow sends does; ids are unique).
+/// The reason the workflow sends for refund `id`: the client's (validated:
+/// trimmed, not blank) followed by the id in parentheses, or `refund <id>`
+/// when it gave none. A cancel entry names a refund only by carrying
+/// exactly this reason (see [`names_refund`]).
+pub(crate) fn sent_reason(id: &RefundId, client: Option<&str>) -> String {
+    match client {
+        Some(reason) => format!("{reason} ({id})"),
+        None => format!("refund {id}"),
+    }
+}
+
+/// True when `reason`, trimmed, has the form [`sent_reason`] gives refund
+/// `id`: `refund <id>`, or anything ending in `(<id>)`. A reason that
+/// merely mentions the id elsewhere ("retry of <id>", sent for another
+/// refund as "retry of <id> (<its id>)") does not.
+fn in_sent_form(reason: &str, id: &str) -> bool {
+    let reason = reason.trim();
+    reason.strip_prefix("refund ") == Some(id)
+        || reason
+            .strip_suffix(')')
+            .and_then(|r| r.strip_suffix(id))
+            .is_some_and(|r| r.ends_with('('))
+}
+
+/// True when `entry`'s reason names `refund`: the refund's own reason is in
+/// the form the workflow sends for it (rows from before reasons named the
+/// refund never are) and the entry carries exactly that reason, trimmed.
 fn names_refund(refund: &Refund, entry: &CancelEntry) -> bool {
-    entry
-        .reason
-        .as_deref()
-        .is_some_and(|reason| reason.contains(refund.id.as_str()))
+    match (refund.reason.as_deref(), entry.reason.as_deref()) {
+        (Some(ours), Some(theirs)) => {
+            in_sent_form(ours, refund.id.as_str()) && ours.trim() == theirs.trim()
+        }
+        _ => false,
+    }
+}
+
+/// True when `entry`'s reason has the form sent for a refund of `journal`
+/// other than `refund`: the entry is that refund's.
+fn names_another(refund: &Refund, entry: &CancelEntry, journal: &[&str]) -> bool {
+    entry.reason.as_deref().is_some_and(|reason| {
+        journal
+            .iter()
+            .any(|id| *id != refund.id.as_str() && in_sent_form(reason, id))
+    })
+}
+
+/// True when `cancel`, one the gateway has not finished, could be one of
+/// the payment's `refunds` (its own success could still move their
+/// money): it carries the cancellation id one was accepted under, its
+/// reason has the form sent for one (see [`sent_reason`]),
+/// or it is of the amount of one held for review or settled `not_applied`
+/// (one of those under a reason the PG rewrote?). Any other is a refund
+/// made outside, in progress: it does not hold up an operator's review.
+pub(crate) fn may_be_ours(refunds: &[Refund], cancel: &CancelEntry) -> bool {
+    refunds.iter().any(|refund| {
+        let by_id = cancel.cancellation_id.is_some()
+            && cancel.cancellation_id.as_deref() == refund.state.cancellation_id();
+        let by_reason = cancel
+            .reason
+            .as_deref()
+            .is_some_and(|reason| in_sent_form(reason, refund.id.as_str()));
+        let open = matches!(
+            &refund.state,
+            RefundState::NeedsReview(_)
+                | RefundState::Failed(Failure {
+                    kind: FailureKind::NotApplied,
+                    ..
+                })
+        );
+        by_id || by_reason || (open && cancel.amount == refund.amount)
+    })
 }
 
 /// The entry the refund's own success answer created. The answer names
-/// the refund; the entry is the first new one of its amount (preferring its
+/// the refund; the entry is the one whose reason names it, else the first
+/// new one of its amount that is no other refund's (preferring its
 /// reason), or none when the gateway keeps no history but the total shows
 /// exactly this refund on top of its base.
 fn credit_own_answer(
     refund: &Refund,
     after: &Payment,
-    claimed: &[&str],
+    others: Others<'_>,
 ) -> Result<Option<String>, String> {
     if after.imp_uid != refund.imp_uid {
         return Err(format!("for another payment ({})", after.imp_uid));
@@ -530,13 +682,13 @@ fn credit_own_answer(
     let named = after
         .cancel_history
         .iter()
-        .filter(|entry| entry_id(entry).is_none_or(|id| !claimed.contains(&id)))
+        .filter(|entry| !others.is_theirs(refund, entry))
         .find(|entry| entry.amount == refund.amount && names_refund(refund, entry));
     if let Some(entry) = named {
         return Ok(entry_id(entry).map(str::to_owned));
     }
     let later =
-        entries_after_base(refund, after, claimed).map_err(|attribution| match attribution {
+        entries_after_base(refund, after, others).map_err(|attribution| match attribution {
             Attribution::Unexplained(why) => why,
             _ => "its cancelled total is below the refund's base".to_owned(),
         })?;

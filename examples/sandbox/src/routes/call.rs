@@ -10,8 +10,19 @@ use crate::state::SandboxState;
 use crate::wire::garbage;
 
 /// How an API words an error reply that a fault puts in place of the real
-/// one (V1: its envelope; V2: a bare text body, as a proxy would answer).
+/// one.
 pub(super) type FailureReply = fn(StatusCode, &str) -> HttpResponse;
+
+/// The error replies of an API's faults.
+#[derive(Clone, Copy)]
+pub(super) struct FailureReplies {
+    /// Something in front of the API answered (V1: its envelope; V2: a bare
+    /// text body, as a proxy would answer).
+    pub(super) proxy: FailureReply,
+    /// The API itself answered with its own error (V1: its envelope; V2: a
+    /// typed `{type, message}` error).
+    pub(super) own: FailureReply,
+}
 
 /// Latency and accounting, common to every gateway call.
 pub(super) async fn arrive(state: &SandboxState, endpoint: Endpoint) {
@@ -28,9 +39,10 @@ pub(super) async fn arrive(state: &SandboxState, endpoint: Endpoint) {
 pub(super) async fn run_with_fault(
     fault: Option<Fault>,
     req: &HttpRequest,
-    failure: FailureReply,
+    replies: FailureReplies,
     work: impl FnOnce() -> HttpResponse,
 ) -> HttpResponse {
+    let failure = replies.proxy;
     let Some(fault) = fault else {
         return work();
     };
@@ -48,6 +60,13 @@ pub(super) async fn run_with_fault(
             // The work's own reply is lost, as behind a crashing proxy.
             drop(work());
             failure(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        Fault::ErrorBeforeCommit => {
+            (replies.own)(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        Fault::ErrorAfterCommit => {
+            drop(work());
+            (replies.own)(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
         Fault::DropAfterCommit => {
             drop(work());

@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::call::{arrive, run_with_fault};
+use super::call::{arrive, run_with_fault, FailureReplies};
 use crate::body::Fields;
 use crate::faults::{Endpoint, Fault};
 use crate::ledger::{CancelError, CancelOrder, Payment, PaymentStatus, RefundAccount, Target};
@@ -36,6 +36,12 @@ fn reject_unauthenticated(state: &SandboxState, req: &HttpRequest) -> Option<Htt
     }
 }
 
+/// V1's fault replies: its envelope, whoever is meant to have answered.
+const FAILURES: FailureReplies = FailureReplies {
+    proxy: failure,
+    own: failure,
+};
+
 /// Runs `work` under the next fault armed for `endpoint`, in V1's words.
 async fn with_faults(
     state: &SandboxState,
@@ -43,7 +49,7 @@ async fn with_faults(
     endpoint: Endpoint,
     work: impl FnOnce() -> HttpResponse,
 ) -> HttpResponse {
-    run_with_fault(state.take_fault(endpoint), req, failure, work).await
+    run_with_fault(state.take_fault(endpoint), req, FAILURES, work).await
 }
 
 /// `POST /users/getToken`.
@@ -89,7 +95,7 @@ async fn cancel(
     if fault == Some(Fault::EchoAccount) {
         return refusal(&echoed_refusal(&fields));
     }
-    run_with_fault(fault, &req, failure, || {
+    run_with_fault(fault, &req, FAILURES, || {
         let outcome = cancel_target(&fields)
             .and_then(|target| state.cancel(&target, |payment| cancel_order(&fields, payment)));
         match outcome {

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::call::{arrive, run_with_fault};
+use super::call::{arrive, run_with_fault, FailureReplies};
 use crate::bank::is_bank;
 use crate::config::Api;
 use crate::faults::{Endpoint, Fault};
@@ -35,6 +35,20 @@ pub(crate) fn failure(status: StatusCode, message: &str) -> HttpResponse {
         .content_type(ContentType::plaintext())
         .body(message.to_owned())
 }
+
+/// PortOne's own answer to a fault's 5xx: a typed error, as PortOne words
+/// an internal failure (the V2 client takes it as PortOne's answer, not a
+/// proxy's).
+fn own_failure(status: StatusCode, message: &str) -> HttpResponse {
+    crate::portone_wire::error(status, "INTERNAL_SERVER_ERROR", message)
+}
+
+/// V2's fault replies: plain text for what a proxy would answer, a typed
+/// error for what PortOne itself answers.
+const FAILURES: FailureReplies = FailureReplies {
+    proxy: failure,
+    own: own_failure,
+};
 
 /// Parses a JSON body into `T`. The error names the field that is wrong,
 /// never its value (it may be an account number).
@@ -91,7 +105,7 @@ async fn login(req: HttpRequest, body: web::Bytes, state: web::Data<SandboxState
         state.record_unauthorized();
         return unauthorized("the API secret is not valid");
     }
-    run_with_fault(state.take_fault(Endpoint::Token), &req, failure, || {
+    run_with_fault(state.take_fault(Endpoint::Token), &req, FAILURES, || {
         tokens_reply(state.portone_login())
     })
     .await
@@ -118,7 +132,7 @@ async fn refresh(
     run_with_fault(
         state.take_fault(Endpoint::Token),
         &req,
-        failure,
+        FAILURES,
         || match state.portone_refresh(&refresh.refresh_token) {
             Some(pair) => tokens_reply(pair),
             None => {
@@ -161,7 +175,7 @@ async fn get_payment(
     run_with_fault(
         state.take_fault(Endpoint::GetPayment),
         &req,
-        failure,
+        FAILURES,
         || {
             if !state.store_matches(query.store_id.as_deref()) {
                 return forbidden_store();
@@ -314,7 +328,7 @@ async fn cancel(
         return invalid_request("the body is not valid JSON");
     }
     let fault = state.take_fault(Endpoint::Cancel);
-    run_with_fault(fault, &req, failure, || {
+    run_with_fault(fault, &req, FAILURES, || {
         let mut cancel = match decode_cancel(&body) {
             Ok(cancel) => cancel,
             Err(error) => return cancel_error(&error),

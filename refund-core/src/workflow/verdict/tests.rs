@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{decide, Context, Evidence, Verdict, ENTRY_CLOCK_TOLERANCE};
+use super::{decide, Context, Evidence, Others, Verdict, ENTRY_CLOCK_TOLERANCE};
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
 use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, RefundStatus};
@@ -72,6 +72,7 @@ fn at(offset: Duration) -> Context<'static> {
         now_ms: Some(BEGAN + i64::try_from(offset.as_millis()).unwrap()),
         in_flight: IN_FLIGHT,
         claimed: &[],
+        journal: &[],
     }
 }
 
@@ -81,6 +82,14 @@ fn young() -> Context<'static> {
 
 fn old() -> Context<'static> {
     at(IN_FLIGHT)
+}
+
+/// Entries credited to other refunds (by id); no other journal refund.
+fn others<'a>(claimed: &'a [&'a str]) -> Others<'a> {
+    Others {
+        claimed,
+        journal: &[],
+    }
 }
 
 fn lookup(payment: &Payment) -> Evidence<'_> {
@@ -207,7 +216,7 @@ fn a_rerun_needs_proof_that_nothing_of_it_moved() {
         2_000,
         RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
     );
-    let proof = |p: &Payment, claimed: &[&str]| rerun_proof(&not_applied, p, claimed);
+    let proof = |p: &Payment, claimed: &[&str]| rerun_proof(&not_applied, p, others(claimed));
     assert_eq!(proof(&after_base(&[]), &[]), RerunProof::NothingMoved);
     // Other amounts moved: still proof for ours.
     assert_eq!(
@@ -632,7 +641,7 @@ proptest! {
         let snapshot = story.snapshot();
         // The store's clock is read before the lookup is sent.
         let now = BEGAN + (story.looked_at - story.clock_lead).max(0);
-        let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[] };
+        let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[], journal: &[] };
         let evidence = Evidence::Lookup { payment: Some(&snapshot), answered: story.answered };
         let verdict = decide(&refund, evidence, context);
         match &verdict {
@@ -688,7 +697,7 @@ proptest! {
             let story = Story { looked_at, answered: false, ..story.clone() };
             let snapshot = story.snapshot();
             let now = BEGAN + (looked_at - lead).max(0);
-            let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[] };
+            let context = Context { now_ms: Some(now), in_flight: IN_FLIGHT, claimed: &[], journal: &[] };
             let evidence = Evidence::Lookup { payment: Some(&snapshot), answered: false };
             if let Verdict::Settle(state) = decide(&refund, evidence, context) {
                 prop_assert!(refund.state.may_become(&state));
@@ -700,7 +709,7 @@ proptest! {
         prop_assert!(!(applied && ever_not_applied), "an instance declared an applied refund not applied");
         if answer_arrives && applied {
             let after = Story { looked_at: i64::MAX / 4, answered: false, ..story.clone() }.snapshot();
-            let context = Context { now_ms: None, in_flight: IN_FLIGHT, claimed: &[] };
+            let context = Context { now_ms: None, in_flight: IN_FLIGHT, claimed: &[], journal: &[] };
             if let Verdict::Settle(state) = decide(&refund, Evidence::Applied(&after), context) {
                 prop_assert!(refund.state.may_become(&state));
                 refund.state = state;
@@ -941,13 +950,13 @@ fn no_rerun_while_a_cancellation_of_its_amount_is_in_flight() {
     for reason in [NAMED, "console"] {
         let in_flight = with_requested(after_base(&[]), &[(2_000, reason, None)]);
         assert_eq!(
-            rerun_proof(&not_applied, &in_flight, &[]),
+            rerun_proof(&not_applied, &in_flight, others(&[])),
             RerunProof::NotYet
         );
     }
     let other_amount = with_requested(after_base(&[]), &[(700, "console", None)]);
     assert_eq!(
-        rerun_proof(&not_applied, &other_amount, &[]),
+        rerun_proof(&not_applied, &other_amount, others(&[])),
         RerunProof::NothingMoved
     );
 }
@@ -993,7 +1002,7 @@ proptest! {
             snapshot.failed_cancels = with_requested(payment(0, &[]), &[(ours, NAMED, Some("c-async"))])
                 .requested_cancels;
         }
-        let context = Context { now_ms: Some(BEGAN + looked_at), in_flight: IN_FLIGHT, claimed: &[] };
+        let context = Context { now_ms: Some(BEGAN + looked_at), in_flight: IN_FLIGHT, claimed: &[], journal: &[] };
         let verdict = decide(&refund, lookup(&snapshot), context);
         match &verdict {
             Verdict::Settle(RefundState::Succeeded { cancellation_id }) => {
@@ -1011,7 +1020,7 @@ proptest! {
         let mut rerun = refund.clone();
         rerun.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
         if !settled {
-            prop_assert_eq!(super::rerun_proof(&rerun, &snapshot, &[]), super::RerunProof::NotYet);
+            prop_assert_eq!(super::rerun_proof(&rerun, &snapshot, others(&[])), super::RerunProof::NotYet);
         }
     }
 }
@@ -1065,10 +1074,210 @@ fn its_named_entry_is_credited_when_the_gateway_lists_the_same_second_newest_fir
     let mut not_applied = accepted(1_000, 1_000, None);
     not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "x"));
     assert_ne!(
-        super::rerun_proof(&not_applied, &after, &claimed),
+        super::rerun_proof(&not_applied, &after, others(&claimed)),
         super::RerunProof::NothingMoved,
         "a rerun would refund it a second time"
     );
     let verdict = decide(&accepted(1_000, 1_000, None), lookup(&after), context);
     assert_eq!(verdict, succeeded_with("cxl-0"));
+}
+
+#[test]
+fn another_refunds_reason_that_mentions_its_id_does_not_credit_it() {
+    // This refund (rf_test, 2,000) was judged not applied. The client then
+    // asked for a new refund of 2,000 with the reason "retry of rf_test";
+    // the workflow sent it as "retry of rf_test (rf_other)". That entry is
+    // rf_other's (its reason ends with rf_other's id), not this refund's:
+    // crediting it here turns a refund that moved nothing into succeeded
+    // and leaves rf_other without its entry (judged not applied, its key
+    // runs it again: the customer is refunded twice).
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    let other = after_base(&[(2_000, "retry of rf_test (rf_other)")]);
+    let verdict = decide(&not_applied, lookup(&other), old());
+    assert_eq!(
+        verdict,
+        Verdict::Unchanged,
+        "credited by another refund's entry"
+    );
+    // The same entry is the other refund's own: pending, no answer, it is
+    // credited by it.
+    let mut rf_other = accepted(1_000, 2_000, None);
+    rf_other.id = RefundId::from_stored("rf_other");
+    rf_other.reason = Some("retry of rf_test (rf_other)".into());
+    assert_eq!(
+        decide(&rf_other, lookup(&other), old()),
+        succeeded_with("cxl-1")
+    );
+}
+
+#[test]
+fn a_cancellation_under_its_id_of_another_amount_goes_to_review() {
+    // PortOne reports our cancellation c-1 SUCCEEDED, but for 9,000 where
+    // the refund asked for 2,000 (as the V1 rule says for its own answer:
+    // gateway numbers no refund accounts for go to review, not succeeded).
+    let mut after = after_base(&[(9_000, NAMED)]);
+    after.cancel_history[1].cancellation_id = Some("c-1".into());
+    let answer = Evidence::AppliedUnder {
+        after: &after,
+        cancellation_id: "c-1",
+    };
+    let verdict = decide(&accepted(1_000, 2_000, None), answer, young());
+    assert_eq!(
+        status(&verdict),
+        Some(RefundStatus::NeedsReview),
+        "its own answer: {verdict:?}"
+    );
+    // The same entry seen by a lookup of a refund accepted under c-1.
+    let verdict = decide(&accepted(1_000, 2_000, Some("c-1")), lookup(&after), old());
+    assert_eq!(
+        status(&verdict),
+        Some(RefundStatus::NeedsReview),
+        "a lookup: {verdict:?}"
+    );
+}
+
+#[test]
+fn an_entry_naming_another_refund_is_no_lookalike_of_a_rerun() {
+    use super::{rerun_proof, RerunProof};
+    // rf_test (2,000) was judged not applied. The client made a new refund
+    // rf_other of 2,000 (its answer lost: pending, not yet credited), then
+    // retried rf_test under its key. The entry of 2,000 names rf_other: a
+    // PG that rewrote rf_test's reason could not have put rf_other's id in
+    // it, so it is no lookalike of rf_test. The retry may answer "in
+    // progress" (rf_other is pending), but it must not put rf_test up for
+    // review and hold the payment.
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    let others = after_base(&[(2_000, "test (rf_other)")]);
+    let journal = super::Others {
+        claimed: &[],
+        journal: &["rf_other", "rf_test"],
+    };
+    assert_ne!(
+        rerun_proof(&not_applied, &others, journal),
+        RerunProof::Ambiguous
+    );
+}
+
+#[test]
+fn in_progress_cancellations_name_a_refund_only_in_its_sent_form() {
+    let base = after_base(&[]);
+    // A cancellation in progress whose reason merely mentions this refund's
+    // id (another refund's "retry of rf_test", sent as "retry of rf_test
+    // (rf_other)") does not keep it pending as its own; of another amount,
+    // it is no lookalike either: past its bound, it never applied.
+    let mentions = with_requested(base.clone(), &[(500, "retry of rf_test (rf_other)", None)]);
+    let verdict = decide(&accepted(1_000, 2_000, None), lookup(&mentions), old());
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // Its own reason, trimmed, still does.
+    let own = with_requested(base.clone(), &[(500, "  size exchange (rf_test) ", None)]);
+    let verdict = decide(&accepted(1_000, 2_000, None), lookup(&own), old());
+    assert_eq!(verdict, Verdict::Unchanged);
+    // One of its amount naming another refund of the journal is that
+    // refund's, not a lookalike of this one: it proves nothing of this one.
+    let anothers = with_requested(base.clone(), &[(2_000, "test (rf_other)", None)]);
+    let journal = ["rf_test", "rf_other"];
+    let with_journal = Context {
+        journal: &journal,
+        ..old()
+    };
+    let verdict = decide(
+        &accepted(1_000, 2_000, None),
+        lookup(&anothers),
+        with_journal,
+    );
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // Without knowing rf_other is a refund of the payment, it may be ours
+    // under a reason the PG rewrote: nothing is proven.
+    let verdict = decide(&accepted(1_000, 2_000, None), lookup(&anothers), old());
+    assert_eq!(verdict, Verdict::Unchanged);
+}
+
+#[test]
+fn an_entry_naming_another_journal_refund_is_never_this_ones() {
+    // Completed: an entry of its amount naming rf_other is no lookalike of
+    // this refund (no review), and never credits it.
+    let anothers = after_base(&[(2_000, "test (rf_other)")]);
+    let journal = ["rf_test", "rf_other"];
+    let with_journal = Context {
+        journal: &journal,
+        ..old()
+    };
+    let verdict = decide(
+        &accepted(1_000, 2_000, None),
+        lookup(&anothers),
+        with_journal,
+    );
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // Without the journal it is an unexplained lookalike, as before.
+    let verdict = decide(&accepted(1_000, 2_000, None), lookup(&anothers), old());
+    assert_eq!(status(&verdict), Some(RefundStatus::NeedsReview));
+}
+
+#[test]
+fn a_refusal_beside_its_cancellation_of_another_amount_goes_to_review() {
+    let mut after = after_base(&[(9_000, NAMED)]);
+    after.cancel_history[1].cancellation_id = Some("c-1".into());
+    let refusal = Evidence::Rejected {
+        code: Some("CANCELLABLE_AMOUNT_CONSISTENCY_BROKEN"),
+        message: "changed",
+        after: Some(&after),
+    };
+    let verdict = decide(&accepted(1_000, 2_000, Some("c-1")), refusal, young());
+    assert_eq!(
+        status(&verdict),
+        Some(RefundStatus::NeedsReview),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+fn a_cancellation_in_progress_may_be_ours_only_by_id_reason_or_open_amount() {
+    use super::may_be_ours;
+    let in_progress = |amount: i64, reason: &str, id: &str| CancelEntry {
+        pg_tid: None,
+        amount: Amount::from_minor(amount),
+        cancelled_at: 0,
+        reason: Some(reason.to_owned()),
+        cancellation_id: Some(id.to_owned()),
+        receipt_url: None,
+    };
+    let held = refund(
+        0,
+        4_000,
+        RefundState::NeedsReview(crate::refund::Review::new("unexplained")),
+    );
+    let mut succeeded = accepted(0, 1_000, None);
+    succeeded.id = RefundId::from_stored("rf_done");
+    succeeded.reason = Some("refund rf_done".into());
+    succeeded.state = RefundState::Succeeded {
+        cancellation_id: Some("c-done".into()),
+    };
+    let journal = [held, succeeded];
+    // The held refund's amount: it may be the held one under a rewritten reason.
+    assert!(may_be_ours(&journal, &in_progress(4_000, "console", "x-1")));
+    // A journal refund's cancellation id, or a reason sent for one.
+    assert!(may_be_ours(
+        &journal,
+        &in_progress(700, "console", "c-done")
+    ));
+    assert!(may_be_ours(
+        &journal,
+        &in_progress(700, "refund rf_done", "x-2")
+    ));
+    assert!(may_be_ours(
+        &journal,
+        &in_progress(700, "x (rf_test)", "x-3")
+    ));
+    // A console refund of another amount, reason and id: none of ours.
+    assert!(!may_be_ours(
+        &journal,
+        &in_progress(700, "고객센터 환불 (rf_test 문의)", "console-1")
+    ));
+    // A succeeded refund's amount is no reason to wait.
+    assert!(!may_be_ours(
+        &journal,
+        &in_progress(1_000, "console", "x-4")
+    ));
 }
