@@ -657,6 +657,86 @@ pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend
     assert!(stale.iter().all(|r| r.id != ours.id), "{stale:?}");
 }
 
+/// A rolling upgrade, the other way round: while an instance of the
+/// release before `0003_operators` still runs, it sweeps and judges pending
+/// refunds by `created_at_ms` (its sweep statement is `status = 'pending'
+/// AND created_at_ms < <store clock> - <settle age>`, and its in-flight
+/// bound runs from `created_at_ms`), and it restamps `created_at_ms` when it
+/// runs a refund again. A refund this release runs again keeps the
+/// `created_at_ms` it was journaled with, an hour ago: the older instance
+/// must not take the attempt just sent for one past its in-flight bound
+/// (it would settle it `not_applied` while it may still be on the wire).
+pub async fn a_refund_run_again_here_is_not_stale_to_the_previous_release<B: Backend>(backend: &B) {
+    let store = backend.store().await;
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("rerun-mixed"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    store
+        .finish_refund(
+            &refund.id,
+            &failed(FailureKind::NotSent, None::<String>, "token endpoint down"),
+            None,
+        )
+        .await
+        .unwrap();
+    // Journaled (and first tried) an hour ago.
+    backend
+        .exec(&format!(
+            "UPDATE refund_journal SET created_at_ms = created_at_ms - 3600000, \
+             attempt_started_at_ms = attempt_started_at_ms - 3600000, \
+             updated_at_ms = updated_at_ms - 3600000 WHERE id = '{}'",
+            refund.id
+        ))
+        .await
+        .unwrap();
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    let retried = store
+        .retry_refund(
+            &refund.id,
+            stored.payment.cancel_amount,
+            stored.payment.cancelable(),
+        )
+        .await
+        .unwrap();
+    let now = store.now_ms().await.unwrap();
+    let settle_age_ms = 60_000;
+    // This release: the attempt just began, not stale.
+    assert!(now - retried.attempt_started_at_ms < settle_age_ms);
+    let stale = store
+        .stale_pending_refunds(std::time::Duration::from_millis(60_000), None, 10_000)
+        .await
+        .unwrap();
+    assert!(stale.iter().all(|r| r.id != refund.id), "{stale:?}");
+    // The previous release, on the same rows: its sweep statement, and its
+    // in-flight bound (`now - created_at_ms < settle age`).
+    let swept_by_previous = backend
+        .count(&format!(
+            "SELECT COUNT(*) FROM refund_journal WHERE status = 'pending' \
+             AND created_at_ms < {} AND id = '{}'",
+            now - settle_age_ms,
+            refund.id
+        ))
+        .await
+        .unwrap();
+    let created_at_ms = backend
+        .count(&format!(
+            "SELECT created_at_ms FROM refund_journal WHERE id = '{}'",
+            refund.id
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (swept_by_previous, now - created_at_ms < settle_age_ms),
+        (0, true),
+        "an instance of the previous release takes the attempt begun {} ms ago for one \
+         begun {} ms ago, past its in-flight bound",
+        now - retried.attempt_started_at_ms,
+        now - created_at_ms
+    );
+}
+
 /// One `#[tokio::test]` per backend case, each on its own fresh database
 /// that is dropped afterwards.
 #[macro_export]
@@ -674,6 +754,24 @@ macro_rules! backend_tests {
             the_typed_state_migration_maps_existing_refunds,
             the_previous_release_journals_beside_the_migrated_schema,
         );
+        $crate::backend_tests!(@ignored $backend;
+            "review finding: a refund run again keeps created_at_ms, which the previous release's sweep and in-flight bound read: during a rolling upgrade it is judged past its bound at once";
+            a_refund_run_again_here_is_not_stale_to_the_previous_release,
+        );
+    };
+    (@ignored $backend:ty; $reason:literal; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $reason]
+            async fn $case() {
+                use $crate::common::Backend as _;
+                let Some(backend) = <$backend>::fresh().await else {
+                    return; // Skipped: the server is missing.
+                };
+                $crate::common::$case(&backend).await;
+                backend.drop_database().await;
+            }
+        )*
     };
     (@cases $backend:ty; $($case:ident),* $(,)?) => {
         $(
