@@ -547,3 +547,116 @@ async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
         (RefundStatus::Failed, RefundStatus::Succeeded)
     );
 }
+
+/// Refund A (1,000) got a typed 500 and the lookup showed nothing: it is
+/// `not_applied`, and the client is told nothing happened. The PG applied
+/// it after all, and PortOne lists the cancellation under the reason sent
+/// with the PG's own tag in front: "[PG] size exchange (<A's id>)". The
+/// reason still ends with A's id (the workflow treats it as A's for every
+/// other refund), so late evidence must win: a sync credits A. Left
+/// `failed`, the client (told A changed nothing) refunds the customer
+/// again under a new request, and nothing in the journal ever shows the
+/// 1,000 that A moved.
+#[tokio::test]
+#[ignore = "review finding: a not_applied refund applied late under a PG-tagged reason ending with its id is never credited"]
+async fn a_late_cancellation_under_a_pg_tagged_reason_credits_its_refund() {
+    use refund_core::PaymentStore;
+    let h = Harness::start(10_000).await;
+    h.server.reply(Reply {
+        status: 500,
+        cancellation: Box::new(|_| json!({"type": "INTERNAL_SERVER_ERROR", "message": "oops"})),
+        record: false,
+        delay: Duration::ZERO,
+    });
+    let a = h.cancel_with_reason(1_000, "k-a", "size exchange").await;
+    assert!(matches!(&a, Err(e) if e.code() == "gateway_error"), "{a:?}");
+    assert_eq!(h.status_by_key("k-a").await, RefundStatus::Failed);
+    let a_id = h
+        .store
+        .refund_by_idempotency_key("k-a")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    // The PG finishes A's cancel late, under its tag.
+    h.server.state.lock().unwrap().cancellations.push(json!({
+        "status": "SUCCEEDED", "id": "c-a", "totalAmount": 1_000,
+        "taxFreeAmount": 0, "vatAmount": 0,
+        "reason": format!("[PG] size exchange ({a_id})"),
+        "requestedAt": "2026-12-01T10:00:00Z", "cancelledAt": "2026-12-01T10:00:01Z",
+        "trigger": "API",
+    }));
+    h.clock.advance(Duration::from_secs(1));
+    let view = h.service.sync(&h.order).await.unwrap();
+    let stored = h.store.payment(&h.order).await.unwrap().unwrap();
+    assert_eq!(stored.payment.cancel_amount.minor(), 1_000, "{view:?}");
+    assert_eq!(
+        h.status_by_key("k-a").await,
+        RefundStatus::Succeeded,
+        "A's own cancellation is on the gateway; held: {}",
+        stored.on_hold
+    );
+}
+
+/// Refunds A (2,000) and B (3,000) each got a typed 500 and lookups showed
+/// nothing: both are `not_applied`. The PG then applies A after all, but
+/// for 3,000 (a sum no refund asked for), under the reason sent for A. The
+/// client retries B under its key. That entry is A's (its reason is A's),
+/// so B's retry runs: 3,000 more go out while the 3,000 under A's name are
+/// explained by no refund, A stays `failed` and nothing holds the payment
+/// for an operator (DESIGN: what cannot be explained goes to review).
+#[tokio::test]
+#[ignore = "review finding: a not_applied refund applied late for another amount under its sent reason is never reviewed, and another refund's retry runs beside it"]
+async fn a_late_cancellation_of_another_amount_under_a_refunds_reason_is_reviewed() {
+    use refund_core::PaymentStore;
+    let h = Harness::start(10_000).await;
+    let typed_500 = || Reply {
+        status: 500,
+        cancellation: Box::new(|_| json!({"type": "INTERNAL_SERVER_ERROR", "message": "oops"})),
+        record: false,
+        delay: Duration::ZERO,
+    };
+    h.server.reply(typed_500());
+    let a = h.cancel_with_reason(2_000, "k-a", "size exchange").await;
+    assert!(matches!(&a, Err(e) if e.code() == "gateway_error"), "{a:?}");
+    h.clock.advance(Duration::from_secs(1));
+    h.server.reply(typed_500());
+    let b = h.cancel_with_reason(3_000, "k-b", "gift").await;
+    assert!(matches!(&b, Err(e) if e.code() == "gateway_error"), "{b:?}");
+    let a_refund = h
+        .store
+        .refund_by_idempotency_key("k-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a_refund.status(), RefundStatus::Failed);
+    assert_eq!(h.status_by_key("k-b").await, RefundStatus::Failed);
+    // The PG finishes A's cancel late, for 3,000.
+    h.server.state.lock().unwrap().cancellations.push(json!({
+        "status": "SUCCEEDED", "id": "c-a", "totalAmount": 3_000,
+        "taxFreeAmount": 0, "vatAmount": 0,
+        "reason": a_refund.reason.clone().unwrap(),
+        "requestedAt": "2026-12-01T10:00:00Z", "cancelledAt": "2026-12-01T10:00:01Z",
+        "trigger": "API",
+    }));
+    h.clock.advance(Duration::from_secs(1));
+    // The client retries B under its key.
+    h.server
+        .reply(answered(cancellation("SUCCEEDED", "c-b", true)));
+    let retry = h.cancel_with_reason(3_000, "k-b", "gift").await;
+    let stored = h.store.payment(&h.order).await.unwrap().unwrap();
+    assert_eq!(
+        h.server.posts(),
+        2,
+        "B was sent again beside 3,000 refunded under A's name (retry: {:?}; A: {:?})",
+        retry.as_ref().map_err(RefundError::code),
+        h.status_by_key("k-a").await
+    );
+    // (Before reasons were matched in their sent form, B's retry was held
+    // for review over that entry; A itself going to review would do too.)
+    assert!(
+        stored.on_hold,
+        "nothing holds the payment for an operator (A: {:?})",
+        h.status_by_key("k-a").await
+    );
+}

@@ -1281,3 +1281,85 @@ fn a_cancellation_in_progress_may_be_ours_only_by_id_reason_or_open_amount() {
         &in_progress(1_000, "console", "x-4")
     ));
 }
+
+#[test]
+#[ignore = "review finding: its own entry under a reason the PG retagged (its id still last) is rf_test's for every other refund, yet never credits rf_test: late evidence for a not_applied refund is dropped"]
+fn its_sent_form_under_a_pg_tag_is_its_own_for_it_too() {
+    // rf_test (2,000) was sent "size exchange (rf_test)" and judged not
+    // applied; the PG applied it after all and lists it under a tag of its
+    // own in front: "[PG] size exchange (rf_test)". The reason still ends
+    // with rf_test's id, the form only the workflow sends for rf_test.
+    let tagged = "[PG] size exchange (rf_test)";
+    let after = after_base(&[(2_000, tagged)]);
+    let journal = ["rf_test", "rf_other"];
+    let with_journal = Context {
+        journal: &journal,
+        ..old()
+    };
+    // For every other refund of the payment the entry is rf_test's: a
+    // pending rf_other of the same amount is judged not applied over it.
+    let mut other = accepted(1_000, 2_000, None);
+    other.id = RefundId::from_stored("rf_other");
+    other.reason = Some("gift (rf_other)".into());
+    let verdict = decide(&other, lookup(&after), with_journal);
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+    // For rf_test itself it must then be evidence too (late evidence wins:
+    // credited; at the very least an operator must look). Left unchanged,
+    // rf_test stays failed while its money moved, and no other refund
+    // ever sees the entry either.
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    let verdict = decide(&not_applied, lookup(&after), with_journal);
+    assert!(
+        matches!(
+            status(&verdict),
+            Some(RefundStatus::Succeeded | RefundStatus::NeedsReview)
+        ),
+        "{verdict:?}"
+    );
+}
+
+#[test]
+#[ignore = "review finding: an entry in a not_applied refund's sent form but of another amount leaves it failed silently, and no other refund sees the entry either"]
+fn a_not_applied_refund_shown_applied_for_another_amount_goes_to_review() {
+    use super::{rerun_proof, RerunProof};
+    // rf_test (2,000) was judged not applied; the PG applied it after all,
+    // for 3,000 (a sum no refund asked for), under the reason sent for it.
+    let after = after_base(&[(3_000, NAMED)]);
+    let journal = ["rf_test", "rf_other"];
+    // The entry is rf_test's for every other refund: a retry of rf_other
+    // (3,000, not applied) runs again over it, so rf_test's own verdict is
+    // the only place the unexplained 3,000 can surface.
+    let mut other = refund(
+        1_000,
+        3_000,
+        RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
+    );
+    other.id = RefundId::from_stored("rf_other");
+    other.reason = Some("gift (rf_other)".into());
+    let theirs = Others {
+        claimed: &[],
+        journal: &journal,
+    };
+    assert_eq!(
+        rerun_proof(&other, &after, theirs),
+        RerunProof::NothingMoved
+    );
+    // The gateway moved money under rf_test's name for another amount: as
+    // for its own answer of another amount, an operator must look.
+    let mut not_applied = accepted(1_000, 2_000, None);
+    not_applied.state = RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx"));
+    for now_ms in [None, old().now_ms] {
+        let context = Context {
+            now_ms,
+            journal: &journal,
+            ..old()
+        };
+        let verdict = decide(&not_applied, lookup(&after), context);
+        assert_eq!(
+            status(&verdict),
+            Some(RefundStatus::NeedsReview),
+            "{verdict:?}"
+        );
+    }
+}
