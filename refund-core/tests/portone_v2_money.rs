@@ -558,7 +558,6 @@ async fn a_reason_that_mentions_an_older_refund_does_not_credit_it() {
 /// again under a new request, and nothing in the journal ever shows the
 /// 1,000 that A moved.
 #[tokio::test]
-#[ignore = "review finding: a not_applied refund applied late under a PG-tagged reason ending with its id is never credited"]
 async fn a_late_cancellation_under_a_pg_tagged_reason_credits_its_refund() {
     use refund_core::PaymentStore;
     let h = Harness::start(10_000).await;
@@ -606,7 +605,6 @@ async fn a_late_cancellation_under_a_pg_tagged_reason_credits_its_refund() {
 /// explained by no refund, A stays `failed` and nothing holds the payment
 /// for an operator (DESIGN: what cannot be explained goes to review).
 #[tokio::test]
-#[ignore = "review finding: a not_applied refund applied late for another amount under its sent reason is never reviewed, and another refund's retry runs beside it"]
 async fn a_late_cancellation_of_another_amount_under_a_refunds_reason_is_reviewed() {
     use refund_core::PaymentStore;
     let h = Harness::start(10_000).await;

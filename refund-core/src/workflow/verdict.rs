@@ -13,9 +13,14 @@
 //!   and any date; for reasons from before they named the refund, one with
 //!   its reason, after the entries its base already counted and not dated
 //!   before it. Totals alone never credit it;
-//! - a reason names a refund only in the exact form the workflow sends for
-//!   it ([`sent_reason`]: the client's reason followed by `(<refund id>)`,
-//!   or `refund <refund id>`), compared trimmed. A reason that merely
+//! - a reason names a refund only in the form the workflow sends for it
+//!   ([`sent_reason`]: the client's reason followed by `(<refund id>)`, or
+//!   `refund <refund id>`), trimmed; the text before the id may differ (a
+//!   PG that tags or tidies the reason keeps our id last), and one test
+//!   decides both "names this refund" and "is another refund's", so a
+//!   rewritten entry is never nobody's. A cancel entry in its form but of
+//!   another amount sends it to review, pending or settled `not_applied`
+//!   (late evidence that money moved under its name). A reason that merely
 //!   contains the id does not: a client's "retry of rf_A" is sent for its
 //!   own refund B as "retry of rf_A (rf_B)", which names B alone. And an
 //!   entry whose reason has the form sent for another refund of the
@@ -245,9 +250,11 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
             };
             match attribute(refund, payment, others) {
                 Attribution::Ours(cancellation_id) => succeeded(cancellation_id),
-                // The gateway finished the very cancellation it took the
-                // refund under, for another amount: whatever is on the wire.
-                Attribution::Mismatched(why) if pending => review(why),
+                // The gateway finished a cancellation under the refund's id
+                // or its sent reason, for another amount: whatever is on the
+                // wire, and also for a refund settled `not_applied` (late
+                // evidence that money moved under its name).
+                Attribution::Mismatched(why) => review(why),
                 // A later look can still credit it: decide nothing now.
                 Attribution::Stale => Verdict::Unchanged,
                 // Still being processed, however long ago it began; or a
@@ -282,9 +289,7 @@ pub(crate) fn decide(refund: &Refund, evidence: Evidence<'_>, context: Context<'
                 ))),
                 Attribution::Unexplained(why) => review(why),
                 // Settled already (matched above while pending).
-                Attribution::Failed | Attribution::Unlisted(_) | Attribution::Mismatched(_) => {
-                    Verdict::Unchanged
-                }
+                Attribution::Failed | Attribution::Unlisted(_) => Verdict::Unchanged,
             }
         }
         Evidence::Rejected { .. }
@@ -328,8 +333,9 @@ enum Attribution {
     MaybeInFlight,
     /// The gateway reports the cancellation it was accepted under failed.
     Failed,
-    /// The gateway reports the cancellation it was accepted under
-    /// succeeded, for another amount than the refund's.
+    /// The gateway reports a cancellation that is the refund's (the one it
+    /// was accepted under, or one carrying its sent reason) succeeded, for
+    /// another amount than the refund's.
     Mismatched(String),
     /// It was accepted under this id, which the gateway lists nowhere (and
     /// no entry names it otherwise).
@@ -535,7 +541,10 @@ fn attribute_by_entries(refund: &Refund, payment: &Payment, others: Others<'_>) 
             .find(|entry| entry.amount == refund.amount);
         return match of_amount {
             Some(entry) => Attribution::Ours(entry_id(entry).map(str::to_owned)),
-            None => Attribution::Unexplained(
+            // Money moved under its name, but not its amount: an operator
+            // must look, whatever state the refund is in (one settled
+            // `not_applied` included: late evidence that it moved money).
+            None => Attribution::Mismatched(
                 "the gateway shows a cancel that names this refund, of another amount".to_owned(),
             ),
         };
@@ -615,11 +624,16 @@ fn in_sent_form(reason: &str, id: &str) -> bool {
 
 /// True when `entry`'s reason names `refund`: the refund's own reason is in
 /// the form the workflow sends for it (rows from before reasons named the
-/// refund never are) and the entry carries exactly that reason, trimmed.
+/// refund never are) and the entry's reason is in that form too, ending
+/// with the refund's id. The text before the id may differ: a PG that tags
+/// or normalises the reason ("[PG] size exchange (rf_..)") keeps the id
+/// last, and the same test decides that an entry is another refund's
+/// ([`names_another`]), so an entry is never nobody's for being rewritten.
 fn names_refund(refund: &Refund, entry: &CancelEntry) -> bool {
     match (refund.reason.as_deref(), entry.reason.as_deref()) {
         (Some(ours), Some(theirs)) => {
-            in_sent_form(ours, refund.id.as_str()) && ours.trim() == theirs.trim()
+            let id = refund.id.as_str();
+            in_sent_form(ours, id) && in_sent_form(theirs, id)
         }
         _ => false,
     }

@@ -1283,7 +1283,6 @@ fn a_cancellation_in_progress_may_be_ours_only_by_id_reason_or_open_amount() {
 }
 
 #[test]
-#[ignore = "review finding: its own entry under a reason the PG retagged (its id still last) is rf_test's for every other refund, yet never credits rf_test: late evidence for a not_applied refund is dropped"]
 fn its_sent_form_under_a_pg_tag_is_its_own_for_it_too() {
     // rf_test (2,000) was sent "size exchange (rf_test)" and judged not
     // applied; the PG applied it after all and lists it under a tag of its
@@ -1320,7 +1319,6 @@ fn its_sent_form_under_a_pg_tag_is_its_own_for_it_too() {
 }
 
 #[test]
-#[ignore = "review finding: an entry in a not_applied refund's sent form but of another amount leaves it failed silently, and no other refund sees the entry either"]
 fn a_not_applied_refund_shown_applied_for_another_amount_goes_to_review() {
     use super::{rerun_proof, RerunProof};
     // rf_test (2,000) was judged not applied; the PG applied it after all,
