@@ -41,7 +41,7 @@ pub enum StoreError {
     NotOnHold,
     /// The payment's open reviews are no longer the ones the caller read
     /// (one was resolved meanwhile, or another refund needs review now):
-    /// a resolution is recorded only on the reviews its operator saw.
+    /// a resolution is recorded only on the reviews its caller read.
     #[error("the payment's open reviews changed since they were read")]
     ReviewChanged,
     /// The idempotency key is already used by another refund.
@@ -281,8 +281,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// reviews (its refunds in [`RefundState::NeedsReview`] without a
     /// resolution) are exactly `open_reviews`, the ones the operator's
     /// workflow read before it asked the gateway (in any order; else
-    /// [`StoreError::ReviewChanged`]: a review resolved meanwhile, or a
-    /// newer one the operator has not seen, must not take this note):
+    /// [`StoreError::ReviewChanged`]: a review resolved meanwhile, or one
+    /// opened since they were read, must not take this note):
     /// - each of them gets `{resolved_by: by, resolved_at_ms: <store
     ///   clock>, note}` (its state stays `needs_review`, its
     ///   `updated_at_ms` is the same clock);
