@@ -443,7 +443,7 @@ async fn a_review_whose_reviews_changed_meanwhile_records_nothing() {
     let first = pending_refund(&seen, 1_000, None);
     store.begin_refund(&first).await.unwrap();
     store
-        .finish_refund(&first.id, &needs_review("first"), None)
+        .finish_refund(&first.id, first.attempt, &needs_review("first"), None)
         .await
         .unwrap();
     // The review's lookup is answered after a hold.
@@ -465,7 +465,7 @@ async fn a_review_whose_reviews_changed_meanwhile_records_nothing() {
         let second = pending_refund(&seen, 2_000, None);
         store.begin_refund(&second).await.unwrap();
         store
-            .finish_refund(&second.id, &needs_review("second"), None)
+            .finish_refund(&second.id, second.attempt, &needs_review("second"), None)
             .await
             .unwrap();
         second

@@ -91,7 +91,7 @@ pub use payment::{CancelEntry, PayMethod, Payment, PaymentStatus, StoredPayment}
 pub use record::{FailureRecord, RefundList, RefundRecord, ReviewRecord};
 pub use refund::{
     CancelRequest, Failure, FailureKind, Refund, RefundAccount, RefundId, RefundState,
-    RefundStatus, RequestAmounts, RequestError, Resolution, Review, ValidRequest,
+    RefundStatus, RequestAmounts, RequestError, Resolution, Review, ValidRequest, FIRST_ATTEMPT,
 };
 pub use store::{
     BoxError, PaymentStore, PendingCursor, Settlement, StoreError, SETTLEMENT_RECENT_REFUNDS,

@@ -323,9 +323,20 @@ pub struct Refund {
     /// ([`PaymentStore::retry_refund`](crate::PaymentStore::retry_refund)).
     /// The start of its in-flight bound.
     pub attempt_started_at_ms: i64,
+    /// Which attempt of the refund is (or was last) sent: 1 for the first,
+    /// one more each time it is run again
+    /// ([`PaymentStore::retry_refund`](crate::PaymentStore::retry_refund)).
+    /// Set by the store. A verdict is about one attempt, and the store
+    /// records it only while that attempt is the refund's current one
+    /// ([`StoreError::AttemptChanged`](crate::StoreError::AttemptChanged)).
+    pub attempt: u32,
     /// Last state change, unix milliseconds on the store's clock.
     pub updated_at_ms: i64,
 }
+
+/// The [`Refund::attempt`] of a refund's first attempt (and of rows
+/// journaled before attempts were counted).
+pub const FIRST_ATTEMPT: u32 = 1;
 
 impl Refund {
     /// Where it stands, by name.

@@ -41,7 +41,7 @@ pub enum StoreError {
     NotOnHold,
     /// The payment's open reviews are no longer the ones the caller read
     /// (one was resolved meanwhile, or another refund needs review now):
-    /// a resolution is recorded only on the reviews its operator saw.
+    /// a resolution is recorded only on the reviews its caller read.
     #[error("the payment's open reviews changed since they were read")]
     ReviewChanged,
     /// The idempotency key is already used by another refund.
@@ -51,6 +51,16 @@ pub enum StoreError {
     /// pending (someone settled it first), and its state is final.
     #[error("refund is already {0}")]
     NotPending(RefundStatus),
+    /// The write names an attempt of the refund that is no longer its
+    /// current one: the refund was run again
+    /// ([`PaymentStore::retry_refund`]) after the attempt the caller's
+    /// verdict is about. Nothing changed; the verdict is stale (read the
+    /// refund again and judge its current attempt).
+    #[error("the refund was run again since that attempt (now attempt {current})")]
+    AttemptChanged {
+        /// The refund's current [`Refund::attempt`].
+        current: u32,
+    },
     /// The backend cannot be reached, or cannot take writes now (read-only
     /// database or transaction): nothing was written.
     #[error("storage unavailable")]
@@ -184,17 +194,20 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///   see [`retry_refund`](Self::retry_refund)).
     ///
     /// The stored refund's state is [`RefundState::PENDING`] whatever
-    /// `refund.state` says, and its timestamps (`created_at_ms`,
-    /// `attempt_started_at_ms`, `updated_at_ms`) are the store's clock
-    /// (the values passed are ignored).
+    /// `refund.state` says, its `attempt` is
+    /// [`FIRST_ATTEMPT`](crate::FIRST_ATTEMPT), and its timestamps
+    /// (`created_at_ms`, `attempt_started_at_ms`, `updated_at_ms`) are the
+    /// store's clock (the values passed are ignored).
     ///
     /// Under any number of concurrent callers at most one succeeds per
     /// payment until that refund is finished. On error nothing is written.
     async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError>;
 
-    /// Moves refund `id` to `state`, atomically, if its current state
-    /// [`may become`](RefundState::may_become) it (a pending refund settles;
-    /// a `not_applied` failure may still become `succeeded`):
+    /// Moves refund `id` to `state`, atomically, if `attempt` is still its
+    /// current [`attempt`](Refund::attempt) (the one the verdict was reached
+    /// about) and its current state [`may become`](RefundState::may_become)
+    /// it (a pending refund settles; a `not_applied` failure may still
+    /// become `succeeded`):
     /// - sets the state and `updated_at_ms` (store clock);
     /// - releases the payment's pending slot if it names this refund;
     /// - applies `snapshot` if given (with the same rule as
@@ -203,13 +216,17 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///
     /// Returns the refund, its payment and the payment's newest refunds as
     /// stored afterwards ([`Settlement`]), so the caller can answer without
-    /// reading them again. If the move is not allowed, nothing changes and
-    /// the error is [`StoreError::NotPending`] with its current status;
-    /// unknown ids give [`StoreError::RefundNotFound`] (finding out which
-    /// may cost a read, on that failure path only).
+    /// reading them again. If the refund was run again since `attempt`
+    /// (a verdict about an earlier attempt must not settle the one now on
+    /// the wire), nothing changes and the error is
+    /// [`StoreError::AttemptChanged`]; else if the move is not allowed,
+    /// nothing changes and the error is [`StoreError::NotPending`] with
+    /// its current status; unknown ids give [`StoreError::RefundNotFound`]
+    /// (finding out which may cost a read, on that failure path only).
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError>;
@@ -224,9 +241,9 @@ pub trait PaymentStore: Send + Sync + 'static {
     ///   still equals `base_cancel_amount` ([`StoreError::CancelAmountChanged`]),
     ///
     /// it becomes [`RefundState::PENDING`] again with the new
-    /// `base_cancel_amount` and `checksum`, `attempt_started_at_ms` and
-    /// `updated_at_ms` on the store's clock, and the payment's pending
-    /// refund. Its id, amount, reason, key and `created_at_ms` stay:
+    /// `base_cancel_amount` and `checksum`, its `attempt` one more than
+    /// before, `attempt_started_at_ms` and `updated_at_ms` on the store's
+    /// clock, and the payment's pending refund. Its id, amount, reason, key and `created_at_ms` stay:
     /// evidence of any attempt names the same refund, and a listing walked
     /// meanwhile (keyed on `created_at_ms`) still lists it once, in its
     /// place. On error nothing is written. Returns the refund as stored.
@@ -237,17 +254,22 @@ pub trait PaymentStore: Send + Sync + 'static {
         checksum: crate::money::Amount,
     ) -> Result<Refund, StoreError>;
 
-    /// Records the id the gateway accepted pending refund `id` under (an
-    /// asynchronous PortOne V2 cancel), atomically, only while it is still
-    /// pending: its state becomes `Pending { cancellation_id: Some(..) }`
-    /// and `updated_at_ms` the store's clock; `attempt_started_at_ms` (the
+    /// Records the id the gateway accepted pending refund `id`'s attempt
+    /// `attempt` under (an asynchronous PortOne V2 cancel), atomically,
+    /// only while that attempt is its current one and still pending: its
+    /// state becomes `Pending { cancellation_id: Some(..) }` and
+    /// `updated_at_ms` the store's clock; `attempt_started_at_ms` (the
     /// start of its in-flight bound) and the payment's pending slot stay
-    /// as they are. A refund no longer pending gives [`StoreError::NotPending`] with
-    /// its status and nothing changes; an unknown id gives
-    /// [`StoreError::RefundNotFound`]. Returns the refund as stored.
+    /// as they are. A refund run again since `attempt` gives
+    /// [`StoreError::AttemptChanged`] (the id names an earlier attempt's
+    /// cancellation, not the one on the wire); else one no longer pending
+    /// gives [`StoreError::NotPending`] with its status; in both cases
+    /// nothing changes. An unknown id gives [`StoreError::RefundNotFound`].
+    /// Returns the refund as stored.
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError>;
 
@@ -259,8 +281,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// reviews (its refunds in [`RefundState::NeedsReview`] without a
     /// resolution) are exactly `open_reviews`, the ones the operator's
     /// workflow read before it asked the gateway (in any order; else
-    /// [`StoreError::ReviewChanged`]: a review resolved meanwhile, or a
-    /// newer one the operator has not seen, must not take this note):
+    /// [`StoreError::ReviewChanged`]: a review resolved meanwhile, or one
+    /// opened since they were read, must not take this note):
     /// - each of them gets `{resolved_by: by, resolved_at_ms: <store
     ///   clock>, note}` (its state stays `needs_review`, its
     ///   `updated_at_ms` is the same clock);

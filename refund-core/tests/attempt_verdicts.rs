@@ -74,6 +74,7 @@ impl PaymentStore for PausedFinish {
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
@@ -81,7 +82,7 @@ impl PaymentStore for PausedFinish {
             self.reached.notify_one();
             self.release.notified().await;
         }
-        self.inner.finish_refund(id, state, snapshot).await
+        self.inner.finish_refund(id, attempt, state, snapshot).await
     }
 
     async fn retry_refund(
@@ -98,9 +99,12 @@ impl PaymentStore for PausedFinish {
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
-        self.inner.note_cancellation_id(id, cancellation_id).await
+        self.inner
+            .note_cancellation_id(id, attempt, cancellation_id)
+            .await
     }
 
     async fn resolve_review(
@@ -161,7 +165,6 @@ impl PaymentStore for PausedFinish {
 /// fail it: the new attempt stays pending until its own in-flight bound has
 /// passed.
 #[tokio::test]
-#[ignore = "review finding: finish_refund is not tied to the attempt a verdict was reached about; a stale verdict fails the re-run attempt at once"]
 async fn a_verdict_about_an_earlier_attempt_does_not_settle_the_refund_run_again() {
     let clock = Arc::new(ManualClock::at(1_764_000_000_000));
     let memory = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
@@ -193,7 +196,7 @@ async fn a_verdict_about_an_earlier_attempt_does_not_settle_the_refund_run_again
     // runs the refund again (a second attempt, sent now).
     let not_applied = failed(FailureKind::NotApplied, None::<String>, "no entry");
     memory
-        .finish_refund(&refund.id, &not_applied, None)
+        .finish_refund(&refund.id, refund.attempt, &not_applied, None)
         .await
         .unwrap();
     clock.advance(Duration::from_millis(5));

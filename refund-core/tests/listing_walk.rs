@@ -27,6 +27,7 @@ async fn a_refund_run_again_during_a_walk_is_still_listed_once() {
         store
             .finish_refund(
                 &refund.id,
+                refund.attempt,
                 &failed(FailureKind::NotSent, None::<String>, "token endpoint down"),
                 None,
             )

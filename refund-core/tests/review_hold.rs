@@ -163,7 +163,12 @@ async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_
     let first = pending_refund(&payment, 1_000, None);
     store.begin_refund(&first).await.unwrap();
     store
-        .finish_refund(&first.id, &review("the first refund's numbers"), None)
+        .finish_refund(
+            &first.id,
+            first.attempt,
+            &review("the first refund's numbers"),
+            None,
+        )
         .await
         .unwrap();
     let gateway = Arc::new(SlowFirstLookup {
@@ -196,7 +201,12 @@ async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_
     let second = pending_refund(&payment, 2_000, None);
     store.begin_refund(&second).await.unwrap();
     store
-        .finish_refund(&second.id, &review("the second refund's numbers"), None)
+        .finish_refund(
+            &second.id,
+            second.attempt,
+            &review("the second refund's numbers"),
+            None,
+        )
         .await
         .unwrap();
 

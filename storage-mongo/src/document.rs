@@ -17,13 +17,18 @@
 //!               status, failure_kind, failure_code, gateway_message,
 //!               cancellation_id, requested_by, resolved_by, resolved_at_ms,
 //!               review_note, created_at_ms, attempt_started_at_ms,
-//!               updated_at_ms }] }
+//!               attempt, updated_at_ms }] }
 //! ```
 //!
 //! `created_at_ms` never changes once a refund exists (listings page on
 //! it); `attempt_started_at_ms` is when its current attempt began (a
 //! refund run again restarts it), absent on refunds journaled before it
 //! was recorded: those began their attempt when they were journaled.
+//! `attempt` counts the refund's runs (1 for the first, one more each time
+//! it runs again); a settlement names the attempt it is about and applies
+//! only while that attempt is the current one. Absent on refunds journaled
+//! before it was counted (and on those the release before it wrote or ran
+//! again): their first.
 //!
 //! A refund's currency is its payment's (`payment.currency`, in the same
 //! document). `requested_by` is `null` on refunds journaled before actors
@@ -137,6 +142,10 @@ pub(crate) struct RefundFields {
     /// Absent on refunds journaled before attempts were recorded.
     #[serde(default)]
     attempt_started_at_ms: Option<i64>,
+    /// Absent on refunds journaled before attempts were counted: their
+    /// first.
+    #[serde(default)]
+    attempt: Option<i64>,
     updated_at_ms: i64,
 }
 
@@ -204,6 +213,17 @@ pub(crate) fn is_not_applied() -> Document {
             { "failure_kind": FailureKind::NotApplied.as_str() },
             { "failure_kind": Bson::Null, "gateway_code": Bson::Null },
         ],
+    }
+}
+
+/// Query (inside `$elemMatch` on `refunds`) for the value of `attempt`
+/// while `attempt` is a refund's current one: a refund without the field
+/// (journaled before attempts were counted) is at its first.
+pub(crate) fn is_attempt(attempt: u32) -> Bson {
+    if attempt == refund_core::FIRST_ATTEMPT {
+        doc! { "$in": [i64::from(attempt), Bson::Null] }.into()
+    } else {
+        i64::from(attempt).into()
     }
 }
 
@@ -386,6 +406,20 @@ impl RefundFields {
         document
     }
 
+    /// The refund's current attempt: its first when it has no count
+    /// (journaled before attempts were counted).
+    pub(crate) fn attempt(&self) -> Result<u32, StoreError> {
+        match self.attempt {
+            None => Ok(refund_core::FIRST_ATTEMPT),
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| *n >= refund_core::FIRST_ATTEMPT)
+                .ok_or_else(|| {
+                    StoreError::corrupt(format!("refund {:?} has attempt {n}", self.id))
+                }),
+        }
+    }
+
     /// The refund's state, legacy shapes included.
     pub(crate) fn state(&self) -> Result<RefundState, StoreError> {
         let id = &self.id;
@@ -444,6 +478,7 @@ impl RefundFields {
         currency: Currency,
     ) -> Result<Refund, StoreError> {
         let state = self.state()?;
+        let attempt = self.attempt()?;
         Ok(Refund {
             id: RefundId::from_stored(self.id),
             merchant_uid,
@@ -466,6 +501,7 @@ impl RefundFields {
             attempt_started_at_ms: self
                 .attempt_started_at_ms
                 .map_or(self.created_at_ms, |at| at.max(self.created_at_ms)),
+            attempt,
             updated_at_ms: self.updated_at_ms,
         })
     }

@@ -28,8 +28,8 @@ use refund_core::{
 };
 
 use crate::document::{
-    decode, frees_its_key, is_not_applied, journal_projection, state_document, JournalDocument,
-    PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
+    decode, frees_its_key, is_attempt, is_not_applied, journal_projection, state_document,
+    JournalDocument, PaymentDocument, PaymentFields, RefundFields, UnwoundRefund,
 };
 use crate::error::{store_error, MongoStoreError};
 
@@ -185,6 +185,7 @@ impl MongoPaymentStore {
     async fn finish_conflict(
         &self,
         id: &str,
+        attempt: u32,
         state: &RefundState,
     ) -> Result<Option<StoreError>, StoreError> {
         let Some(journal) = self
@@ -198,7 +199,12 @@ impl MongoPaymentStore {
                 StoreError::corrupt(format!("refund {id:?} vanished from its array"))
             })?;
         let current = fields.state()?;
-        if current.may_become(state) {
+        let current_attempt = fields.attempt()?;
+        if current_attempt != attempt {
+            Ok(Some(StoreError::AttemptChanged {
+                current: current_attempt,
+            }))
+        } else if current.may_become(state) {
             Ok(None)
         } else {
             Ok(Some(StoreError::NotPending(current.status())))
@@ -376,6 +382,7 @@ impl PaymentStore for MongoPaymentStore {
             {
                 "created_at_ms": server_now_ms(),
                 "attempt_started_at_ms": server_now_ms(),
+                "attempt": literal(i64::from(refund_core::FIRST_ATTEMPT)),
                 "updated_at_ms": server_now_ms(),
             },
         ] };
@@ -432,8 +439,14 @@ impl PaymentStore for MongoPaymentStore {
             {
                 "base_cancel_amount": literal(base_cancel_amount.minor()),
                 "checksum": literal(checksum.minor()),
-                // A new attempt; its place in listings (created_at_ms) stays.
+                // A new attempt (counted on from the first for a refund
+                // without a count); its place in listings (created_at_ms)
+                // stays.
                 "attempt_started_at_ms": server_now_ms(),
+                "attempt": { "$add": [
+                    { "$ifNull": ["$$refund.attempt", literal(i64::from(refund_core::FIRST_ATTEMPT))] },
+                    literal(1_i64),
+                ] },
                 "updated_at_ms": server_now_ms(),
             },
         ] };
@@ -496,6 +509,7 @@ impl PaymentStore for MongoPaymentStore {
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
@@ -516,11 +530,17 @@ impl PaymentStore for MongoPaymentStore {
         if from.is_empty() {
             // Nothing may become pending: no write to try, only the reason.
             return Err(self
-                .finish_conflict(id, state)
+                .finish_conflict(id, attempt, state)
                 .await?
                 .unwrap_or_else(|| StoreError::corrupt("a refund may not become pending")));
         }
-        let filter = doc! { "refunds": { "$elemMatch": { "id": id, "$or": from } } };
+        // Only the attempt the verdict is about: one about an earlier
+        // attempt matches nothing.
+        let filter = doc! { "refunds": { "$elemMatch": {
+            "id": id,
+            "attempt": is_attempt(attempt),
+            "$or": from,
+        } } };
         let settled = doc! { "$mergeObjects": [
             literal(state_document(state)),
             { "updated_at_ms": server_now_ms() },
@@ -566,7 +586,7 @@ impl PaymentStore for MongoPaymentStore {
             if let Some(document) = updated {
                 return settlement_of(decode(document)?, id);
             }
-            if let Some(conflict) = self.finish_conflict(id, state).await? {
+            if let Some(conflict) = self.finish_conflict(id, attempt, state).await? {
                 return Err(conflict);
             }
         }
@@ -579,13 +599,18 @@ impl PaymentStore for MongoPaymentStore {
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
         let id = id.as_str();
-        // One element, matched by id and pending status, updated in place:
-        // atomic within its payment's document.
+        // One element, matched by id, current attempt and pending status,
+        // updated in place: atomic within its payment's document.
         let filter = doc! {
-            "refunds": { "$elemMatch": { "id": id, "status": RefundStatus::Pending.as_str() } },
+            "refunds": { "$elemMatch": {
+                "id": id,
+                "attempt": is_attempt(attempt),
+                "status": RefundStatus::Pending.as_str(),
+            } },
         };
         let noted = doc! { "$mergeObjects": [
             "$$refund",
@@ -630,7 +655,13 @@ impl PaymentStore for MongoPaymentStore {
                     .into_iter()
                     .find(|r| r.id.as_str() == id)
                     .ok_or_else(|| StoreError::corrupt("refund missing from its payment"))?;
-                return Err(StoreError::NotPending(current.status()));
+                return Err(if current.attempt != attempt {
+                    StoreError::AttemptChanged {
+                        current: current.attempt,
+                    }
+                } else {
+                    StoreError::NotPending(current.status())
+                });
             }
         };
         let journal: JournalDocument = decode(document)?;

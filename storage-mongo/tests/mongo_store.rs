@@ -190,7 +190,7 @@ async fn finish_refund_never_lowers_cancel_amount() {
     // ...so the older snapshot that comes with the finish must not win.
     let older = after_cancel(&payment, 3_000, "ours");
     let done = store
-        .finish_refund(&refund.id, &succeeded(), Some(&older))
+        .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&older))
         .await
         .unwrap()
         .refund;
@@ -214,6 +214,7 @@ async fn amounts_and_times_are_stored_as_int64() {
     store
         .finish_refund(
             &refund.id,
+            refund.attempt,
             &failed(FailureKind::Rejected, Some(1), "no"),
             Some(&after_cancel(&payment, 2, "cents")),
         )
@@ -294,7 +295,7 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         let after = after_cancel(&payment, 1_000, text);
         let held = review(text);
         let done = store
-            .finish_refund(&refund.id, &held, Some(&after))
+            .finish_refund(&refund.id, refund.attempt, &held, Some(&after))
             .await
             .unwrap()
             .refund;
@@ -341,7 +342,7 @@ async fn operator_like_values_are_stored_and_matched_as_data() {
         store.begin_refund(&first).await.unwrap();
         let not_sent = failed(FailureKind::NotSent, None::<String>, text);
         store
-            .finish_refund(&first.id, &not_sent, None)
+            .finish_refund(&first.id, first.attempt, &not_sent, None)
             .await
             .unwrap();
         let reopened = store
@@ -401,7 +402,10 @@ async fn each_state_is_stored_in_explicit_fields() {
         assert_eq!(pending.get_str("status").unwrap(), "pending");
         assert_eq!(pending.get("cancellation_id"), Some(&Bson::Null));
         assert_eq!(pending.get("failure_kind"), Some(&Bson::Null));
-        store.finish_refund(&refund.id, &state, None).await.unwrap();
+        store
+            .finish_refund(&refund.id, refund.attempt, &state, None)
+            .await
+            .unwrap();
         let settled = element(&store, &payment.merchant_uid, 0).await;
         for (field, value) in &expected {
             assert_eq!(settled.get(field), Some(value), "{state:?}: {field}");
@@ -437,6 +441,7 @@ async fn a_re_opened_refund_keeps_its_key_slot() {
     store
         .finish_refund(
             &first.id,
+            first.attempt,
             &failed(FailureKind::NotApplied, None::<String>, "5xx"),
             None,
         )
@@ -566,6 +571,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
         assert_eq!(refund.merchant_uid, merchant_uid);
         assert_eq!(refund.amount, Amount::from_minor(1_000));
         assert_eq!(refund.created_at_ms, 1_000 * (i as i64 + 1));
+        assert_eq!(refund.attempt, 1, "{name}: no count is the first attempt");
         let by_key = store.refund_by_idempotency_key(key(i)).await.unwrap();
         assert_eq!(by_key.map(|r| r.id), Some(id(name)));
     }
@@ -595,7 +601,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
         cancellation_id: Some("cxl_legacy".into()),
     };
     let done = store
-        .finish_refund(&id("pending"), &cxl, None)
+        .finish_refund(&id("pending"), 1, &cxl, None)
         .await
         .unwrap()
         .refund;
@@ -614,7 +620,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
     // Legacy failures behave as they read: a rejection is final...
     assert!(matches!(
         store
-            .finish_refund(&id("rejected"), &succeeded(), None)
+            .finish_refund(&id("rejected"), 1, &succeeded(), None)
             .await,
         Err(StoreError::NotPending(RefundStatus::Failed))
     ));
@@ -630,6 +636,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
         .await
         .unwrap();
     assert_eq!(reopened.state, RefundState::PENDING);
+    assert_eq!(reopened.attempt, 2, "counted on from the first");
     let holder = store
         .refund_by_idempotency_key(key(2))
         .await
@@ -637,7 +644,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
         .unwrap();
     assert_eq!(holder.id, id("unanswered"));
     let late = store
-        .finish_refund(&id("unanswered"), &succeeded(), None)
+        .finish_refund(&id("unanswered"), reopened.attempt, &succeeded(), None)
         .await
         .unwrap();
     assert_eq!(late.refund.state, succeeded());
@@ -664,7 +671,7 @@ async fn legacy_refund_documents_are_read_and_settled() {
 /// the older instance must not take the attempt just sent for one past its
 /// in-flight bound.
 #[tokio::test]
-#[ignore = "review finding: a refund run again keeps created_at_ms, which the previous release's sweep and in-flight bound read: during a rolling upgrade it is judged past its bound at once"]
+#[ignore = "known gap: the release before 0003/0004 judges a refund run again here by its kept created_at_ms, so it may settle it not_applied early during a rolling upgrade (see README)"]
 async fn a_refund_run_again_here_is_not_stale_to_the_previous_release() {
     let Some(store) = fresh_store().await else {
         return;
@@ -674,7 +681,10 @@ async fn a_refund_run_again_here_is_not_stale_to_the_previous_release() {
     let refund = pending_refund(&payment, 1_000, None);
     store.begin_refund(&refund).await.unwrap();
     let down = failed(FailureKind::NotSent, None::<String>, "token endpoint down");
-    store.finish_refund(&refund.id, &down, None).await.unwrap();
+    store
+        .finish_refund(&refund.id, refund.attempt, &down, None)
+        .await
+        .unwrap();
     // Journaled (and first tried) an hour ago.
     let backdated = payments(&store)
         .update_one(

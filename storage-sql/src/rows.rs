@@ -171,6 +171,15 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
     let attempt_started_at_ms = columns
         .opt_int("attempt_started_at_ms")?
         .map_or(created_at_ms, |at| at.max(created_at_ms));
+    // No attempt counted (a row journaled before migration 0004, or one the
+    // release before it wrote): its first.
+    let attempt = match columns.opt_int("attempt")? {
+        None => refund_core::FIRST_ATTEMPT,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n >= refund_core::FIRST_ATTEMPT)
+            .ok_or_else(|| SqlStoreError::Corrupt(format!("refund attempt {n} out of range")))?,
+    };
     Ok(Refund {
         id: RefundId::from_stored(columns.text("id")?),
         merchant_uid: columns.text("merchant_uid")?,
@@ -187,6 +196,7 @@ pub(crate) fn refund<DB: Dialect>(row: &DB::Row) -> Result<Refund, SqlStoreError
         state,
         created_at_ms,
         attempt_started_at_ms,
+        attempt,
         updated_at_ms: columns.int("updated_at_ms")?,
     })
 }

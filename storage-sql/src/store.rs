@@ -324,9 +324,9 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         Ok(())
     }
 
-    /// Why a settlement matched nothing: the refund's current state (read
-    /// only on that failure path).
-    async fn settle_refusal(&self, id: &RefundId) -> Result<StoreError, Abort> {
+    /// Why a settlement of `attempt` matched nothing: the refund's current
+    /// attempt and state (read only on that failure path).
+    async fn settle_refusal(&self, id: &RefundId, attempt: u32) -> Result<StoreError, Abort> {
         let mut conn = self.pool.acquire().await?;
         let row = DB::fetch_optional(
             &mut conn,
@@ -336,7 +336,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         .await?;
         Ok(match row {
             None => StoreError::RefundNotFound,
-            Some(row) => StoreError::NotPending(rows::refund::<DB>(&row)?.status()),
+            Some(row) => refusal_of(&rows::refund::<DB>(&row)?, attempt),
         })
     }
 
@@ -371,12 +371,13 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     async fn try_finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, Abort> {
         if state.status() == RefundStatus::Pending {
             // Never "settles" into pending: nothing to write, only the reason.
-            return Err(self.settle_refusal(id).await?.into());
+            return Err(self.settle_refusal(id, attempt).await?.into());
         }
         let sql = DB::statements();
         let now_ms = refund_core::now_ms();
@@ -393,11 +394,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         )));
         let limit = Param::Int(i64::from(SETTLEMENT_RECENT_REFUNDS));
         let id_param = Param::Text(id.as_str());
+        let attempt_param = Param::Int(i64::from(attempt));
         let settlement = match DB::WRITES {
             Writes::Cte => {
                 // One statement: settle, update the payment, answer.
                 let mut params = rows::state_params(state).to_vec();
-                params.extend([id_param, late_success]);
+                params.extend([id_param, attempt_param, late_success]);
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
                 params.push(limit);
                 let mut conn = self.pool.acquire().await?;
@@ -417,7 +419,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 // One atomic UPDATE of both rows, then one read.
                 let mut params = rows::state_params(state).to_vec();
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
-                params.extend([id_param, late_success]);
+                params.extend([id_param, attempt_param, late_success]);
                 let mut conn = self.pool.acquire().await?;
                 let settled = DB::execute(&mut conn, &sql.finish_refund_joined, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
@@ -434,7 +436,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             Writes::Transaction => {
                 let mut tx = self.begin_write().await?;
                 let mut params = rows::state_params(state).to_vec();
-                params.extend([id_param, late_success]);
+                params.extend([id_param, attempt_param, late_success]);
                 let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
                     rollback(tx).await?;
@@ -456,7 +458,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             }
         };
         let Some(settlement) = settlement else {
-            return Err(self.settle_refusal(id).await?.into());
+            return Err(self.settle_refusal(id, attempt).await?.into());
         };
         if let Some((snapshot, _)) = snapshot {
             if snapshot.merchant_uid != settlement.refund.merchant_uid {
@@ -522,6 +524,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     async fn try_note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, Abort> {
         let sql = DB::statements();
@@ -529,7 +532,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let noted = DB::execute(
             &mut conn,
             &sql.note_cancellation,
-            &[Param::Text(cancellation_id), Param::Text(id.as_str())],
+            &[
+                Param::Text(cancellation_id),
+                Param::Text(id.as_str()),
+                Param::Int(i64::from(attempt)),
+            ],
         )
         .await?;
         let row =
@@ -539,7 +546,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         };
         let refund = rows::refund::<DB>(&row)?;
         if DB::rows_affected(&noted) == 0 {
-            return Err(StoreError::NotPending(refund.status()).into());
+            return Err(refusal_of(&refund, attempt).into());
         }
         Ok(refund)
     }
@@ -659,10 +666,11 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
-        self.write(|| self.try_finish_refund(id, state, snapshot))
+        self.write(|| self.try_finish_refund(id, attempt, state, snapshot))
             .await
     }
 
@@ -679,9 +687,10 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
-        self.write(|| self.try_note_cancellation_id(id, cancellation_id))
+        self.write(|| self.try_note_cancellation_id(id, attempt, cancellation_id))
             .await
     }
 
@@ -798,6 +807,18 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
         Ok(())
+    }
+}
+
+/// Why a write about `attempt` of `refund` (as read now) matched nothing:
+/// the refund was run again since, or it is no longer pending.
+fn refusal_of(refund: &Refund, attempt: u32) -> StoreError {
+    if refund.attempt != attempt {
+        StoreError::AttemptChanged {
+            current: refund.attempt,
+        }
+    } else {
+        StoreError::NotPending(refund.status())
     }
 }
 

@@ -146,6 +146,7 @@ impl PaymentStore for MemoryPaymentStore {
                 state: RefundState::PENDING,
                 created_at_ms: now,
                 attempt_started_at_ms: now,
+                attempt: crate::refund::FIRST_ATTEMPT,
                 updated_at_ms: now,
                 ..refund.clone()
             },
@@ -156,6 +157,7 @@ impl PaymentStore for MemoryPaymentStore {
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
@@ -163,6 +165,11 @@ impl PaymentStore for MemoryPaymentStore {
         let mut guard = self.state();
         let State { payments, refunds } = &mut *guard;
         let refund = refunds.get_mut(id).ok_or(StoreError::RefundNotFound)?;
+        if refund.attempt != attempt {
+            return Err(StoreError::AttemptChanged {
+                current: refund.attempt,
+            });
+        }
         if !refund.state.may_become(state) {
             return Err(StoreError::NotPending(refund.status()));
         }
@@ -211,6 +218,7 @@ impl PaymentStore for MemoryPaymentStore {
         refund.checksum = checksum;
         // Its place in listings (created_at_ms) stays; the attempt is new.
         refund.attempt_started_at_ms = now;
+        refund.attempt = refund.attempt.saturating_add(1);
         refund.updated_at_ms = now;
         Ok(refund.clone())
     }
@@ -218,6 +226,7 @@ impl PaymentStore for MemoryPaymentStore {
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
         let now = self.clock.now_ms();
@@ -226,6 +235,11 @@ impl PaymentStore for MemoryPaymentStore {
             .refunds
             .get_mut(id)
             .ok_or(StoreError::RefundNotFound)?;
+        if refund.attempt != attempt {
+            return Err(StoreError::AttemptChanged {
+                current: refund.attempt,
+            });
+        }
         if !matches!(refund.state, RefundState::Pending { .. }) {
             return Err(StoreError::NotPending(refund.status()));
         }

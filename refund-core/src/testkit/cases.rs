@@ -171,7 +171,7 @@ pub async fn finish_succeeded_applies_the_snapshot_and_frees_the_payment(store: 
     store.begin_refund(&refund).await.unwrap();
     let after = after_cancel(&payment, 10_000, "full");
     let done = store
-        .finish_refund(&refund.id, &succeeded(), Some(&after))
+        .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&after))
         .await
         .unwrap()
         .refund;
@@ -183,13 +183,15 @@ pub async fn finish_succeeded_applies_the_snapshot_and_frees_the_payment(store: 
     assert_eq!(stored.pending_refund, None);
     assert!(matches!(
         store
-            .finish_refund(&refund.id, &succeeded(), Some(&after))
+            .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&after))
             .await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
     let failed_late = failed(FailureKind::Rejected, Some(1), "late");
     assert!(matches!(
-        store.finish_refund(&refund.id, &failed_late, None).await,
+        store
+            .finish_refund(&refund.id, refund.attempt, &failed_late, None)
+            .await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
     assert_eq!(
@@ -210,7 +212,7 @@ pub async fn finish_failed_keeps_the_money_and_frees_the_payment(store: Store) {
         "취소 가능 금액을 초과했습니다",
     );
     let done = store
-        .finish_refund(&refund.id, &outcome, None)
+        .finish_refund(&refund.id, refund.attempt, &outcome, None)
         .await
         .unwrap()
         .refund;
@@ -237,7 +239,7 @@ pub async fn needs_review_holds_the_payment_until_resolved(store: Store) {
     let odd = after_cancel(&payment, 5_000, "unexplained");
     let outcome = review("numbers do not add up");
     let done = store
-        .finish_refund(&refund.id, &outcome, Some(&odd))
+        .finish_refund(&refund.id, refund.attempt, &outcome, Some(&odd))
         .await
         .unwrap()
         .refund;
@@ -367,7 +369,7 @@ pub async fn a_resolution_lands_only_on_the_reviews_it_names(store: Store) {
     let first = pending_refund(&payment, 1_000, None);
     store.begin_refund(&first).await.unwrap();
     store
-        .finish_refund(&first.id, &review("first"), None)
+        .finish_refund(&first.id, first.attempt, &review("first"), None)
         .await
         .unwrap();
     let uid = payment.merchant_uid.as_str();
@@ -413,7 +415,7 @@ pub async fn a_resolution_lands_only_on_the_reviews_it_names(store: Store) {
     let second = pending_refund(&now, 2_000, None);
     store.begin_refund(&second).await.unwrap();
     store
-        .finish_refund(&second.id, &review("second"), None)
+        .finish_refund(&second.id, second.attempt, &review("second"), None)
         .await
         .unwrap();
     let second_before = store.refund(&second.id).await.unwrap().unwrap();
@@ -468,7 +470,7 @@ pub async fn a_resolution_lands_only_on_the_reviews_it_names(store: Store) {
 pub async fn finish_of_an_unknown_refund_is_refused(store: Store) {
     assert!(matches!(
         store
-            .finish_refund(&RefundId::generate(), &succeeded(), None)
+            .finish_refund(&RefundId::generate(), 1, &succeeded(), None)
             .await,
         Err(StoreError::RefundNotFound)
     ));
@@ -487,7 +489,7 @@ pub async fn idempotency_keys_are_unique(store: Store) {
     store.begin_refund(&refund).await.unwrap();
     let outcome = failed(FailureKind::Rejected, Some(-1), "no");
     store
-        .finish_refund(&refund.id, &outcome, None)
+        .finish_refund(&refund.id, refund.attempt, &outcome, None)
         .await
         .unwrap();
     for payment in [&first, &second] {
@@ -604,7 +606,12 @@ pub async fn concurrent_refunds_never_exceed_the_payment(store: Store) {
                         Ok(()) => {
                             let after = after_cancel(&current, 1_500, "race");
                             store
-                                .finish_refund(&refund.id, &succeeded(), Some(&after))
+                                .finish_refund(
+                                    &refund.id,
+                                    refund.attempt,
+                                    &succeeded(),
+                                    Some(&after),
+                                )
                                 .await
                                 .unwrap();
                         }
@@ -697,7 +704,10 @@ pub async fn stale_pending_refunds_page_after_a_cursor(store: Store) {
         .iter()
         .all(|r| (r.created_at_ms, &r.id) > (second.created_at_ms, &second.id)));
     for id in &ours {
-        store.finish_refund(id, &succeeded(), None).await.unwrap();
+        store
+            .finish_refund(id, crate::FIRST_ATTEMPT, &succeeded(), None)
+            .await
+            .unwrap();
     }
 }
 
@@ -717,7 +727,7 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
     // A settled refund is not listed.
     let settled = ours.remove(2);
     store
-        .finish_refund(&settled.id, &succeeded(), None)
+        .finish_refund(&settled.id, settled.attempt, &succeeded(), None)
         .await
         .unwrap();
     let ours_listed = |listed: Vec<crate::refund::Refund>| -> Vec<RefundId> {
@@ -759,7 +769,7 @@ pub async fn stale_pending_refunds_are_listed_oldest_first(store: Store) {
     // Leave nothing pending for later runs on the same database.
     for refund in &ours {
         store
-            .finish_refund(&refund.id, &succeeded(), None)
+            .finish_refund(&refund.id, refund.attempt, &succeeded(), None)
             .await
             .unwrap();
     }
@@ -783,7 +793,7 @@ pub async fn refunds_round_trip_newest_first(store: Store) {
         }
         current = after_cancel(&current, 1_000, "step");
         store
-            .finish_refund(&refund.id, &succeeded(), Some(&current))
+            .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&current))
             .await
             .unwrap();
         ids.push(refund.id);
@@ -869,7 +879,7 @@ pub async fn amounts_are_exact_at_the_extremes(store: Store) {
     assert_eq!(read.checksum.minor(), big);
     let after = after_cancel(&payment, big - 1, "big");
     store
-        .finish_refund(&refund.id, &succeeded(), Some(&after))
+        .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&after))
         .await
         .unwrap();
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -891,7 +901,7 @@ pub async fn finish_never_rolls_back_with_an_older_snapshot(store: Store) {
     store.apply_snapshot(&newer).await.unwrap();
     let older = after_cancel(&payment, 1_000, "ours");
     store
-        .finish_refund(&refund.id, &succeeded(), Some(&older))
+        .finish_refund(&refund.id, refund.attempt, &succeeded(), Some(&older))
         .await
         .unwrap();
     let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
@@ -914,7 +924,7 @@ pub async fn concurrent_finishes_have_one_winner(store: Store) {
             } else {
                 failed(FailureKind::Rejected, Some(i), format!("attempt {i}"))
             };
-            tokio::spawn(async move { store.finish_refund(&id, &outcome, None).await })
+            tokio::spawn(async move { store.finish_refund(&id, 1, &outcome, None).await })
         })
         .collect();
     let mut winners = Vec::new();
@@ -979,7 +989,7 @@ pub async fn long_and_unusual_text_round_trips(store: Store) {
     let message = "실패 ".repeat(1_000);
     let outcome = failed(FailureKind::Rejected, Some(i64::MIN), message.clone());
     let done = store
-        .finish_refund(&refund.id, &outcome, None)
+        .finish_refund(&refund.id, refund.attempt, &outcome, None)
         .await
         .unwrap()
         .refund;
@@ -1027,7 +1037,7 @@ pub async fn the_journal_is_stamped_by_the_store_clock(store: Store) {
     );
     assert_eq!(stored.updated_at_ms, stored.created_at_ms);
     let done = store
-        .finish_refund(&refund.id, &succeeded(), None)
+        .finish_refund(&refund.id, refund.attempt, &succeeded(), None)
         .await
         .unwrap()
         .refund;
@@ -1055,7 +1065,7 @@ pub async fn every_state_round_trips(store: Store) {
         let refund = pending_refund(&payment, 1_000, None);
         store.begin_refund(&refund).await.unwrap();
         let done = store
-            .finish_refund(&refund.id, &state, None)
+            .finish_refund(&refund.id, refund.attempt, &state, None)
             .await
             .unwrap()
             .refund;
@@ -1077,7 +1087,10 @@ pub async fn a_pending_refund_is_named_by_its_cancellation_id(store: Store) {
     store.begin_refund(&refund).await.unwrap();
     let begun = store.refund(&refund.id).await.unwrap().unwrap();
     let id = unique("cxl");
-    let noted = store.note_cancellation_id(&refund.id, &id).await.unwrap();
+    let noted = store
+        .note_cancellation_id(&refund.id, refund.attempt, &id)
+        .await
+        .unwrap();
     let named = RefundState::Pending {
         cancellation_id: Some(id.clone()),
     };
@@ -1101,14 +1114,21 @@ pub async fn a_pending_refund_is_named_by_its_cancellation_id(store: Store) {
     let done = RefundState::Succeeded {
         cancellation_id: Some(id.clone()),
     };
-    store.finish_refund(&refund.id, &done, None).await.unwrap();
+    store
+        .finish_refund(&refund.id, refund.attempt, &done, None)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.note_cancellation_id(&refund.id, "another").await,
+        store
+            .note_cancellation_id(&refund.id, refund.attempt, "another")
+            .await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
     assert_eq!(store.refund(&refund.id).await.unwrap().unwrap().state, done);
     assert!(matches!(
-        store.note_cancellation_id(&RefundId::generate(), "x").await,
+        store
+            .note_cancellation_id(&RefundId::generate(), 1, "x")
+            .await,
         Err(StoreError::RefundNotFound)
     ));
 }
@@ -1123,7 +1143,7 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
     store.begin_refund(&refund).await.unwrap();
     let not_applied = failed(FailureKind::NotApplied, None::<String>, "not applied");
     store
-        .finish_refund(&refund.id, &not_applied, None)
+        .finish_refund(&refund.id, refund.attempt, &not_applied, None)
         .await
         .unwrap();
     // Meanwhile the payment is free for another refund.
@@ -1134,7 +1154,9 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         RefundState::PENDING,
     ] {
         assert!(matches!(
-            store.finish_refund(&refund.id, &never, None).await,
+            store
+                .finish_refund(&refund.id, refund.attempt, &never, None)
+                .await,
             Err(StoreError::NotPending(RefundStatus::Failed))
         ));
     }
@@ -1143,11 +1165,11 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
     let doubtful = pending_refund(&other, 1_000, None);
     store.begin_refund(&doubtful).await.unwrap();
     store
-        .finish_refund(&doubtful.id, &not_applied, None)
+        .finish_refund(&doubtful.id, doubtful.attempt, &not_applied, None)
         .await
         .unwrap();
     let held = store
-        .finish_refund(&doubtful.id, &review("ambiguous"), None)
+        .finish_refund(&doubtful.id, doubtful.attempt, &review("ambiguous"), None)
         .await
         .unwrap();
     assert_eq!(held.refund.state, review("ambiguous"));
@@ -1164,7 +1186,7 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         cancellation_id: Some(unique("cxl")),
     };
     let done = store
-        .finish_refund(&refund.id, &late, Some(&after))
+        .finish_refund(&refund.id, refund.attempt, &late, Some(&after))
         .await
         .unwrap()
         .refund;
@@ -1179,7 +1201,9 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         after
     );
     assert!(matches!(
-        store.finish_refund(&refund.id, &not_applied, None).await,
+        store
+            .finish_refund(&refund.id, refund.attempt, &not_applied, None)
+            .await,
         Err(StoreError::NotPending(RefundStatus::Succeeded))
     ));
     for settled in [
@@ -1196,12 +1220,14 @@ pub async fn only_not_applied_failures_may_still_succeed(store: Store) {
         lift_hold(&store, &payment.merchant_uid).await;
         store.begin_refund(&refund).await.unwrap();
         store
-            .finish_refund(&refund.id, &settled, None)
+            .finish_refund(&refund.id, refund.attempt, &settled, None)
             .await
             .unwrap();
         assert!(
             matches!(
-                store.finish_refund(&refund.id, &succeeded(), None).await,
+                store
+                    .finish_refund(&refund.id, refund.attempt, &succeeded(), None)
+                    .await,
                 Err(StoreError::NotPending(_))
             ),
             "{settled:?} is final"
@@ -1228,7 +1254,10 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
         let key = unique("key");
         let first = pending_refund(&payment, 1_000, Some(&key));
         store.begin_refund(&first).await.unwrap();
-        let done = store.finish_refund(&first.id, &state, None).await.unwrap();
+        let done = store
+            .finish_refund(&first.id, first.attempt, &state, None)
+            .await
+            .unwrap();
         lift_hold(&store, &payment.merchant_uid).await;
         // No other refund ever takes the key, whatever its state.
         assert!(matches!(
@@ -1242,7 +1271,7 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
         store.begin_refund(&other).await.unwrap();
         let moved = after_cancel(&payment, 500, "other");
         store
-            .finish_refund(&other.id, &succeeded(), Some(&moved))
+            .finish_refund(&other.id, other.attempt, &succeeded(), Some(&moved))
             .await
             .unwrap();
         let retried = store
@@ -1259,6 +1288,8 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
             assert_eq!(retried.idempotency_key.as_deref(), Some(key.as_str()));
             assert_eq!(retried.created_at_ms, done.refund.created_at_ms);
             assert!(retried.attempt_started_at_ms >= done.refund.updated_at_ms);
+            assert_eq!(done.refund.attempt, crate::FIRST_ATTEMPT);
+            assert_eq!(retried.attempt, done.refund.attempt + 1, "a new attempt");
             assert_eq!(
                 store.refund(&first.id).await.unwrap().as_ref(),
                 Some(&retried)
@@ -1271,9 +1302,10 @@ pub async fn a_refund_that_changed_nothing_runs_again_as_the_same_row(store: Sto
                 .unwrap()
                 .unwrap();
             assert_eq!(holder.id, first.id);
-            // Pending again: it settles like any pending refund.
+            // Pending again: it settles like any pending refund, as its
+            // new attempt.
             store
-                .finish_refund(&first.id, &succeeded(), None)
+                .finish_refund(&first.id, retried.attempt, &succeeded(), None)
                 .await
                 .unwrap();
         } else {
@@ -1305,7 +1337,7 @@ pub async fn a_retry_is_refused_like_a_begin(store: Store) {
     store.begin_refund(&first).await.unwrap();
     let not_sent = failed(FailureKind::NotSent, None::<String>, "down");
     store
-        .finish_refund(&first.id, &not_sent, None)
+        .finish_refund(&first.id, first.attempt, &not_sent, None)
         .await
         .unwrap();
     let (base, checksum) = (payment.cancel_amount, payment.cancelable());
@@ -1317,7 +1349,7 @@ pub async fn a_retry_is_refused_like_a_begin(store: Store) {
         Err(StoreError::RefundInProgress)
     ));
     store
-        .finish_refund(&busy.id, &review("odd"), None)
+        .finish_refund(&busy.id, busy.attempt, &review("odd"), None)
         .await
         .unwrap();
     // Held for review.
@@ -1373,7 +1405,7 @@ pub async fn a_refund_run_again_keeps_its_place_in_listings(store: Store) {
     store.begin_refund(&first).await.unwrap();
     let down = failed(FailureKind::NotSent, None::<String>, "token endpoint down");
     let journaled_first = store
-        .finish_refund(&first.id, &down, None)
+        .finish_refund(&first.id, first.attempt, &down, None)
         .await
         .unwrap()
         .refund;
@@ -1443,7 +1475,7 @@ pub async fn a_refund_run_again_keeps_its_place_in_listings(store: Store) {
         .unwrap();
     assert!(young.iter().all(|r| r.id != first.id));
     store
-        .finish_refund(&first.id, &succeeded(), None)
+        .finish_refund(&first.id, retried.attempt, &succeeded(), None)
         .await
         .unwrap();
 }
@@ -1476,7 +1508,7 @@ pub async fn finish_returns_what_it_stored(store: Store) {
     store.begin_refund(&first).await.unwrap();
     let after_first = after_cancel(&payment, 1_000, "first");
     let settled = store
-        .finish_refund(&first.id, &succeeded(), Some(&after_first))
+        .finish_refund(&first.id, first.attempt, &succeeded(), Some(&after_first))
         .await
         .unwrap();
     assert_eq!(settled.refund.status(), RefundStatus::Succeeded);
@@ -1490,7 +1522,7 @@ pub async fn finish_returns_what_it_stored(store: Store) {
     store.begin_refund(&second).await.unwrap();
     let not_applied = failed(FailureKind::NotApplied, None::<String>, "not applied");
     let settled = store
-        .finish_refund(&second.id, &not_applied, None)
+        .finish_refund(&second.id, second.attempt, &not_applied, None)
         .await
         .unwrap();
     assert_eq!(
@@ -1508,7 +1540,7 @@ pub async fn finish_returns_what_it_stored(store: Store) {
         cancellation_id: None,
     };
     let settled = store
-        .finish_refund(&second.id, &late, Some(&after_second))
+        .finish_refund(&second.id, second.attempt, &late, Some(&after_second))
         .await
         .unwrap();
     assert_eq!(settled.payment.pending_refund, Some(third.id.clone()));
@@ -1518,7 +1550,7 @@ pub async fn finish_returns_what_it_stored(store: Store) {
 
     // The third needs review, with a snapshot older than what is stored.
     let settled = store
-        .finish_refund(&third.id, &review("odd"), Some(&after_first))
+        .finish_refund(&third.id, third.attempt, &review("odd"), Some(&after_first))
         .await
         .unwrap();
     assert!(settled.payment.on_hold);
@@ -1539,7 +1571,7 @@ async fn journaled(store: &Store, merchant_uid: &str, state: Option<RefundState>
     match state {
         Some(state) => {
             store
-                .finish_refund(&refund.id, &state, None)
+                .finish_refund(&refund.id, refund.attempt, &state, None)
                 .await
                 .unwrap()
                 .refund
@@ -1867,4 +1899,201 @@ pub async fn listing_treats_hostile_filters_as_data(store: Store) {
     for garbage in ["garbage", "%", "' OR 1=1 --", "0000"] {
         assert!(garbage.parse::<RefundCursor>().is_err(), "{garbage}");
     }
+}
+
+/// A refund failed `not_applied` at its first attempt and run again: its
+/// second attempt is pending. Returns the refund as stored then.
+async fn run_again(store: &Store, payment: &crate::payment::Payment) -> Refund {
+    let refund = pending_refund(payment, 1_000, Some(&unique("key")));
+    store.begin_refund(&refund).await.unwrap();
+    let begun = store.refund(&refund.id).await.unwrap().unwrap();
+    assert_eq!(
+        begun.attempt,
+        crate::FIRST_ATTEMPT,
+        "a new refund's first attempt"
+    );
+    let not_applied = failed(FailureKind::NotApplied, None::<String>, "no entry");
+    let settled = store
+        .finish_refund(&refund.id, begun.attempt, &not_applied, None)
+        .await
+        .unwrap();
+    assert_eq!(settled.refund.attempt, crate::FIRST_ATTEMPT);
+    let stored = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    let retried = store
+        .retry_refund(
+            &refund.id,
+            stored.payment.cancel_amount,
+            stored.payment.cancelable(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retried.attempt, crate::FIRST_ATTEMPT + 1, "a new attempt");
+    assert_eq!(retried.state, RefundState::PENDING);
+    assert_eq!(
+        store.refund(&refund.id).await.unwrap().as_ref(),
+        Some(&retried),
+        "the attempt is stored"
+    );
+    retried
+}
+
+/// A verdict is about one attempt: a settlement that names an attempt the
+/// refund has been run again since changes nothing (not the refund, not its
+/// payment's slot, hold or numbers, whatever state and snapshot it brings)
+/// and says so; the current attempt settles as usual, and a late success
+/// about the earlier attempt cannot rewrite the current one's failure.
+pub async fn a_settlement_naming_an_earlier_attempt_changes_nothing(store: Store) {
+    let payment = paid_payment(&unique("attempt-finish"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let retried = run_again(&store, &payment).await;
+    let earlier = retried.attempt - 1;
+    let before = store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    assert_eq!(before.pending_refund.as_ref(), Some(&retried.id));
+    let applied = after_cancel(&payment, 1_000, "earlier attempt");
+    let verdicts = [
+        failed(FailureKind::NotApplied, None::<String>, "stale: no entry"),
+        failed(FailureKind::Rejected, Some("-1"), "stale: refused"),
+        succeeded(),
+        review("stale: odd numbers"),
+    ];
+    for verdict in &verdicts {
+        for snapshot in [None, Some(&applied)] {
+            let outcome = store
+                .finish_refund(&retried.id, earlier, verdict, snapshot)
+                .await;
+            assert!(
+                matches!(
+                    outcome,
+                    Err(StoreError::AttemptChanged { current }) if current == retried.attempt
+                ),
+                "{verdict:?}: {outcome:?}"
+            );
+            assert_eq!(
+                store.refund(&retried.id).await.unwrap().as_ref(),
+                Some(&retried),
+                "the attempt on the wire is untouched"
+            );
+            assert_eq!(
+                store.payment(&payment.merchant_uid).await.unwrap().as_ref(),
+                Some(&before),
+                "its payment too: slot, hold and numbers"
+            );
+        }
+    }
+    // An attempt that never was is not the current one either.
+    assert!(matches!(
+        store
+            .finish_refund(&retried.id, retried.attempt + 1, &succeeded(), None)
+            .await,
+        Err(StoreError::AttemptChanged { current }) if current == retried.attempt
+    ));
+    assert!(matches!(
+        store
+            .finish_refund(&RefundId::generate(), earlier, &succeeded(), None)
+            .await,
+        Err(StoreError::RefundNotFound)
+    ));
+    // The current attempt settles (not applied, then proven applied after
+    // all by late evidence about it).
+    let not_applied = failed(FailureKind::NotApplied, None::<String>, "no entry");
+    let settled = store
+        .finish_refund(&retried.id, retried.attempt, &not_applied, None)
+        .await
+        .unwrap();
+    assert_eq!(settled.refund.state, not_applied);
+    assert_eq!(settled.refund.attempt, retried.attempt);
+    assert_eq!(settled.payment.pending_refund, None);
+    let freed = settled.payment.clone();
+    // Late evidence reached about the earlier attempt does not move it: the
+    // caller must judge what is stored now.
+    assert!(matches!(
+        store
+            .finish_refund(&retried.id, earlier, &succeeded(), Some(&applied))
+            .await,
+        Err(StoreError::AttemptChanged { current }) if current == retried.attempt
+    ));
+    assert_eq!(
+        store.refund(&retried.id).await.unwrap().unwrap(),
+        settled.refund
+    );
+    assert_eq!(
+        store.payment(&payment.merchant_uid).await.unwrap().unwrap(),
+        freed
+    );
+    let late = store
+        .finish_refund(&retried.id, retried.attempt, &succeeded(), Some(&applied))
+        .await
+        .unwrap();
+    assert_eq!(late.refund.state, succeeded());
+    assert_eq!(late.payment.payment.cancel_amount, applied.cancel_amount);
+    // Settled for good: the earlier attempt is still told apart from a
+    // refund that is no longer pending.
+    assert!(matches!(
+        store
+            .finish_refund(&retried.id, earlier, &not_applied, None)
+            .await,
+        Err(StoreError::AttemptChanged { .. })
+    ));
+    assert!(matches!(
+        store
+            .finish_refund(&retried.id, retried.attempt, &not_applied, None)
+            .await,
+        Err(StoreError::NotPending(RefundStatus::Succeeded))
+    ));
+}
+
+/// The gateway's id for an asynchronous cancel names one attempt: noted
+/// about an attempt the refund has been run again since, it changes
+/// nothing and says so; the current attempt takes its own.
+pub async fn a_cancellation_id_naming_an_earlier_attempt_changes_nothing(store: Store) {
+    let payment = paid_payment(&unique("attempt-note"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let retried = run_again(&store, &payment).await;
+    let earlier = retried.attempt - 1;
+    let outcome = store
+        .note_cancellation_id(&retried.id, earlier, &unique("cxl-earlier"))
+        .await;
+    assert!(
+        matches!(outcome, Err(StoreError::AttemptChanged { current }) if current == retried.attempt),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        store.refund(&retried.id).await.unwrap().as_ref(),
+        Some(&retried),
+        "nothing changed"
+    );
+    assert!(matches!(
+        store
+            .note_cancellation_id(&RefundId::generate(), earlier, "x")
+            .await,
+        Err(StoreError::RefundNotFound)
+    ));
+    let id = unique("cxl-current");
+    let noted = store
+        .note_cancellation_id(&retried.id, retried.attempt, &id)
+        .await
+        .unwrap();
+    assert_eq!(
+        noted.state,
+        RefundState::Pending {
+            cancellation_id: Some(id.clone()),
+        }
+    );
+    assert_eq!(noted.attempt, retried.attempt);
+    assert_eq!(
+        noted.attempt_started_at_ms, retried.attempt_started_at_ms,
+        "its in-flight bound stays"
+    );
+    // A later stale note does not rename it either.
+    assert!(matches!(
+        store
+            .note_cancellation_id(&retried.id, earlier, "another")
+            .await,
+        Err(StoreError::AttemptChanged { .. })
+    ));
+    assert_eq!(store.refund(&retried.id).await.unwrap().unwrap(), noted);
+    store
+        .finish_refund(&retried.id, retried.attempt, &succeeded(), None)
+        .await
+        .unwrap();
 }

@@ -135,11 +135,12 @@ impl PaymentStore for FaultyStore {
     async fn finish_refund(
         &self,
         id: &RefundId,
+        attempt: u32,
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
         self.check(StoreOp::FinishRefund)?;
-        self.inner.finish_refund(id, state, snapshot).await
+        self.inner.finish_refund(id, attempt, state, snapshot).await
     }
 
     async fn retry_refund(
@@ -157,10 +158,13 @@ impl PaymentStore for FaultyStore {
     async fn note_cancellation_id(
         &self,
         id: &RefundId,
+        attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
         self.check(StoreOp::FinishRefund)?;
-        self.inner.note_cancellation_id(id, cancellation_id).await
+        self.inner
+            .note_cancellation_id(id, attempt, cancellation_id)
+            .await
     }
 
     async fn resolve_review(

@@ -80,6 +80,8 @@ macro_rules! store_conformance_tests {
             a_refund_that_changed_nothing_runs_again_as_the_same_row,
             a_retry_is_refused_like_a_begin,
             a_refund_run_again_keeps_its_place_in_listings,
+            a_settlement_naming_an_earlier_attempt_changes_nothing,
+            a_cancellation_id_naming_an_earlier_attempt_changes_nothing,
             finish_returns_what_it_stored,
             refunds_are_listed_newest_first_and_filtered,
             listing_pages_have_no_duplicates_or_gaps_under_inserts,
@@ -197,6 +199,7 @@ pub fn pending_refund(payment: &Payment, amount: i64, key: Option<&str>) -> Refu
         state: RefundState::PENDING,
         created_at_ms: 0,
         attempt_started_at_ms: 0,
+        attempt: crate::refund::FIRST_ATTEMPT,
         updated_at_ms: 0,
     }
 }

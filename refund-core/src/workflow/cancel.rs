@@ -133,6 +133,7 @@ impl RefundService {
             // Stamped by the store's clock.
             created_at_ms: 0,
             attempt_started_at_ms: 0,
+            attempt: crate::refund::FIRST_ATTEMPT,
             updated_at_ms: 0,
         };
         match self.store.begin_refund(&refund).await {

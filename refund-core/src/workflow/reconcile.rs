@@ -117,9 +117,11 @@ impl RefundService {
         Ok(refunds)
     }
 
-    /// Records a verdict on `refund`, with the gateway's `snapshot` when
-    /// there is one. If someone else settled it first, their verdict stands
-    /// and is returned.
+    /// Records a verdict on `refund`'s current attempt (as `refund` was
+    /// read: the attempt the verdict was reached about), with the gateway's
+    /// `snapshot` when there is one. If someone else settled that attempt
+    /// first, or the refund was run again since, what is stored stands and
+    /// is returned.
     pub(super) async fn apply_verdict(
         &self,
         refund: &Refund,
@@ -157,7 +159,11 @@ impl RefundService {
                 return Ok(Recorded::unchanged(refund.clone()));
             }
         };
-        match self.store.finish_refund(&refund.id, &state, snapshot).await {
+        match self
+            .store
+            .finish_refund(&refund.id, refund.attempt, &state, snapshot)
+            .await
+        {
             Ok(settlement) => {
                 log_settlement(refund, &settlement.refund, via);
                 Ok(Recorded {
@@ -165,7 +171,10 @@ impl RefundService {
                     settlement: Some(settlement),
                 })
             }
-            Err(StoreError::NotPending(_)) => {
+            // Someone settled it first, or ran it again after the attempt
+            // this verdict is about (a verdict about an earlier attempt says
+            // nothing about the one now on the wire): what is stored stands.
+            Err(StoreError::NotPending(_) | StoreError::AttemptChanged { .. }) => {
                 if let Some(snapshot) = snapshot {
                     self.store.apply_snapshot(snapshot).await?;
                 }
@@ -190,14 +199,16 @@ impl RefundService {
     ) -> Result<Recorded, RefundError> {
         match self
             .store
-            .note_cancellation_id(&refund.id, cancellation_id)
+            .note_cancellation_id(&refund.id, refund.attempt, cancellation_id)
             .await
         {
             Ok(noted) => Ok(Recorded {
                 refund: noted,
                 settlement: None,
             }),
-            Err(StoreError::NotPending(_)) => self
+            // Settled, or run again, since this attempt was accepted: the
+            // id names that attempt's cancellation, not the current one.
+            Err(StoreError::NotPending(_) | StoreError::AttemptChanged { .. }) => self
                 .store
                 .refund(&refund.id)
                 .await?

@@ -38,7 +38,9 @@ impl RefundService {
     /// by the time the store writes (resolved by someone else, or another
     /// refund needs review now), nothing is written and the answer is
     /// [`RefundError::ReviewChanged`] (409 `payment_out_of_sync`), so a
-    /// note about one review never lands on a later one.
+    /// note never lands on a review that opened while it ran. The open set
+    /// is read when this call begins, not when the operator's page was
+    /// rendered: a review that opened between the two takes the note too.
     #[tracing::instrument(skip(self, note), fields(%actor))]
     pub async fn review(
         &self,

@@ -13,7 +13,14 @@
 -- before this migration, and rows the older release writes) means the
 -- attempt began when the refund was journaled, so no row is rewritten.
 --
--- MySQL commits DDL on its own: the ALTER runs only while the column is
+-- Each run of a refund is an attempt, counted in `attempt` (1 for the
+-- first, one more each time retry_refund runs it again): a verdict names
+-- the attempt it was reached about, and settles the refund only while that
+-- attempt is still its current one, so a verdict about an earlier attempt
+-- never settles the attempt now on the wire. NULL (rows journaled before
+-- this migration, and rows the older release writes) means the first.
+--
+-- MySQL commits DDL on its own: each ALTER runs only while its column is
 -- missing, so a run that stops before its history row runs it again.
 SET @refund_attempts = IF(
     (SELECT COUNT(*) FROM information_schema.columns
@@ -24,3 +31,12 @@ SET @refund_attempts = IF(
 PREPARE refund_attempts FROM @refund_attempts;
 EXECUTE refund_attempts;
 DEALLOCATE PREPARE refund_attempts;
+SET @refund_attempt_count = IF(
+    (SELECT COUNT(*) FROM information_schema.columns
+     WHERE table_schema = DATABASE() AND table_name = 'refund_journal'
+       AND column_name = 'attempt') = 0,
+    'ALTER TABLE refund_journal ADD COLUMN attempt BIGINT NULL',
+    'DO 0');
+PREPARE refund_attempt_count FROM @refund_attempt_count;
+EXECUTE refund_attempt_count;
+DEALLOCATE PREPARE refund_attempt_count;

@@ -12,4 +12,12 @@
 -- bound runs from, is `attempt_started_at_ms`. NULL (every row journaled
 -- before this migration, and rows the older release writes) means the
 -- attempt began when the refund was journaled, so no row is rewritten.
+--
+-- Each run of a refund is an attempt, counted in `attempt` (1 for the
+-- first, one more each time retry_refund runs it again): a verdict names
+-- the attempt it was reached about, and settles the refund only while that
+-- attempt is still its current one, so a verdict about an earlier attempt
+-- never settles the attempt now on the wire. NULL (rows journaled before
+-- this migration, and rows the older release writes) means the first.
 ALTER TABLE refund_journal ADD COLUMN attempt_started_at_ms INTEGER;
+ALTER TABLE refund_journal ADD COLUMN attempt INTEGER;

@@ -175,8 +175,10 @@ const NEW_REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel
      checksum, reason, idempotency_key, fingerprint, refund_account_masked, status, currency, \
      requested_by";
 
-/// The columns of a new refund the store's clock fills, in order.
-const STAMPED_REFUND_COLUMNS: &str = "created_at_ms, attempt_started_at_ms, updated_at_ms";
+/// The columns of a new refund the store fills: its clock's
+/// `created_at_ms`, `attempt_started_at_ms` and `updated_at_ms`, then its
+/// first `attempt`, in order.
+const STAMPED_REFUND_COLUMNS: &str = "created_at_ms, attempt_started_at_ms, updated_at_ms, attempt";
 
 /// Columns of a refund, as read. The state is `status` with, by state:
 /// `cancellation_id` (pending, succeeded); `failure_kind`, `failure_code`
@@ -185,7 +187,7 @@ const STAMPED_REFUND_COLUMNS: &str = "created_at_ms, attempt_started_at_ms, upda
 const REFUND_COLUMNS: &str = "id, merchant_uid, imp_uid, amount, base_cancel_amount, checksum, \
      reason, idempotency_key, fingerprint, refund_account_masked, status, failure_kind, \
      failure_code, gateway_message, cancellation_id, created_at_ms, updated_at_ms, currency, \
-     requested_by, resolved_by, resolved_at_ms, review_note, attempt_started_at_ms";
+     requested_by, resolved_by, resolved_at_ms, review_note, attempt_started_at_ms, attempt";
 
 /// A refund's currency as read from `journal` (the table or its alias):
 /// its own, or its payment's for a row an instance of the release before
@@ -354,7 +356,7 @@ fn begin_refund_cte(now_ms: &str) -> String {
          AND on_hold = FALSE AND cancel_amount = ? RETURNING merchant_uid), \
          inserted AS (\
          INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, {STAMPED_REFUND_COLUMNS}) \
-         SELECT {refund_values}, {now_ms}, {now_ms}, {now_ms} FROM claimed RETURNING id) \
+         SELECT {refund_values}, {now_ms}, {now_ms}, {now_ms}, 1 FROM claimed RETURNING id) \
          SELECT CAST(COUNT(*) AS BIGINT) AS began FROM inserted"
     )
 }
@@ -364,8 +366,8 @@ fn begin_refund_cte(now_ms: &str) -> String {
 /// statement, and answers the settlement rows (as [`settlement_read`]
 /// does, the payment's other refunds as of just before the statement: the
 /// store puts the settled one in their place). No row: nothing matched.
-/// Parameters: the state's five columns, id, late-success flag, the
-/// payment assignments', limit.
+/// Parameters: the state's five columns, id, attempt, late-success flag,
+/// the payment assignments', limit.
 fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
     // The settled refund's currency falls back on its payment's, as
     // `refund_currency` reads it elsewhere.
@@ -389,7 +391,7 @@ fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
          UPDATE refund_journal \
          SET status = ?, failure_kind = ?, failure_code = ?, gateway_message = ?, \
          cancellation_id = ?, updated_at_ms = {now_ms} \
-         WHERE id = ? AND (status = 'pending' \
+         WHERE id = ? AND COALESCE(attempt, 1) = ? AND (status = 'pending' \
          OR (? = 1 AND status = 'failed' AND failure_kind = 'not_applied')) \
          RETURNING {REFUND_COLUMNS}), \
          paid AS (\
@@ -410,13 +412,13 @@ fn finish_refund_cte(now_ms: &str, null: &dyn Fn(&str) -> String) -> String {
 /// MySQL's `finish_refund` write, one multi-table `UPDATE`: the refund's
 /// state if it may move, and its payment ([`settle_payment_set`]), atomic
 /// as one statement. Parameters: the state's five columns, the payment
-/// assignments', id, late-success flag.
+/// assignments', id, attempt, late-success flag.
 fn finish_refund_joined(now_ms: &str) -> String {
     format!(
         "UPDATE refund_journal AS j JOIN refund_payments AS p ON p.merchant_uid = j.merchant_uid \
          SET j.status = ?, j.failure_kind = ?, j.failure_code = ?, j.gateway_message = ?, \
          j.cancellation_id = ?, j.updated_at_ms = {now_ms}, {} \
-         WHERE j.id = ? AND (j.status = 'pending' \
+         WHERE j.id = ? AND COALESCE(j.attempt, 1) = ? AND (j.status = 'pending' \
          OR (? = 1 AND j.status = 'failed' AND j.failure_kind = 'not_applied'))",
         settle_payment_set("p.", "p.", "j.id"),
     )
@@ -507,34 +509,37 @@ impl Statements {
             list_refunds: std::array::from_fn(|variant| render(list_refunds(variant))),
             insert_refund: render(format!(
                 "INSERT INTO refund_journal ({NEW_REFUND_COLUMNS}, {STAMPED_REFUND_COLUMNS}) \
-                 VALUES ({refund_values}, {now_ms}, {now_ms}, {now_ms})"
+                 VALUES ({refund_values}, {now_ms}, {now_ms}, {now_ms}, 1)"
             )),
             // Runs a refund that provably changed nothing again, as the
             // same row: only while it is failed, not sent or not applied.
-            // A new attempt begins; its place in listings (created_at_ms)
-            // stays.
+            // A new attempt begins (counted on from the first for a row
+            // without a count); its place in listings (created_at_ms) stays.
             reopen_refund: render(format!(
                 "UPDATE refund_journal SET status = 'pending', failure_kind = NULL, \
                  failure_code = NULL, gateway_message = NULL, cancellation_id = NULL, \
                  base_cancel_amount = ?, checksum = ?, attempt_started_at_ms = {now_ms}, \
-                 updated_at_ms = {now_ms} \
+                 attempt = COALESCE(attempt, 1) + 1, updated_at_ms = {now_ms} \
                  WHERE id = ? AND status = 'failed' \
                  AND failure_kind IN ('not_sent', 'not_applied')"
             )),
-            // Names the gateway's cancellation of a refund only while it is
-            // pending; its attempt's start and the slot stay.
+            // Names the gateway's cancellation of a refund's attempt only
+            // while that attempt is current and pending; its start and the
+            // slot stay.
             note_cancellation: render(format!(
                 "UPDATE refund_journal SET cancellation_id = ?, updated_at_ms = {now_ms} \
-                 WHERE id = ? AND status = 'pending'"
+                 WHERE id = ? AND COALESCE(attempt, 1) = ? AND status = 'pending'"
             )),
             // Settles a refund only while it is pending, or (late evidence)
             // moves a not-applied failure to success or review: a second
-            // settlement matches no row.
+            // settlement matches no row. Only the attempt the verdict is
+            // about (NULL: a row journaled before attempts were counted,
+            // its first): a verdict about an earlier one matches no row.
             settle_refund: render(format!(
                 "UPDATE refund_journal \
                  SET status = ?, failure_kind = ?, failure_code = ?, gateway_message = ?, \
                  cancellation_id = ?, updated_at_ms = {now_ms} \
-                 WHERE id = ? AND (status = 'pending' \
+                 WHERE id = ? AND COALESCE(attempt, 1) = ? AND (status = 'pending' \
                  OR (? = 1 AND status = 'failed' AND failure_kind = 'not_applied'))"
             )),
             begin_refund_cte: render(begin_refund_cte(now_ms)),
@@ -703,7 +708,7 @@ mod tests {
         let statements = Statements::new(Placeholder::Numbered, Upsert::OnConflict, "now()");
         assert!(statements
             .insert_refund
-            .ends_with("$13, now(), now(), now())"));
+            .ends_with("$13, now(), now(), now(), 1)"));
         assert!(statements.list_refunds[list_variant(true, true, true)].ends_with("LIMIT $6"));
         assert!(statements.list_refunds[list_variant(false, false, false)]
             .ends_with("FROM refund_journal ORDER BY created_at_ms DESC, id DESC LIMIT $1"));

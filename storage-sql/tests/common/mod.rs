@@ -381,7 +381,7 @@ pub async fn ids_differing_in_case_or_trailing_space_are_distinct<B: Backend>(ba
         let refund = pending_refund(&payment, 10, Some(key));
         store.begin_refund(&refund).await.unwrap();
         store
-            .finish_refund(&refund.id, &failed, None)
+            .finish_refund(&refund.id, refund.attempt, &failed, None)
             .await
             .unwrap();
         let found = store.refund_by_idempotency_key(key).await.unwrap().unwrap();
@@ -596,6 +596,7 @@ pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend
     assert_eq!(read.requested_by, None);
     assert_eq!(read.created_at_ms, 1_764_000_000_000);
     assert_eq!(read.attempt_started_at_ms, read.created_at_ms);
+    assert_eq!(read.attempt, 1, "no count: its first attempt");
     let listed = store
         .list_refunds(&refund_core::RefundFilter::default(), 10, None)
         .await
@@ -612,6 +613,7 @@ pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend
     let settled = store
         .finish_refund(
             &refund_id,
+            1,
             &RefundState::Succeeded {
                 cancellation_id: None,
             },
@@ -629,6 +631,7 @@ pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend
     store
         .finish_refund(
             &ours.id,
+            ours.attempt,
             &failed(FailureKind::NotSent, None::<String>, "down"),
             None,
         )
@@ -648,6 +651,10 @@ pub async fn the_previous_release_journals_beside_the_migrated_schema<B: Backend
     assert_eq!(
         rerun.attempt_started_at_ms, later,
         "the restamped time is the attempt's start"
+    );
+    assert_eq!(
+        rerun.attempt, began.attempt,
+        "the previous release does not count the attempts it runs"
     );
     // An hour ahead of the store's clock: not stale yet.
     let stale = store
@@ -676,6 +683,7 @@ pub async fn a_refund_run_again_here_is_not_stale_to_the_previous_release<B: Bac
     store
         .finish_refund(
             &refund.id,
+            refund.attempt,
             &failed(FailureKind::NotSent, None::<String>, "token endpoint down"),
             None,
         )
@@ -755,7 +763,7 @@ macro_rules! backend_tests {
             the_previous_release_journals_beside_the_migrated_schema,
         );
         $crate::backend_tests!(@ignored $backend;
-            "review finding: a refund run again keeps created_at_ms, which the previous release's sweep and in-flight bound read: during a rolling upgrade it is judged past its bound at once";
+            "known gap: the release before 0003/0004 judges a refund run again here by its kept created_at_ms, so it may settle it not_applied early during a rolling upgrade (see README)";
             a_refund_run_again_here_is_not_stale_to_the_previous_release,
         );
     };

@@ -59,6 +59,7 @@ fn refund(base: i64, amount: i64, state: RefundState) -> Refund {
         state,
         created_at_ms: BEGAN,
         attempt_started_at_ms: BEGAN,
+        attempt: crate::FIRST_ATTEMPT,
         updated_at_ms: BEGAN,
     }
 }
