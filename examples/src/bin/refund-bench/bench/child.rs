@@ -262,11 +262,7 @@ fn statements_sent() -> u64 {
 /// configuration the benchmark passed in `REFUND_*` variables.
 pub async fn serve_merchant() -> Result<(), BoxError> {
     // merchant-server's subscriber, so the hot path pays the same logging.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    refund_examples::observability::init_logs();
     let running = server::start(Settings::load(None)?).await?;
     announce(running.addr())?;
     wait_for_parent().await;
