@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    capped_limit, Actor, Payment, PaymentStore, PendingCursor, Refund, RefundCursor, RefundFilter,
-    RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
-    SETTLEMENT_RECENT_REFUNDS,
+    capped_limit, Actor, CancelEntry, Payment, PaymentStore, PendingCursor, Refund, RefundCursor,
+    RefundFilter, RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError,
+    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
@@ -345,12 +345,18 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// Where the rows that list the refunds were read before the
     /// settlement (PostgreSQL's CTE), the settled refund takes its old
     /// row's place.
-    fn settlement_of(rows: &[DB::Row], id: &RefundId) -> Result<Option<Settlement>, Abort> {
+    /// `written`: the snapshot's cancel history as the statement wrote it
+    /// (JSON text and entries), if it applied one.
+    fn settlement_of(
+        rows: &[DB::Row],
+        id: &RefundId,
+        written: Option<(&str, &[CancelEntry])>,
+    ) -> Result<Option<Settlement>, Abort> {
         let mut settled = None;
         let mut recent = Vec::with_capacity(rows.len());
         for row in rows {
             let refund = rows::refund::<DB>(row)?;
-            match rows::settled_payment::<DB>(row)? {
+            match rows::settled_payment::<DB>(row, written)? {
                 Some(payment) if &refund.id == id && settled.is_none() => {
                     settled = Some((refund, payment));
                 }
@@ -384,6 +390,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map(|s| rows::cancel_history_json(&s.cancel_history))
             .transpose()?;
         let snapshot = snapshot.zip(history.as_deref());
+        let written = snapshot.map(|(payment, json)| (json, payment.cancel_history.as_slice()));
         let hold = matches!(state, RefundState::NeedsReview(_));
         // Late evidence: a not_applied failure may still become succeeded,
         // or go to review (`RefundState::may_become`).
@@ -403,7 +410,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 let mut conn = self.pool.acquire().await?;
                 let rows = DB::fetch_all(&mut conn, &sql.finish_refund_cte, &params).await?;
                 drop(conn);
-                match Self::settlement_of(&rows, id)? {
+                match Self::settlement_of(&rows, id, written)? {
                     None if !rows.is_empty() => {
                         return Err(SqlStoreError::Corrupt(
                             "a refund settled without its payment".into(),
@@ -426,7 +433,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                     let rows =
                         DB::fetch_all(&mut conn, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
-                    Some(Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                    Some(Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?)
                 }
@@ -447,7 +454,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                     let rows =
                         DB::fetch_all(&mut tx, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
-                    let settlement = Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                    let settlement = Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?;
                     commit(tx).await?;
