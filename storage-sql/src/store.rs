@@ -19,6 +19,7 @@ use crate::driver::Param;
 use crate::error::{class_of, is_unique_violation, SqlStoreError};
 use crate::migrate::{self, AppliedMigration};
 use crate::rows;
+use crate::warm::Warm;
 
 /// How many times a write transaction runs before a persistent conflict
 /// (deadlock, serialization failure) is reported.
@@ -38,6 +39,9 @@ const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Run [`migrate`](Self::migrate) once at startup before serving requests.
 pub struct SqlPaymentStore<DB: Dialect> {
     pool: Pool<DB>,
+    /// Connections kept between statements (network databases), so that
+    /// sqlx's release ping is not paid after each ([`crate::warm`]).
+    warm: Option<std::sync::Arc<Warm<DB>>>,
     /// SQLite's writers take turns here, in arrival order, before they
     /// ask for the database's lock: only one at a time waits on SQLite.
     writers: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
@@ -47,6 +51,7 @@ impl<DB: Dialect> Clone for SqlPaymentStore<DB> {
     fn clone(&self) -> Self {
         SqlPaymentStore {
             pool: self.pool.clone(),
+            warm: self.warm.clone(),
             writers: self.writers.clone(),
         }
     }
@@ -58,6 +63,41 @@ impl<DB: Dialect> fmt::Debug for SqlPaymentStore<DB> {
             .field("dialect", &DB::NAME)
             .field("pool", &self.pool)
             .finish()
+    }
+}
+
+/// A connection for one store call ([`SqlPaymentStore::lease`]).
+struct Lease<'s, DB: Dialect> {
+    /// Always `Some` until [`Lease::done`] takes it.
+    conn: Option<PoolConnection<DB>>,
+    warm: Option<&'s Warm<DB>>,
+}
+
+impl<DB: Dialect> Lease<'_, DB> {
+    /// Its statements succeeded: keep the connection for the next call
+    /// (or hand it back to the pool when none is kept).
+    fn done(mut self) {
+        if let (Some(conn), Some(warm)) = (self.conn.take(), self.warm) {
+            warm.keep(conn);
+        }
+    }
+}
+
+impl<DB: Dialect> std::ops::Deref for Lease<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        self.conn
+            .as_ref()
+            .expect("a lease holds its connection until done")
+    }
+}
+
+impl<DB: Dialect> std::ops::DerefMut for Lease<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until done")
     }
 }
 
@@ -92,6 +132,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// until [`migrate`](Self::migrate).
     pub fn new(pool: Pool<DB>) -> Self {
         SqlPaymentStore {
+            warm: Warm::new(&pool, DB::KEEP_CONNECTIONS),
             pool,
             writers: DB::SERIALIZE_WRITES.then(Default::default),
         }
@@ -152,6 +193,21 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map_err(SqlStoreError::from_sqlx::<DB>)
     }
 
+    /// A connection for one call: a kept one if there is one, else one
+    /// from the pool. Hand it back with [`Lease::done`] once its
+    /// statements succeeded; dropped otherwise, it goes back to sqlx.
+    async fn lease(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
+        let warm = self.warm.as_deref();
+        let conn = match warm.and_then(Warm::take) {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Lease {
+            conn: Some(conn),
+            warm,
+        })
+    }
+
     /// Starts a write transaction (one statement).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
         crate::driver::count_statement();
@@ -194,10 +250,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         params: &[Param<'_>],
         decode: impl Fn(&DB::Row) -> Result<T, SqlStoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.lease().await.map_err(SqlStoreError::from_sqlx::<DB>)?;
         let rows = DB::fetch_all(&mut conn, sql, params)
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
+        conn.done();
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
@@ -265,7 +322,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// `begin_refund` as one statement ([`Writes::Cte`]).
     async fn try_begin_refund_cte(&self, refund: &Refund) -> Result<(), Abort> {
         let sql = DB::statements();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lease().await?;
         let mut params = vec![
             Param::Text(refund.id.as_str()),
             Param::Int(refund_core::now_ms()),
@@ -285,9 +342,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             None => 0,
         };
         if began == 1 {
+            conn.done();
             return Ok(());
         }
-        Err(Self::claim_refusal(&mut conn, refund).await?.into())
+        let refusal = Self::claim_refusal(&mut conn, refund).await?;
+        conn.done();
+        Err(refusal.into())
     }
 
     async fn try_begin_refund(&self, refund: &Refund) -> Result<(), Abort> {
@@ -327,13 +387,14 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// Why a settlement matched nothing: the refund's current state (read
     /// only on that failure path).
     async fn settle_refusal(&self, id: &RefundId) -> Result<StoreError, Abort> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lease().await?;
         let row = DB::fetch_optional(
             &mut conn,
             &DB::statements().select_refund,
             &[Param::Text(id.as_str())],
         )
         .await?;
+        conn.done();
         Ok(match row {
             None => StoreError::RefundNotFound,
             Some(row) => StoreError::NotPending(rows::refund::<DB>(&row)?.status()),
@@ -407,9 +468,9 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 params.extend([id_param, late_success]);
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
                 params.push(limit);
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.lease().await?;
                 let rows = DB::fetch_all(&mut conn, &sql.finish_refund_cte, &params).await?;
-                drop(conn);
+                conn.done();
                 match Self::settlement_of(&rows, id, written)? {
                     None if !rows.is_empty() => {
                         return Err(SqlStoreError::Corrupt(
@@ -425,14 +486,16 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 let mut params = rows::state_params(state).to_vec();
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
                 params.extend([id_param, late_success]);
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.lease().await?;
                 let settled = DB::execute(&mut conn, &sql.finish_refund_joined, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
+                    conn.done();
                     None
                 } else {
                     let rows =
                         DB::fetch_all(&mut conn, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
+                    conn.done();
                     Some(Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?)
