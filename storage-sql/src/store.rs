@@ -354,8 +354,24 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         if DB::WRITES == Writes::Cte {
             return self.try_begin_refund_cte(refund).await;
         }
+        // On a leased connection, kept again once the transaction ended
+        // cleanly (no release ping); on an error the lease goes back to
+        // sqlx, which rolls back and pings.
+        let mut conn = self.lease().await?;
+        let outcome = Self::begin_refund_in(&mut conn, refund).await?;
+        conn.done();
+        outcome.map_err(Abort::Final)
+    }
+
+    /// `begin_refund` as a transaction on `conn`: `Ok(Err(refusal))` when
+    /// it was refused and rolled back.
+    async fn begin_refund_in(
+        conn: &mut DB::Connection,
+        refund: &Refund,
+    ) -> Result<Result<(), StoreError>, Abort> {
         let sql = DB::statements();
-        let mut tx = self.begin_write().await?;
+        crate::driver::count_statement();
+        let mut tx = sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await?;
         let claimed = DB::execute(
             &mut tx,
             &sql.claim_payment,
@@ -369,19 +385,23 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         .await?;
         if DB::rows_affected(&claimed) == 0 {
             // Nothing was written; find out which condition failed.
-            let refusal = Self::claim_refusal(&mut tx, refund).await?;
+            let refusal = match Self::claim_refusal(&mut tx, refund).await {
+                Ok(refusal) => refusal,
+                Err(Abort::Final(error)) => error,
+                Err(abort) => return Err(abort),
+            };
             rollback(tx).await?;
-            return Err(refusal.into());
+            return Ok(Err(refusal));
         }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
                 rollback(tx).await?;
-                return Err(StoreError::IdempotencyKeyTaken.into());
+                return Ok(Err(StoreError::IdempotencyKeyTaken));
             }
             result => result?,
         };
         commit(tx).await?;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Why a settlement matched nothing: the refund's current state (read
@@ -849,13 +869,13 @@ impl<DB: Dialect> PaymentStore for SqlPaymentStore<DB> {
 }
 
 /// Commits (one statement).
-async fn commit<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+async fn commit<DB: Dialect>(tx: sqlx::Transaction<'_, DB>) -> Result<(), sqlx::Error> {
     crate::driver::count_statement();
     tx.commit().await
 }
 
 /// Rolls back (one statement).
-async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'_, DB>) -> Result<(), sqlx::Error> {
     crate::driver::count_statement();
     tx.rollback().await
 }
