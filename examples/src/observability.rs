@@ -13,6 +13,26 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rand::RngCore;
 use tracing::Instrument;
 
+/// The default log filter: our crates and one line per request at info,
+/// the libraries' start-up chatter (worker counts, migration steps) only
+/// when something is wrong. `RUST_LOG` replaces it.
+pub const DEFAULT_LOG: &str = "info,actix_server=warn,storage_sql::migrate=warn";
+
+/// Installs merchant-server's log subscriber: human-readable lines on
+/// stdout, filtered by `RUST_LOG` or [`DEFAULT_LOG`]. Colours only when
+/// stdout is a terminal: escape codes are noise in a file or a log
+/// collector, and writing them costs a good share of each line's CPU.
+pub fn init_logs() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG.into()),
+        )
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+}
+
 /// The request id header: taken from the caller when it is a plain token
 /// (a proxy's id), else generated; always sent back.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

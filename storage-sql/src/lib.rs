@@ -79,6 +79,19 @@
 //! [`SqlPaymentStore::connect`] turns on WAL and a 10 s busy timeout (set
 //! them yourself on a pool you build: sqlx's defaults are WAL and 5 s).
 //!
+//! # Connections
+//! On PostgreSQL and MySQL a store keeps up to 4 of its pool's connections
+//! (never more than half the pool) checked out between its calls, for at
+//! most a second each: sqlx 0.8 pings every connection handed back to the
+//! pool, one more round trip after each store call, and a refund makes
+//! three calls back to back. A kept connection is only one whose
+//! statements completed; the pool counts it as in use, gets it back as
+//! soon as [`Pool::close`](sqlx::Pool::close) starts (so `close` returns
+//! as before), and after a second without use. Size the pool for that
+//! (sqlx's default of 10 leaves 6 for everyone else). Only a store made
+//! inside a Tokio runtime keeps connections (a task watches the pool);
+//! SQLite keeps none.
+//!
 //! # Errors
 //! [`SqlStoreError`] keeps the sqlx error as its source and converts into
 //! refund-core's `StoreError`: connection problems (pool timeout, I/O, TLS,
@@ -113,6 +126,7 @@ mod error;
 mod migrate;
 mod rows;
 mod store;
+mod warm;
 
 use std::sync::Arc;
 

@@ -116,14 +116,20 @@ fn currency<DB: Dialect>(columns: &Columns<'_, DB>) -> Result<Currency, SqlStore
 
 /// A `refund_payments` row.
 pub(crate) fn stored_payment<DB: Dialect>(row: &DB::Row) -> Result<StoredPayment, SqlStoreError> {
-    payment_columns(Columns::<DB>::new(row))
+    payment_columns(Columns::<DB>::new(row), None)
 }
 
 /// The payment in a settlement row: its columns carry the
 /// [`SETTLED_PAYMENT_PREFIX`](crate::dialect::SETTLED_PAYMENT_PREFIX);
 /// `None` on the rows that list the payment's other refunds.
+///
+/// `written` is the cancel history the statement wrote, as JSON text and
+/// as entries: when the row holds that very text, its entries are those
+/// (the text is [`cancel_history_json`] of them, which reads back
+/// exactly), so it is not parsed again.
 pub(crate) fn settled_payment<DB: Dialect>(
     row: &DB::Row,
+    written: Option<(&str, &[CancelEntry])>,
 ) -> Result<Option<StoredPayment>, SqlStoreError> {
     let columns = Columns::<DB> {
         row,
@@ -132,11 +138,19 @@ pub(crate) fn settled_payment<DB: Dialect>(
     if columns.opt_text("merchant_uid")?.is_none() {
         return Ok(None);
     }
-    payment_columns(columns).map(Some)
+    payment_columns(columns, written).map(Some)
 }
 
-fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPayment, SqlStoreError> {
+fn payment_columns<DB: Dialect>(
+    columns: Columns<'_, DB>,
+    written: Option<(&str, &[CancelEntry])>,
+) -> Result<StoredPayment, SqlStoreError> {
     let currency = currency::<DB>(&columns)?;
+    let history = columns.text("cancel_history")?;
+    let cancel_history = match written {
+        Some((json, entries)) if json == history => entries.to_vec(),
+        _ => parse_cancel_history(&history)?,
+    };
     Ok(StoredPayment {
         payment: Payment {
             imp_uid: columns.text("imp_uid")?,
@@ -147,7 +161,7 @@ fn payment_columns<DB: Dialect>(columns: Columns<'_, DB>) -> Result<StoredPaymen
             cancel_amount: columns.amount("cancel_amount")?,
             status: columns.text("status")?.as_str().into(),
             paid_at: columns.int("paid_at")?,
-            cancel_history: parse_cancel_history(&columns.text("cancel_history")?)?,
+            cancel_history,
             // Not stored: only ever read from the gateway's own answers.
             requested_cancels: Vec::new(),
             failed_cancels: Vec::new(),
@@ -360,4 +374,40 @@ pub(crate) fn settle_payment_params<'a>(
         });
     }
     params
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `settled_payment` reuses the entries it wrote when the row holds
+    /// their JSON: that is only right if the JSON reads back as exactly
+    /// those entries.
+    #[test]
+    fn the_cancel_history_json_reads_back_exactly() {
+        let entries = vec![
+            CancelEntry {
+                pg_tid: Some("pg_1".into()),
+                amount: Amount::from_minor(1_500),
+                cancelled_at: 1_764_000_000,
+                reason: Some("환불 \"부분\" (rf_1)\n".into()),
+                cancellation_id: None,
+                receipt_url: Some("https://example.com/r?a=1&b=2".into()),
+            },
+            CancelEntry {
+                pg_tid: None,
+                amount: Amount::from_minor(i64::MAX),
+                cancelled_at: 0,
+                reason: None,
+                cancellation_id: Some("c_2".into()),
+                receipt_url: None,
+            },
+        ];
+        let json = cancel_history_json(&entries).unwrap();
+        assert_eq!(parse_cancel_history(&json).unwrap(), entries);
+        assert_eq!(
+            parse_cancel_history(&cancel_history_json(&[]).unwrap()).unwrap(),
+            vec![]
+        );
+    }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use refund_core::{
-    capped_limit, Actor, Payment, PaymentStore, PendingCursor, Refund, RefundCursor, RefundFilter,
-    RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError, StoredPayment,
-    SETTLEMENT_RECENT_REFUNDS,
+    capped_limit, Actor, CancelEntry, Payment, PaymentStore, PendingCursor, Refund, RefundCursor,
+    RefundFilter, RefundId, RefundPage, RefundState, RefundStatus, Settlement, StoreError,
+    StoredPayment, SETTLEMENT_RECENT_REFUNDS,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Pool;
@@ -19,6 +19,7 @@ use crate::driver::Param;
 use crate::error::{class_of, is_unique_violation, SqlStoreError};
 use crate::migrate::{self, AppliedMigration};
 use crate::rows;
+use crate::warm::Warm;
 
 /// How many times a write transaction runs before a persistent conflict
 /// (deadlock, serialization failure) is reported.
@@ -38,6 +39,9 @@ const WRITE_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Run [`migrate`](Self::migrate) once at startup before serving requests.
 pub struct SqlPaymentStore<DB: Dialect> {
     pool: Pool<DB>,
+    /// Connections kept between statements (network databases), so that
+    /// sqlx's release ping is not paid after each ([`crate::warm`]).
+    warm: Option<std::sync::Arc<Warm<DB>>>,
     /// SQLite's writers take turns here, in arrival order, before they
     /// ask for the database's lock: only one at a time waits on SQLite.
     writers: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
@@ -47,6 +51,7 @@ impl<DB: Dialect> Clone for SqlPaymentStore<DB> {
     fn clone(&self) -> Self {
         SqlPaymentStore {
             pool: self.pool.clone(),
+            warm: self.warm.clone(),
             writers: self.writers.clone(),
         }
     }
@@ -58,6 +63,41 @@ impl<DB: Dialect> fmt::Debug for SqlPaymentStore<DB> {
             .field("dialect", &DB::NAME)
             .field("pool", &self.pool)
             .finish()
+    }
+}
+
+/// A connection for one store call ([`SqlPaymentStore::lease`]).
+struct Lease<'s, DB: Dialect> {
+    /// Always `Some` until [`Lease::done`] takes it.
+    conn: Option<PoolConnection<DB>>,
+    warm: Option<&'s Warm<DB>>,
+}
+
+impl<DB: Dialect> Lease<'_, DB> {
+    /// Its statements succeeded: keep the connection for the next call
+    /// (or hand it back to the pool when none is kept).
+    fn done(mut self) {
+        if let (Some(conn), Some(warm)) = (self.conn.take(), self.warm) {
+            warm.keep(conn);
+        }
+    }
+}
+
+impl<DB: Dialect> std::ops::Deref for Lease<'_, DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        self.conn
+            .as_ref()
+            .expect("a lease holds its connection until done")
+    }
+}
+
+impl<DB: Dialect> std::ops::DerefMut for Lease<'_, DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until done")
     }
 }
 
@@ -92,6 +132,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// until [`migrate`](Self::migrate).
     pub fn new(pool: Pool<DB>) -> Self {
         SqlPaymentStore {
+            warm: Warm::new(&pool, DB::KEEP_CONNECTIONS),
             pool,
             writers: DB::SERIALIZE_WRITES.then(Default::default),
         }
@@ -152,6 +193,21 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map_err(SqlStoreError::from_sqlx::<DB>)
     }
 
+    /// A connection for one call: a kept one if there is one, else one
+    /// from the pool. Hand it back with [`Lease::done`] once its
+    /// statements succeeded; dropped otherwise, it goes back to sqlx.
+    async fn lease(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
+        let warm = self.warm.as_deref();
+        let conn = match warm.and_then(Warm::take) {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        Ok(Lease {
+            conn: Some(conn),
+            warm,
+        })
+    }
+
     /// Starts a write transaction (one statement).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
         crate::driver::count_statement();
@@ -194,10 +250,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         params: &[Param<'_>],
         decode: impl Fn(&DB::Row) -> Result<T, SqlStoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.lease().await.map_err(SqlStoreError::from_sqlx::<DB>)?;
         let rows = DB::fetch_all(&mut conn, sql, params)
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
+        conn.done();
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
@@ -265,7 +322,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// `begin_refund` as one statement ([`Writes::Cte`]).
     async fn try_begin_refund_cte(&self, refund: &Refund) -> Result<(), Abort> {
         let sql = DB::statements();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lease().await?;
         let mut params = vec![
             Param::Text(refund.id.as_str()),
             Param::Int(refund_core::now_ms()),
@@ -285,17 +342,36 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             None => 0,
         };
         if began == 1 {
+            conn.done();
             return Ok(());
         }
-        Err(Self::claim_refusal(&mut conn, refund).await?.into())
+        let refusal = Self::claim_refusal(&mut conn, refund).await?;
+        conn.done();
+        Err(refusal.into())
     }
 
     async fn try_begin_refund(&self, refund: &Refund) -> Result<(), Abort> {
         if DB::WRITES == Writes::Cte {
             return self.try_begin_refund_cte(refund).await;
         }
+        // On a leased connection, kept again once the transaction ended
+        // cleanly (no release ping); on an error the lease goes back to
+        // sqlx, which rolls back and pings.
+        let mut conn = self.lease().await?;
+        let outcome = Self::begin_refund_in(&mut conn, refund).await?;
+        conn.done();
+        outcome.map_err(Abort::Final)
+    }
+
+    /// `begin_refund` as a transaction on `conn`: `Ok(Err(refusal))` when
+    /// it was refused and rolled back.
+    async fn begin_refund_in(
+        conn: &mut DB::Connection,
+        refund: &Refund,
+    ) -> Result<Result<(), StoreError>, Abort> {
         let sql = DB::statements();
-        let mut tx = self.begin_write().await?;
+        crate::driver::count_statement();
+        let mut tx = sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await?;
         let claimed = DB::execute(
             &mut tx,
             &sql.claim_payment,
@@ -309,31 +385,36 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         .await?;
         if DB::rows_affected(&claimed) == 0 {
             // Nothing was written; find out which condition failed.
-            let refusal = Self::claim_refusal(&mut tx, refund).await?;
+            let refusal = match Self::claim_refusal(&mut tx, refund).await {
+                Ok(refusal) => refusal,
+                Err(Abort::Final(error)) => error,
+                Err(abort) => return Err(abort),
+            };
             rollback(tx).await?;
-            return Err(refusal.into());
+            return Ok(Err(refusal));
         }
         match DB::execute(&mut tx, &sql.insert_refund, &rows::refund_params(refund)).await {
             Err(error) if refund.idempotency_key.is_some() && is_unique_violation(&error) => {
                 rollback(tx).await?;
-                return Err(StoreError::IdempotencyKeyTaken.into());
+                return Ok(Err(StoreError::IdempotencyKeyTaken));
             }
             result => result?,
         };
         commit(tx).await?;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Why a settlement of `attempt` matched nothing: the refund's current
     /// attempt and state (read only on that failure path).
     async fn settle_refusal(&self, id: &RefundId, attempt: u32) -> Result<StoreError, Abort> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lease().await?;
         let row = DB::fetch_optional(
             &mut conn,
             &DB::statements().select_refund,
             &[Param::Text(id.as_str())],
         )
         .await?;
+        conn.done();
         Ok(match row {
             None => StoreError::RefundNotFound,
             Some(row) => refusal_of(&rows::refund::<DB>(&row)?, attempt),
@@ -345,12 +426,18 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// Where the rows that list the refunds were read before the
     /// settlement (PostgreSQL's CTE), the settled refund takes its old
     /// row's place.
-    fn settlement_of(rows: &[DB::Row], id: &RefundId) -> Result<Option<Settlement>, Abort> {
+    /// `written`: the snapshot's cancel history as the statement wrote it
+    /// (JSON text and entries), if it applied one.
+    fn settlement_of(
+        rows: &[DB::Row],
+        id: &RefundId,
+        written: Option<(&str, &[CancelEntry])>,
+    ) -> Result<Option<Settlement>, Abort> {
         let mut settled = None;
         let mut recent = Vec::with_capacity(rows.len());
         for row in rows {
             let refund = rows::refund::<DB>(row)?;
-            match rows::settled_payment::<DB>(row)? {
+            match rows::settled_payment::<DB>(row, written)? {
                 Some(payment) if &refund.id == id && settled.is_none() => {
                     settled = Some((refund, payment));
                 }
@@ -385,6 +472,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             .map(|s| rows::cancel_history_json(&s.cancel_history))
             .transpose()?;
         let snapshot = snapshot.zip(history.as_deref());
+        let written = snapshot.map(|(payment, json)| (json, payment.cancel_history.as_slice()));
         let hold = matches!(state, RefundState::NeedsReview(_));
         // Late evidence: a not_applied failure may still become succeeded,
         // or go to review (`RefundState::may_become`).
@@ -402,10 +490,10 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 params.extend([id_param, attempt_param, late_success]);
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
                 params.push(limit);
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.lease().await?;
                 let rows = DB::fetch_all(&mut conn, &sql.finish_refund_cte, &params).await?;
-                drop(conn);
-                match Self::settlement_of(&rows, id)? {
+                conn.done();
+                match Self::settlement_of(&rows, id, written)? {
                     None if !rows.is_empty() => {
                         return Err(SqlStoreError::Corrupt(
                             "a refund settled without its payment".into(),
@@ -420,15 +508,17 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 let mut params = rows::state_params(state).to_vec();
                 params.extend(rows::settle_payment_params(None, hold, now_ms, snapshot));
                 params.extend([id_param, attempt_param, late_success]);
-                let mut conn = self.pool.acquire().await?;
+                let mut conn = self.lease().await?;
                 let settled = DB::execute(&mut conn, &sql.finish_refund_joined, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
+                    conn.done();
                     None
                 } else {
                     let rows =
                         DB::fetch_all(&mut conn, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
-                    Some(Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                    conn.done();
+                    Some(Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?)
                 }
@@ -449,7 +539,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                     let rows =
                         DB::fetch_all(&mut tx, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
-                    let settlement = Self::settlement_of(&rows, id)?.ok_or_else(|| {
+                    let settlement = Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?;
                     commit(tx).await?;
@@ -823,13 +913,13 @@ fn refusal_of(refund: &Refund, attempt: u32) -> StoreError {
 }
 
 /// Commits (one statement).
-async fn commit<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+async fn commit<DB: Dialect>(tx: sqlx::Transaction<'_, DB>) -> Result<(), sqlx::Error> {
     crate::driver::count_statement();
     tx.commit().await
 }
 
 /// Rolls back (one statement).
-async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'static, DB>) -> Result<(), sqlx::Error> {
+async fn rollback<DB: Dialect>(tx: sqlx::Transaction<'_, DB>) -> Result<(), sqlx::Error> {
     crate::driver::count_statement();
     tx.rollback().await
 }

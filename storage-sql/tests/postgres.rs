@@ -152,3 +152,56 @@ async fn a_read_only_database_is_unavailable() {
     writable.pool().close().await;
     backend.drop_database().await;
 }
+
+/// The store keeps a connection checked out between its calls (so sqlx
+/// does not ping it on every release) and its next call runs on it
+/// without asking the pool; the pool's `close` gets it back and returns.
+#[tokio::test]
+async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let Some(backend) = PostgresBackend::fresh().await else {
+        return; // Skipped: the server is missing.
+    };
+    // Every connection the pool hands out either was idle (before_acquire)
+    // or is new (after_connect): together they count the acquires.
+    let acquires = Arc::new(AtomicUsize::new(0));
+    let (idle, new) = (acquires.clone(), acquires.clone());
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .before_acquire(move |_, _| {
+            idle.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        })
+        .after_connect(move |_, _| {
+            new.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        })
+        .connect(&backend.url())
+        .await
+        .unwrap();
+    let store = PgPaymentStore::new(pool);
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("kept"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let read = || async {
+        let stored = store.payment(&payment.merchant_uid).await.unwrap();
+        assert_eq!(stored.unwrap().payment, payment);
+    };
+    read().await;
+    let before = acquires.load(Ordering::SeqCst);
+    read().await;
+    read().await;
+    let refund = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&refund).await.unwrap();
+    assert_eq!(
+        acquires.load(Ordering::SeqCst),
+        before,
+        "calls went to the pool"
+    );
+
+    store.pool().close().await;
+    assert!(store.pool().is_closed());
+    backend.drop_database().await;
+}

@@ -26,19 +26,9 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-/// The default log filter: our crates and one line per request at info,
-/// the libraries' start-up chatter (worker counts, migration steps) only
-/// when something is wrong. `RUST_LOG` replaces it.
-const DEFAULT_LOG: &str = "info,actix_server=warn,storage_sql::migrate=warn";
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| DEFAULT_LOG.into()),
-        )
-        .init();
+    refund_examples::observability::init_logs();
     let args = Args::parse();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,

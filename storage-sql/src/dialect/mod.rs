@@ -60,6 +60,13 @@ pub trait Dialect: Driver + sealed::Sealed {
     #[doc(hidden)]
     const SERIALIZE_WRITES: bool;
 
+    /// How many connections a store keeps checked out between its
+    /// statements ([`crate::warm`]): network databases, where sqlx's
+    /// release ping is a round trip; 0 for SQLite (an in-memory database
+    /// lives in its pool's one connection).
+    #[doc(hidden)]
+    const KEEP_CONNECTIONS: usize;
+
     /// True when text columns are binary (MySQL's `VARBINARY` ids).
     #[doc(hidden)]
     const BINARY_TEXT: bool;
@@ -99,7 +106,7 @@ pub trait Dialect: Driver + sealed::Sealed {
 }
 
 /// A connection idle for less than this is handed out without a ping.
-const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+pub(crate) const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// The pool settings every dialect starts from: the acquire timeout, and a
 /// liveness ping only for connections that sat idle. sqlx pings every

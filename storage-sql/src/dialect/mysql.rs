@@ -31,6 +31,7 @@ impl Dialect for MySql {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const WRITES: Writes = Writes::JoinedUpdate;
     const SERIALIZE_WRITES: bool = false;
+    const KEEP_CONNECTIONS: usize = crate::warm::MAX_KEPT;
     const BINARY_TEXT: bool = true;
     const NOW_MS: &'static str = "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)";
     // Named locks are server-wide: the name includes the database so that

@@ -26,6 +26,7 @@ impl Dialect for Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const WRITES: Writes = Writes::Cte;
     const SERIALIZE_WRITES: bool = false;
+    const KEEP_CONNECTIONS: usize = crate::warm::MAX_KEPT;
     const BINARY_TEXT: bool = false;
     // The statement's start on the server's clock: one value per statement
     // (stable, so the sweep's cutoff can use the `(status, created_at_ms)`

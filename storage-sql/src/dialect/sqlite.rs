@@ -38,6 +38,7 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const WRITES: Writes = Writes::Transaction;
     const SERIALIZE_WRITES: bool = true;
+    const KEEP_CONNECTIONS: usize = 0;
     const BINARY_TEXT: bool = false;
     // The process's clock, to the millisecond (SQLite has no server).
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";

@@ -33,6 +33,11 @@ const COUNT_ANSWER: &str = "refund-bench-statements ";
 /// How long a child may take to start (migrations and indexes included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A command prefix (words split on whitespace) to start each child
+/// under, for profiling: e.g. `valgrind --tool=callgrind` (see
+/// BENCHMARKS.md). The figures of such a run measure the tool too.
+const WRAPPER_ENV: &str = "REFUND_BENCH_CHILD_WRAPPER";
+
 /// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks, which Linux fixes
 /// at 100 per second for user space on every architecture it ships.
 const MILLIS_PER_CLOCK_TICK: u64 = 10;
@@ -55,7 +60,17 @@ impl ChildServer {
     /// Starts this executable in `role` with `env` (and no other `REFUND_*`
     /// variable from ours) and waits until it serves.
     pub async fn spawn(role: &str, env: BTreeMap<&str, String>) -> Result<Self, BoxError> {
-        let mut command = Command::new(std::env::current_exe()?);
+        let exe = std::env::current_exe()?;
+        let wrapper = std::env::var(WRAPPER_ENV).unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => {
+                let mut command = Command::new(tool);
+                command.args(words).arg(&exe);
+                command
+            }
+            None => Command::new(&exe),
+        };
         command
             .arg(role)
             .stdin(Stdio::piped())
@@ -247,11 +262,7 @@ fn statements_sent() -> u64 {
 /// configuration the benchmark passed in `REFUND_*` variables.
 pub async fn serve_merchant() -> Result<(), BoxError> {
     // merchant-server's subscriber, so the hot path pays the same logging.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    refund_examples::observability::init_logs();
     let running = server::start(Settings::load(None)?).await?;
     announce(running.addr())?;
     wait_for_parent().await;
