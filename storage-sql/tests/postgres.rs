@@ -153,8 +153,9 @@ async fn a_read_only_database_is_unavailable() {
     backend.drop_database().await;
 }
 
-/// The store keeps a connection checked out between its calls (so sqlx
-/// does not ping it on every release) and its next call runs on it
+/// A store asked to keep connections (`keep_connections`) keeps one
+/// checked out between its calls (so sqlx does not ping it on every
+/// release) and its next call runs on it
 /// without asking the pool; the pool's `close` gets it back and returns.
 #[tokio::test]
 async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
@@ -181,7 +182,7 @@ async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
         .connect(&backend.url())
         .await
         .unwrap();
-    let store = PgPaymentStore::new(pool);
+    let store = PgPaymentStore::new(pool).keep_connections(4);
     store.migrate().await.unwrap();
     let payment = paid_payment(&unique("kept"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
@@ -212,8 +213,9 @@ async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
 /// runs on it. The connection `begin_refund` ran on must get the same
 /// check before `finish_refund` uses it: otherwise the session the server
 /// ended while the gateway was called fails the settlement, and a refund
-/// the gateway made stays pending.
-#[ignore = "review finding: a kept connection skips the pool's test_before_acquire, so finish_refund fails after the server ended the session"]
+/// the gateway made stays pending. A store on the merchant's pool
+/// therefore keeps no connection between calls unless asked to
+/// (`keep_connections`).
 #[tokio::test]
 async fn finish_refund_runs_on_a_live_session_after_the_server_ended_the_kept_one() {
     let Some(backend) = PostgresBackend::fresh().await else {
@@ -258,7 +260,12 @@ async fn finish_refund_runs_on_a_live_session_after_the_server_ended_the_kept_on
     assert!(ended >= 1, "no session of the store's pool was found");
 
     let settlement = store
-        .finish_refund(&refund.id, &refund_core::testkit::succeeded(), None)
+        .finish_refund(
+            &refund.id,
+            refund.attempt,
+            &refund_core::testkit::succeeded(),
+            None,
+        )
         .await
         .expect("settled on a live session");
     assert_eq!(settlement.refund.id, refund.id);
@@ -270,7 +277,6 @@ async fn finish_refund_runs_on_a_live_session_after_the_server_ended_the_kept_on
 /// checks it whenever a connection comes back or sits idle. A store busy
 /// enough to reuse its kept connections within the second must still
 /// leave them to that check, or they are never retired.
-#[ignore = "review finding: kept connections reused within the second never reach the pool's max_lifetime check"]
 #[tokio::test]
 async fn a_busy_store_still_retires_connections_at_the_pools_max_lifetime() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -291,7 +297,7 @@ async fn a_busy_store_still_retires_connections_at_the_pools_max_lifetime() {
         .connect(&backend.url())
         .await
         .unwrap();
-    let store = PgPaymentStore::new(pool);
+    let store = PgPaymentStore::new(pool).keep_connections(4);
     store.migrate().await.unwrap();
     let payment = paid_payment(&unique("lifetime"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
@@ -314,7 +320,6 @@ async fn a_busy_store_still_retires_connections_at_the_pools_max_lifetime() {
 /// A store whose kept connection sits idle must not make its own write
 /// wait for (or time out on) the pool: with a pool of 2 and the other
 /// connection busy elsewhere, `apply_snapshot` has the idle one.
-#[ignore = "review finding: write transactions take a pool connection while the store holds an idle kept one, and time out on a small pool"]
 #[tokio::test]
 async fn a_write_is_not_starved_by_the_stores_own_kept_connection() {
     let Some(backend) = PostgresBackend::fresh().await else {
@@ -326,7 +331,7 @@ async fn a_write_is_not_starved_by_the_stores_own_kept_connection() {
         .connect(&backend.url())
         .await
         .unwrap();
-    let store = PgPaymentStore::new(pool.clone());
+    let store = PgPaymentStore::new(pool.clone()).keep_connections(4);
     store.migrate().await.unwrap();
     let payment = paid_payment(&unique("starved"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
@@ -347,7 +352,6 @@ async fn a_write_is_not_starved_by_the_stores_own_kept_connection() {
 /// two stores on one pool of 2 (as when each actix worker builds its own
 /// from a cloned pool) must leave it a connection while neither runs
 /// anything.
-#[ignore = "review finding: each store on a pool keeps up to half of it, so two idle stores hold the whole pool"]
 #[tokio::test]
 async fn idle_stores_sharing_a_pool_leave_it_a_connection() {
     let Some(backend) = PostgresBackend::fresh().await else {
@@ -358,8 +362,8 @@ async fn idle_stores_sharing_a_pool_leave_it_a_connection() {
         .connect(&backend.url())
         .await
         .unwrap();
-    let first = PgPaymentStore::new(pool.clone());
-    let second = PgPaymentStore::new(pool.clone());
+    let first = PgPaymentStore::new(pool.clone()).keep_connections(4);
+    let second = PgPaymentStore::new(pool.clone()).keep_connections(4);
     first.migrate().await.unwrap();
     let payment = paid_payment(&unique("shared-pool"), 10_000, Currency::Krw);
     first.apply_snapshot(&payment).await.unwrap();
@@ -384,7 +388,6 @@ async fn idle_stores_sharing_a_pool_leave_it_a_connection() {
 /// `block_on`s its server and then drops what it built, the runtime still
 /// alive) drops like the pool it wraps, even right after a call and on a
 /// pool that keeps `min_connections`.
-#[ignore = "review finding: dropping a store outside a runtime right after a call panics when the pool has min_connections"]
 #[test]
 fn a_store_dropped_outside_the_runtime_right_after_a_call_does_not_panic() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -396,7 +399,7 @@ fn a_store_dropped_outside_the_runtime_right_after_a_call_does_not_panic() {
             .connect(&backend.url())
             .await
             .unwrap();
-        let store = PgPaymentStore::new(pool);
+        let store = PgPaymentStore::new(pool).keep_connections(4);
         store.migrate().await.unwrap();
         let payment = paid_payment(&unique("dropped"), 10_000, Currency::Krw);
         store.apply_snapshot(&payment).await.unwrap();
