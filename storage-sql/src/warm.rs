@@ -59,6 +59,10 @@ pub(crate) const KEEP_FOR: Duration = crate::dialect::PING_IF_IDLE_FOR;
 /// its other checks still see it.
 pub(crate) const MAX_OUT: Duration = Duration::from_secs(10);
 
+/// A pool whose `max_lifetime` is shorter than this keeps nothing (so
+/// the watcher never checks more often).
+const MIN_OUT: Duration = Duration::from_millis(10);
+
 /// At most this many connections are kept per store.
 pub(crate) const MAX_KEPT: usize = 4;
 
@@ -102,6 +106,10 @@ impl<DB: Database> Warm<DB> {
         let max_out = options
             .get_max_lifetime()
             .map_or(MAX_OUT, |l| l.min(MAX_OUT));
+        if max_out < MIN_OUT {
+            // Every connection would be too old to keep.
+            return None;
+        }
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let warm = Arc::new(Warm {
             kept: Mutex::new(Kept {
