@@ -77,12 +77,12 @@ impl<DB: Dialect> Lease<'_, DB> {
     /// Its statements succeeded (the connection is at rest, no
     /// transaction open): keep the connection for the next call, or hand
     /// it back to the pool when it is not kept. When the pool has no other
-    /// connection to hand out, it is back there before this returns.
+    /// connection to hand out it goes back as sqlx hands back any dropped
+    /// connection (its release ping in a task of its own, off this call's
+    /// path): a waiter gets it as soon as that ping returns.
     async fn done(mut self) {
         if let (Some(out), Some(warm)) = (self.out.take(), self.warm) {
-            if let Some(mut conn) = warm.keep(out) {
-                conn.return_to_pool().await;
-            }
+            drop(warm.keep(out));
         }
     }
 }

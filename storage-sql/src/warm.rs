@@ -160,8 +160,9 @@ impl<DB: Database> Warm<DB> {
 
     /// Keeps `out` (its statement completed) if there is room and the pool
     /// still has a connection for others; else hands it back. Returns it
-    /// when the pool has nothing left to hand out, for the caller to give
-    /// back before its call returns.
+    /// when the pool has nothing left to hand out, for the caller to drop
+    /// at once (sqlx then hands it back, its release ping in a task): a
+    /// caller waiting in the pool gets it, not this store's next call.
     pub(crate) fn keep(&self, out: Out<DB>) -> Option<PoolConnection<DB>> {
         let pool_full = self.pool.num_idle() == 0
             && self.pool.size() >= self.pool.options().get_max_connections();
