@@ -80,17 +80,36 @@
 //! them yourself on a pool you build: sqlx's defaults are WAL and 5 s).
 //!
 //! # Connections
-//! On PostgreSQL and MySQL a store keeps up to 4 of its pool's connections
-//! (never more than half the pool) checked out between its calls, for at
-//! most a second each: sqlx 0.8 pings every connection handed back to the
-//! pool, one more round trip after each store call, and a refund makes
-//! three calls back to back. A kept connection is only one whose
-//! statements completed; the pool counts it as in use, gets it back as
-//! soon as [`Pool::close`](sqlx::Pool::close) starts (so `close` returns
-//! as before), and after a second without use. Size the pool for that
-//! (sqlx's default of 10 leaves 6 for everyone else). Only a store made
-//! inside a Tokio runtime keeps connections (a task watches the pool);
-//! SQLite keeps none.
+//! A store on a pool it opened itself ([`SqlPaymentStore::connect`],
+//! [`open`]) keeps, on PostgreSQL and MySQL, up to 4 of the pool's
+//! connections (never more than half the pool) checked out between its
+//! calls: sqlx 0.8 pings every connection handed back to the pool, one
+//! more round trip after each store call, and a refund makes three calls
+//! back to back. Its next call, write transactions included, runs on a
+//! kept connection instead of asking the pool. A kept connection is only
+//! one whose statements completed; the pool counts it as in use and gets
+//! it back
+//! - after a second without use (the store's pool pings a connection idle
+//!   that long before handing it out, so keeping skips no check that
+//!   pool would have made),
+//! - at its next use once it has been out of the pool longer than the
+//!   pool's `max_lifetime` or 10 s, whichever is shorter (one ping; the
+//!   pool then retires it if it is too old),
+//! - at once when the pool has no idle connection and no room to open one
+//!   (kept connections never leave the pool nothing to hand out),
+//! - as soon as [`Pool::close`](sqlx::Pool::close) starts (so `close`
+//!   returns as before).
+//!
+//! A store on your own pool ([`SqlPaymentStore::new`]) keeps nothing by
+//! default: every call goes through the pool, so its
+//! `test_before_acquire` (sqlx's default), `before_acquire` and
+//! `after_release` see every call. [`SqlPaymentStore::keep_connections`]
+//! opts in, at the price described there: within a kept connection's
+//! window those checks do not run for it, and a session the server ended
+//! meanwhile fails the call on it (`Unavailable`) instead of being
+//! replaced first. Only a store made inside a Tokio runtime keeps
+//! connections (a task watches the pool; a store dropped outside that
+//! runtime hands them back through it); SQLite keeps none.
 //!
 //! # Errors
 //! [`SqlStoreError`] keeps the sqlx error as its source and converts into

@@ -19,7 +19,7 @@ use crate::driver::Param;
 use crate::error::{class_of, is_unique_violation, SqlStoreError};
 use crate::migrate::{self, AppliedMigration};
 use crate::rows;
-use crate::warm::Warm;
+use crate::warm::{self, Out, Warm};
 
 /// How many times a write transaction runs before a persistent conflict
 /// (deadlock, serialization failure) is reported.
@@ -69,16 +69,20 @@ impl<DB: Dialect> fmt::Debug for SqlPaymentStore<DB> {
 /// A connection for one store call ([`SqlPaymentStore::lease`]).
 struct Lease<'s, DB: Dialect> {
     /// Always `Some` until [`Lease::done`] takes it.
-    conn: Option<PoolConnection<DB>>,
+    out: Option<Out<DB>>,
     warm: Option<&'s Warm<DB>>,
 }
 
 impl<DB: Dialect> Lease<'_, DB> {
-    /// Its statements succeeded: keep the connection for the next call
-    /// (or hand it back to the pool when none is kept).
-    fn done(mut self) {
-        if let (Some(conn), Some(warm)) = (self.conn.take(), self.warm) {
-            warm.keep(conn);
+    /// Its statements succeeded (the connection is at rest, no
+    /// transaction open): keep the connection for the next call, or hand
+    /// it back to the pool when it is not kept. When the pool has no other
+    /// connection to hand out it goes back as sqlx hands back any dropped
+    /// connection (its release ping in a task of its own, off this call's
+    /// path): a waiter gets it as soon as that ping returns.
+    async fn done(mut self) {
+        if let (Some(out), Some(warm)) = (self.out.take(), self.warm) {
+            drop(warm.keep(out));
         }
     }
 }
@@ -87,17 +91,21 @@ impl<DB: Dialect> std::ops::Deref for Lease<'_, DB> {
     type Target = DB::Connection;
 
     fn deref(&self) -> &DB::Connection {
-        self.conn
+        &self
+            .out
             .as_ref()
             .expect("a lease holds its connection until done")
+            .conn
     }
 }
 
 impl<DB: Dialect> std::ops::DerefMut for Lease<'_, DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
-        self.conn
+        &mut self
+            .out
             .as_mut()
             .expect("a lease holds its connection until done")
+            .conn
     }
 }
 
@@ -130,11 +138,44 @@ impl From<StoreError> for Abort {
 impl<DB: Dialect> SqlPaymentStore<DB> {
     /// A store on the merchant's own pool. Nothing is checked or created
     /// until [`migrate`](Self::migrate).
+    ///
+    /// Every call takes its connection from the pool and gives it back, so
+    /// the pool's own checks (`test_before_acquire`, `before_acquire`,
+    /// `after_release`, lifetimes) apply to each; see
+    /// [`keep_connections`](Self::keep_connections) to trade them for
+    /// fewer round trips.
     pub fn new(pool: Pool<DB>) -> Self {
         SqlPaymentStore {
-            warm: Warm::new(&pool, DB::KEEP_CONNECTIONS),
+            warm: None,
             pool,
             writers: DB::SERIALIZE_WRITES.then(Default::default),
+        }
+    }
+
+    /// Keeps up to `n` of the pool's connections (at most 4, and at most
+    /// half the pool) checked out between calls, as the store does on a
+    /// pool it opened itself ([`connect`](Self::connect), [`open`](crate::open)):
+    /// see [Connections](crate#connections). `0` keeps none; SQLite never
+    /// keeps any. Call it when building the store, inside a Tokio runtime
+    /// (without one nothing is kept).
+    ///
+    /// A call that runs on a kept connection does not go through the
+    /// pool's hand-out and release checks: the pool's
+    /// `test_before_acquire` ping (sqlx's default), its `before_acquire`
+    /// and `after_release` hooks do not run for it. A kept connection
+    /// waits at most a second for the next call and stays out of the pool
+    /// no longer than the pool's `max_lifetime` (and never over 10 s)
+    /// before it is handed back, checked and, if the pool says so,
+    /// retired; within that window a session the server ended fails the
+    /// call that runs on it (as `Unavailable`) instead of being replaced
+    /// first. Opt in only when that suits the pool, e.g. one built like
+    /// the store's own (`test_before_acquire(false)`, hooks that need not
+    /// see every call).
+    #[must_use]
+    pub fn keep_connections(self, n: usize) -> Self {
+        SqlPaymentStore {
+            warm: Warm::new(&self.pool, n.min(DB::KEEP_CONNECTIONS)),
+            ..self
         }
     }
 
@@ -160,9 +201,12 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// acquire timeout; for SQLite files also WAL, a busy timeout and
     /// create-if-missing). Does not migrate.
     pub async fn connect(url: &str) -> Result<Self, SqlStoreError> {
+        // The store's own pool checks a connection on hand-out only when
+        // it sat idle for a second, as long as a kept one may wait: keeping
+        // skips nothing it would have done.
         DB::connect_pool(url)
             .await
-            .map(Self::new)
+            .map(|pool| Self::new(pool).keep_connections(DB::KEEP_CONNECTIONS))
             .map_err(SqlStoreError::from_sqlx::<DB>)
     }
 
@@ -196,22 +240,18 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     /// A connection for one call: a kept one if there is one, else one
     /// from the pool. Hand it back with [`Lease::done`] once its
     /// statements succeeded; dropped otherwise, it goes back to sqlx.
+    /// Write transactions run on a lease too ([`begin`]): the store's own
+    /// kept connection serves them instead of the pool.
     async fn lease(&self) -> Result<Lease<'_, DB>, sqlx::Error> {
         let warm = self.warm.as_deref();
-        let conn = match warm.and_then(Warm::take) {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let out = match warm {
+            Some(warm) => warm.take_or_acquire().await?,
+            None => warm::acquire(&self.pool).await?,
         };
         Ok(Lease {
-            conn: Some(conn),
+            out: Some(out),
             warm,
         })
-    }
-
-    /// Starts a write transaction (one statement).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
-        crate::driver::count_statement();
-        self.pool.begin_with(DB::BEGIN_WRITE).await
     }
 
     /// Runs `attempt` (one write transaction) until it ends without losing
@@ -254,7 +294,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let rows = DB::fetch_all(&mut conn, sql, params)
             .await
             .map_err(SqlStoreError::from_sqlx::<DB>)?;
-        conn.done();
+        conn.done().await;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
     }
 
@@ -284,9 +324,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     }
 
     async fn try_apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, Abort> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.lease().await?;
+        let mut tx = begin::<DB>(&mut conn).await?;
         let stored = Self::upsert(&mut tx, snapshot, refund_core::now_ms()).await?;
         commit(tx).await?;
+        conn.done().await;
         Ok(stored)
     }
 
@@ -342,11 +384,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             None => 0,
         };
         if began == 1 {
-            conn.done();
+            conn.done().await;
             return Ok(());
         }
         let refusal = Self::claim_refusal(&mut conn, refund).await?;
-        conn.done();
+        conn.done().await;
         Err(refusal.into())
     }
 
@@ -359,7 +401,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         // sqlx, which rolls back and pings.
         let mut conn = self.lease().await?;
         let outcome = Self::begin_refund_in(&mut conn, refund).await?;
-        conn.done();
+        conn.done().await;
         outcome.map_err(Abort::Final)
     }
 
@@ -370,8 +412,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         refund: &Refund,
     ) -> Result<Result<(), StoreError>, Abort> {
         let sql = DB::statements();
-        crate::driver::count_statement();
-        let mut tx = sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await?;
+        let mut tx = begin::<DB>(conn).await?;
         let claimed = DB::execute(
             &mut tx,
             &sql.claim_payment,
@@ -414,7 +455,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             &[Param::Text(id.as_str())],
         )
         .await?;
-        conn.done();
+        conn.done().await;
         Ok(match row {
             None => StoreError::RefundNotFound,
             Some(row) => refusal_of(&rows::refund::<DB>(&row)?, attempt),
@@ -492,7 +533,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 params.push(limit);
                 let mut conn = self.lease().await?;
                 let rows = DB::fetch_all(&mut conn, &sql.finish_refund_cte, &params).await?;
-                conn.done();
+                conn.done().await;
                 match Self::settlement_of(&rows, id, written)? {
                     None if !rows.is_empty() => {
                         return Err(SqlStoreError::Corrupt(
@@ -511,25 +552,27 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                 let mut conn = self.lease().await?;
                 let settled = DB::execute(&mut conn, &sql.finish_refund_joined, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
-                    conn.done();
+                    conn.done().await;
                     None
                 } else {
                     let rows =
                         DB::fetch_all(&mut conn, &sql.settlement, &[id_param, id_param, limit])
                             .await?;
-                    conn.done();
+                    conn.done().await;
                     Some(Self::settlement_of(&rows, id, written)?.ok_or_else(|| {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?)
                 }
             }
             Writes::Transaction => {
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.lease().await?;
+                let mut tx = begin::<DB>(&mut conn).await?;
                 let mut params = rows::state_params(state).to_vec();
                 params.extend([id_param, attempt_param, late_success]);
                 let settled = DB::execute(&mut tx, &sql.settle_refund, &params).await?;
                 if DB::rows_affected(&settled) == 0 {
                     rollback(tx).await?;
+                    conn.done().await;
                     None
                 } else {
                     let mut params =
@@ -543,6 +586,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
                         SqlStoreError::Corrupt("a settled refund or its payment is missing".into())
                     })?;
                     commit(tx).await?;
+                    conn.done().await;
                     Some(settlement)
                 }
             }
@@ -554,9 +598,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             if snapshot.merchant_uid != settlement.refund.merchant_uid {
                 // A snapshot of another order than the refund's (the
                 // workflow never passes one): applied on its own.
-                let mut tx = self.begin_write().await?;
+                let mut conn = self.lease().await?;
+                let mut tx = begin::<DB>(&mut conn).await?;
                 Self::upsert(&mut tx, snapshot, now_ms).await?;
                 commit(tx).await?;
+                conn.done().await;
             }
         }
         Ok(settlement)
@@ -569,7 +615,8 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         checksum: refund_core::Amount,
     ) -> Result<Refund, Abort> {
         let sql = DB::statements();
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.lease().await?;
+        let mut tx = begin::<DB>(&mut conn).await?;
         let reopened = DB::execute(
             &mut tx,
             &sql.reopen_refund,
@@ -605,9 +652,11 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         if DB::rows_affected(&claimed) == 0 {
             let refusal = Self::claim_refusal(&mut tx, &refund).await?;
             rollback(tx).await?;
+            conn.done().await;
             return Err(refusal.into());
         }
         commit(tx).await?;
+        conn.done().await;
         Ok(refund)
     }
 
@@ -618,7 +667,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         cancellation_id: &str,
     ) -> Result<Refund, Abort> {
         let sql = DB::statements();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.lease().await?;
         let noted = DB::execute(
             &mut conn,
             &sql.note_cancellation,
@@ -634,6 +683,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
         let Some(row) = row else {
             return Err(StoreError::RefundNotFound.into());
         };
+        conn.done().await;
         let refund = rows::refund::<DB>(&row)?;
         if DB::rows_affected(&noted) == 0 {
             return Err(refusal_of(&refund, attempt).into());
@@ -655,7 +705,8 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
     ) -> Result<StoredPayment, Abort> {
         let sql = DB::statements();
         let now_ms = refund_core::now_ms();
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.lease().await?;
+        let mut tx = begin::<DB>(&mut conn).await?;
         let lifted = DB::execute(
             &mut tx,
             &sql.lift_hold,
@@ -717,6 +768,7 @@ impl<DB: Dialect> SqlPaymentStore<DB> {
             }
         };
         commit(tx).await?;
+        conn.done().await;
         Ok(stored)
     }
 }
@@ -910,6 +962,14 @@ fn refusal_of(refund: &Refund, attempt: u32) -> StoreError {
     } else {
         StoreError::NotPending(refund.status())
     }
+}
+
+/// Starts a write transaction on `conn` (one statement).
+async fn begin<DB: Dialect>(
+    conn: &mut DB::Connection,
+) -> Result<sqlx::Transaction<'_, DB>, sqlx::Error> {
+    crate::driver::count_statement();
+    sqlx::Connection::begin_with(conn, DB::BEGIN_WRITE).await
 }
 
 /// Commits (one statement).

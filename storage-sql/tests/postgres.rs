@@ -153,8 +153,9 @@ async fn a_read_only_database_is_unavailable() {
     backend.drop_database().await;
 }
 
-/// The store keeps a connection checked out between its calls (so sqlx
-/// does not ping it on every release) and its next call runs on it
+/// A store asked to keep connections (`keep_connections`) keeps one
+/// checked out between its calls (so sqlx does not ping it on every
+/// release) and its next call runs on it
 /// without asking the pool; the pool's `close` gets it back and returns.
 #[tokio::test]
 async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
@@ -181,7 +182,7 @@ async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
         .connect(&backend.url())
         .await
         .unwrap();
-    let store = PgPaymentStore::new(pool);
+    let store = PgPaymentStore::new(pool).keep_connections(4);
     store.migrate().await.unwrap();
     let payment = paid_payment(&unique("kept"), 10_000, Currency::Krw);
     store.apply_snapshot(&payment).await.unwrap();
@@ -204,4 +205,226 @@ async fn the_store_keeps_a_connection_between_calls_until_the_pool_closes() {
     store.pool().close().await;
     assert!(store.pool().is_closed());
     backend.drop_database().await;
+}
+
+/// A pool built with sqlx's defaults (`test_before_acquire`) pings every
+/// idle connection before handing it out, so a session the server ended
+/// (a restart, a failover, an administrator) is replaced before a call
+/// runs on it. The connection `begin_refund` ran on must get the same
+/// check before `finish_refund` uses it: otherwise the session the server
+/// ended while the gateway was called fails the settlement, and a refund
+/// the gateway made stays pending. A store on the merchant's pool
+/// therefore keeps no connection between calls unless asked to
+/// (`keep_connections`).
+#[tokio::test]
+async fn finish_refund_runs_on_a_live_session_after_the_server_ended_the_kept_one() {
+    let Some(backend) = PostgresBackend::fresh().await else {
+        return; // Skipped: the server is missing.
+    };
+    let name = unique("kept-session");
+    let options = PgConnectOptions::from_str(&backend.url())
+        .unwrap()
+        .application_name(&name);
+    // sqlx's defaults: every idle connection is pinged before use.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let store = PgPaymentStore::new(pool);
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("kept-session"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    let refund = pending_refund(&payment, 1_000, None);
+    store.begin_refund(&refund).await.unwrap();
+
+    // While the gateway is called, the server ends the store's sessions
+    // (found first by their name, then ended one by one: no other session).
+    let admin = sqlx::PgPool::connect(&backend.url()).await.unwrap();
+    let sessions: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    let mut ended = 0;
+    for pid in sessions {
+        let gone: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
+            .bind(pid)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        ended += usize::from(gone);
+    }
+    admin.close().await;
+    assert!(ended >= 1, "no session of the store's pool was found");
+
+    let settlement = store
+        .finish_refund(
+            &refund.id,
+            refund.attempt,
+            &refund_core::testkit::succeeded(),
+            None,
+        )
+        .await
+        .expect("settled on a live session");
+    assert_eq!(settlement.refund.id, refund.id);
+    store.pool().close().await;
+    backend.drop_database().await;
+}
+
+/// The pool's `max_lifetime` retires a connection once it is older: sqlx
+/// checks it whenever a connection comes back or sits idle. A store busy
+/// enough to reuse its kept connections within the second must still
+/// leave them to that check, or they are never retired.
+#[tokio::test]
+async fn a_busy_store_still_retires_connections_at_the_pools_max_lifetime() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let Some(backend) = PostgresBackend::fresh().await else {
+        return; // Skipped: the server is missing.
+    };
+    let connects = Arc::new(AtomicUsize::new(0));
+    let counter = connects.clone();
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .max_lifetime(Duration::from_millis(100))
+        .after_connect(move |_, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        })
+        .connect(&backend.url())
+        .await
+        .unwrap();
+    let store = PgPaymentStore::new(pool).keep_connections(4);
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("lifetime"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    let before = connects.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        // Each call comes after the last connection outlived its lifetime.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    }
+    assert!(
+        connects.load(Ordering::SeqCst) - before >= 3,
+        "calls ran on connections older than the pool's max_lifetime ({} new connections for 3 calls)",
+        connects.load(Ordering::SeqCst) - before
+    );
+    store.pool().close().await;
+    backend.drop_database().await;
+}
+
+/// A store whose kept connection sits idle must not make its own write
+/// wait for (or time out on) the pool: with a pool of 2 and the other
+/// connection busy elsewhere, `apply_snapshot` has the idle one.
+#[tokio::test]
+async fn a_write_is_not_starved_by_the_stores_own_kept_connection() {
+    let Some(backend) = PostgresBackend::fresh().await else {
+        return; // Skipped: the server is missing.
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect(&backend.url())
+        .await
+        .unwrap();
+    let store = PgPaymentStore::new(pool.clone()).keep_connections(4);
+    store.migrate().await.unwrap();
+    let payment = paid_payment(&unique("starved"), 10_000, Currency::Krw);
+    store.apply_snapshot(&payment).await.unwrap();
+    store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    // The merchant's own work holds the pool's other connection.
+    let held = pool.acquire().await.unwrap();
+    let other = paid_payment(&unique("starved"), 20_000, Currency::Krw);
+    store
+        .apply_snapshot(&other)
+        .await
+        .expect("the write ran on the connection the store holds idle");
+    drop(held);
+    pool.close().await;
+    backend.drop_database().await;
+}
+
+/// "Never more than half the pool" must hold for the pool, not per store:
+/// two stores on one pool of 2 (as when each actix worker builds its own
+/// from a cloned pool) must leave it a connection while neither runs
+/// anything.
+#[tokio::test]
+async fn idle_stores_sharing_a_pool_leave_it_a_connection() {
+    let Some(backend) = PostgresBackend::fresh().await else {
+        return; // Skipped: the server is missing.
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&backend.url())
+        .await
+        .unwrap();
+    let first = PgPaymentStore::new(pool.clone()).keep_connections(4);
+    let second = PgPaymentStore::new(pool.clone()).keep_connections(4);
+    first.migrate().await.unwrap();
+    let payment = paid_payment(&unique("shared-pool"), 10_000, Currency::Krw);
+    first.apply_snapshot(&payment).await.unwrap();
+    first.payment(&payment.merchant_uid).await.unwrap().unwrap();
+    second
+        .payment(&payment.merchant_uid)
+        .await
+        .unwrap()
+        .unwrap();
+    // The connection the second store did not keep goes back through
+    // sqlx's release ping, in a task: wait (boundedly) for it to arrive.
+    // Kept by both stores, none would ever come back (the stores are idle
+    // for less than the second after which they give kept ones back).
+    let mut free = pool.try_acquire();
+    for _ in 0..50 {
+        if free.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        free = pool.try_acquire();
+    }
+    assert!(
+        free.is_some(),
+        "two idle stores hold all {} of the pool's connections",
+        pool.size()
+    );
+    drop(free);
+    pool.close().await;
+    backend.drop_database().await;
+}
+
+/// A store dropped outside a runtime (as at the end of a `main` that
+/// `block_on`s its server and then drops what it built, the runtime still
+/// alive) drops like the pool it wraps, even right after a call and on a
+/// pool that keeps `min_connections`.
+#[test]
+fn a_store_dropped_outside_the_runtime_right_after_a_call_does_not_panic() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let made = runtime.block_on(async {
+        let backend = PostgresBackend::fresh().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect(&backend.url())
+            .await
+            .unwrap();
+        let store = PgPaymentStore::new(pool).keep_connections(4);
+        store.migrate().await.unwrap();
+        let payment = paid_payment(&unique("dropped"), 10_000, Currency::Krw);
+        store.apply_snapshot(&payment).await.unwrap();
+        store.payment(&payment.merchant_uid).await.unwrap().unwrap();
+        Some((backend, store))
+    });
+    let Some((backend, store)) = made else {
+        return; // Skipped: the server is missing.
+    };
+    let pool = store.pool().clone();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(store)));
+    runtime.block_on(async {
+        pool.close().await;
+        backend.drop_database().await;
+    });
+    assert!(dropped.is_ok(), "dropping the store panicked");
 }
