@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::actor::Actor;
@@ -122,14 +121,26 @@ impl RefundRecord {
     }
 }
 
-/// Unix milliseconds as RFC 3339 in UTC (`2026-12-01T10:28:44.123Z`); a
-/// value outside the calendar's range shows as the epoch rather than fail
-/// an answer.
+/// Unix milliseconds as RFC 3339 in UTC, always to the millisecond
+/// (`2026-12-01T10:28:44.120Z`, never `…44.12Z` or `…44Z`): every time
+/// has the same width, so the text sorts as the times do (an operator's
+/// spreadsheet, a `sort`, a string comparison). A value outside years
+/// 0000-9999 shows as the epoch rather than fail an answer.
 pub(crate) fn rfc3339_utc(unix_ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .filter(|at| (0..=9999).contains(&at.year()))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    at.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
 }
 
 #[cfg(test)]
@@ -138,8 +149,12 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(1_764_585_724_000), "2025-12-01T10:42:04.000Z");
+        assert_eq!(rfc3339_utc(1_764_585_724_120), "2025-12-01T10:42:04.120Z");
+        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_utc(1_764_585_724_123), "2025-12-01T10:42:04.123Z");
-        assert_eq!(rfc3339_utc(i64::MAX), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(i64::MAX), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(i64::MIN), "1970-01-01T00:00:00.000Z");
     }
 }
