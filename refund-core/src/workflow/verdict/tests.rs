@@ -1362,3 +1362,43 @@ fn a_not_applied_refund_shown_applied_for_another_amount_goes_to_review() {
         );
     }
 }
+
+#[test]
+#[ignore = "review finding: a PG tag in front of the no-reason sent form ('[PG] refund <id>') makes the entry nobody's, so a not_applied refund stays failed while its money moved"]
+fn the_no_reason_sent_form_under_a_pg_tag_is_its_own_too() {
+    // rf_test (2,000) had no client reason, so it was sent as
+    // "refund rf_test", and was judged not applied; the PG applied it after
+    // all and lists it under a tag of its own in front, as it does for a
+    // reason with a client's text: "[PG] refund rf_test". The reason still
+    // ends with rf_test's id, in a form only the workflow sends for it.
+    let tagged = "[PG] refund rf_test";
+    let after = after_base(&[(2_000, tagged)]);
+    let journal = ["rf_test", "rf_other"];
+    let with_journal = Context {
+        journal: &journal,
+        ..old()
+    };
+    let mut not_applied = refund(
+        1_000,
+        2_000,
+        RefundState::Failed(Failure::new(FailureKind::NotApplied, "5xx")),
+    );
+    not_applied.reason = Some("refund rf_test".into());
+    // Late evidence wins: credited (at the very least, an operator looks).
+    let verdict = decide(&not_applied, lookup(&after), with_journal);
+    assert!(
+        matches!(
+            status(&verdict),
+            Some(RefundStatus::Succeeded | RefundStatus::NeedsReview)
+        ),
+        "{verdict:?}"
+    );
+    // And for every other refund the entry is rf_test's, as the tagged
+    // form with a client's text is: a pending rf_other of the same amount
+    // is judged not applied over it, not held for review.
+    let mut other = accepted(1_000, 2_000, None);
+    other.id = RefundId::from_stored("rf_other");
+    other.reason = Some("gift (rf_other)".into());
+    let verdict = decide(&other, lookup(&after), with_journal);
+    assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+}
