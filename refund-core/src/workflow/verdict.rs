@@ -610,12 +610,22 @@ pub(crate) fn sent_reason(id: &RefundId, client: Option<&str>) -> String {
 }
 
 /// True when `reason`, trimmed, has the form [`sent_reason`] gives refund
-/// `id`: `refund <id>`, or anything ending in `(<id>)`. A reason that
+/// `id`, with whatever a PG put in front: anything ending in `(<id>)`, or
+/// in `refund <id>` where `refund` starts the text or follows a space or a
+/// `]` ("[PG] refund <id>"). A reason that
 /// merely mentions the id elsewhere ("retry of <id>", sent for another
 /// refund as "retry of <id> (<its id>)") does not.
 fn in_sent_form(reason: &str, id: &str) -> bool {
     let reason = reason.trim();
-    reason.strip_prefix("refund ") == Some(id)
+    // `refund <id>`, alone or after a PG's tag ("[PG] refund <id>"): the
+    // word starts the text or follows a space or a closing bracket.
+    let no_reason_form = reason
+        .strip_suffix(id)
+        .and_then(|r| r.strip_suffix("refund "))
+        .is_some_and(|before| {
+            before.is_empty() || before.ends_with(|c: char| c.is_whitespace() || c == ']')
+        });
+    no_reason_form
         || reason
             .strip_suffix(')')
             .and_then(|r| r.strip_suffix(id))

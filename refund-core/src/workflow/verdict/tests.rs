@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{decide, Context, Evidence, Others, Verdict, ENTRY_CLOCK_TOLERANCE};
+use super::{decide, in_sent_form, Context, Evidence, Others, Verdict, ENTRY_CLOCK_TOLERANCE};
 use crate::money::{Amount, Currency};
 use crate::payment::{CancelEntry, PayMethod, Payment, PaymentStatus};
 use crate::refund::{Failure, FailureKind, Refund, RefundId, RefundState, RefundStatus};
@@ -1364,7 +1364,6 @@ fn a_not_applied_refund_shown_applied_for_another_amount_goes_to_review() {
 }
 
 #[test]
-#[ignore = "review finding: a PG tag in front of the no-reason sent form ('[PG] refund <id>') makes the entry nobody's, so a not_applied refund stays failed while its money moved"]
 fn the_no_reason_sent_form_under_a_pg_tag_is_its_own_too() {
     // rf_test (2,000) had no client reason, so it was sent as
     // "refund rf_test", and was judged not applied; the PG applied it after
@@ -1401,4 +1400,33 @@ fn the_no_reason_sent_form_under_a_pg_tag_is_its_own_too() {
     other.reason = Some("gift (rf_other)".into());
     let verdict = decide(&other, lookup(&after), with_journal);
     assert_eq!(failure_kind(&verdict), Some(FailureKind::NotApplied));
+}
+
+#[test]
+fn the_sent_forms_tolerate_a_pg_tag_in_front_and_nothing_else() {
+    let id = "rf_0123456789abcdef0123456789abcdef";
+    for named in [
+        format!("refund {id}"),
+        format!("  refund {id} "),
+        format!("[PG] refund {id}"),
+        format!("[PG]refund {id}"),
+        format!("size exchange ({id})"),
+        format!("[PG] size exchange ({id})"),
+    ] {
+        assert!(in_sent_form(&named, id), "{named:?} names the refund");
+    }
+    for other in [
+        format!("xrefund {id}"),
+        format!("refund {id} (rf_other)"),
+        format!("retry of {id} (rf_other)"),
+        format!("refund {id}x"),
+        format!("({id}) later"),
+        format!("refund  {id}"),
+        id.to_owned(),
+    ] {
+        assert!(
+            !in_sent_form(&other, id),
+            "{other:?} does not name the refund"
+        );
+    }
 }
