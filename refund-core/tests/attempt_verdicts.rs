@@ -3,19 +3,18 @@
 //! a new attempt just sent) must not take the verdict reached about the
 //! attempt before it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use refund_core::testkit::{failed, paid_payment, pending_refund, unique, ManualClock};
-use refund_core::{
-    Actor, Amount, CancelCommand, CancelReceipt, Currency, FailureKind, GatewayError, GatewayKind,
-    MemoryPaymentStore, Payment, PaymentGateway, PaymentRef, PaymentStore, PendingCursor, Refund,
-    RefundCursor, RefundFilter, RefundId, RefundPage, RefundService, RefundState, RefundStatus,
-    Settlement, StoreError, StoredPayment,
+use refund_core::testkit::{
+    failed, paid_payment, pending_refund, unique, FaultyStore, ManualClock, StoreOp,
 };
-use tokio::sync::Notify;
+use refund_core::{
+    CancelCommand, CancelReceipt, Currency, FailureKind, GatewayError, GatewayKind,
+    MemoryPaymentStore, Payment, PaymentGateway, PaymentRef, PaymentStore, RefundService,
+    RefundStatus,
+};
 
 /// The gateway shows the payment as paid, with no cancellation: none of
 /// the refund's amount moved (yet).
@@ -44,119 +43,6 @@ impl PaymentGateway for Untouched {
     }
 }
 
-/// Delegates to a memory store; the first `finish_refund` once armed waits
-/// (after the verdict was reached, before it is written) until released.
-struct PausedFinish {
-    inner: Arc<MemoryPaymentStore>,
-    armed: AtomicBool,
-    reached: Notify,
-    release: Notify,
-}
-
-#[async_trait]
-impl PaymentStore for PausedFinish {
-    async fn now_ms(&self) -> Result<i64, StoreError> {
-        self.inner.now_ms().await
-    }
-
-    async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
-        self.inner.payment(merchant_uid).await
-    }
-
-    async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError> {
-        self.inner.apply_snapshot(snapshot).await
-    }
-
-    async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
-        self.inner.begin_refund(refund).await
-    }
-
-    async fn finish_refund(
-        &self,
-        id: &RefundId,
-        attempt: u32,
-        state: &RefundState,
-        snapshot: Option<&Payment>,
-    ) -> Result<Settlement, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.reached.notify_one();
-            self.release.notified().await;
-        }
-        self.inner.finish_refund(id, attempt, state, snapshot).await
-    }
-
-    async fn retry_refund(
-        &self,
-        id: &RefundId,
-        base_cancel_amount: Amount,
-        checksum: Amount,
-    ) -> Result<Refund, StoreError> {
-        self.inner
-            .retry_refund(id, base_cancel_amount, checksum)
-            .await
-    }
-
-    async fn note_cancellation_id(
-        &self,
-        id: &RefundId,
-        attempt: u32,
-        cancellation_id: &str,
-    ) -> Result<Refund, StoreError> {
-        self.inner
-            .note_cancellation_id(id, attempt, cancellation_id)
-            .await
-    }
-
-    async fn resolve_review(
-        &self,
-        merchant_uid: &str,
-        open_reviews: &[RefundId],
-        by: &Actor,
-        note: &str,
-        snapshot: Option<&Payment>,
-    ) -> Result<StoredPayment, StoreError> {
-        self.inner
-            .resolve_review(merchant_uid, open_reviews, by, note, snapshot)
-            .await
-    }
-
-    async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
-        self.inner.refund(id).await
-    }
-
-    async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
-        self.inner.refund_by_idempotency_key(key).await
-    }
-
-    async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
-        self.inner.refunds_of(merchant_uid, limit).await
-    }
-
-    async fn list_refunds(
-        &self,
-        filter: &RefundFilter,
-        limit: u32,
-        cursor: Option<&RefundCursor>,
-    ) -> Result<RefundPage, StoreError> {
-        self.inner.list_refunds(filter, limit, cursor).await
-    }
-
-    async fn stale_pending_refunds(
-        &self,
-        older_than: Duration,
-        after: Option<&PendingCursor>,
-        limit: u32,
-    ) -> Result<Vec<Refund>, StoreError> {
-        self.inner
-            .stale_pending_refunds(older_than, after, limit)
-            .await
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-}
-
 /// The sweep reaches "not applied" about a refund's first attempt (pending
 /// for an hour, nothing at the gateway). Before it writes that verdict,
 /// another instance settles the first attempt the same way and the caller
@@ -174,12 +60,10 @@ async fn a_verdict_about_an_earlier_attempt_does_not_settle_the_refund_run_again
     memory.begin_refund(&refund).await.unwrap();
     clock.advance(Duration::from_secs(3_600));
 
-    let store = Arc::new(PausedFinish {
-        inner: memory.clone(),
-        armed: AtomicBool::new(true),
-        reached: Notify::new(),
-        release: Notify::new(),
-    });
+    // The sweep's write of its verdict waits, after the verdict was
+    // reached, until released.
+    let store = Arc::new(FaultyStore::new(memory.clone()));
+    let held = store.pause_next(StoreOp::FinishRefund);
     let service = Arc::new(RefundService::new(
         store.clone(),
         Arc::new(Untouched(payment.clone())),
@@ -190,7 +74,7 @@ async fn a_verdict_about_an_earlier_attempt_does_not_settle_the_refund_run_again
     });
     // The sweep has judged the first attempt not applied and is about to
     // write it.
-    store.reached.notified().await;
+    held.reached().await;
 
     // Meanwhile: another instance settles the first attempt, and the caller
     // runs the refund again (a second attempt, sent now).
@@ -215,7 +99,7 @@ async fn a_verdict_about_an_earlier_attempt_does_not_settle_the_refund_run_again
         .unwrap();
     assert_eq!(second.status(), RefundStatus::Pending);
 
-    store.release.notify_one();
+    held.release();
     sweep.await.unwrap().unwrap();
     let after = memory.refund(&refund.id).await.unwrap().unwrap();
     assert_eq!(

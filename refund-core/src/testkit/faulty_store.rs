@@ -1,6 +1,8 @@
 //! [`FaultyStore`]: a [`PaymentStore`] decorator that fails chosen
 //! operations on demand, for tests of what the workflow and the HTTP scope
-//! do when the database goes away mid-protocol.
+//! do when the database goes away mid-protocol, and holds one call of an
+//! operation on demand ([`FaultyStore::pause_next`]), for tests of what
+//! another instance does meanwhile.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -62,10 +64,32 @@ impl StoreFault {
     }
 }
 
-/// Delegates to an inner store, except for the operations told to fail.
+/// One call of an operation held by [`FaultyStore::pause_next`]: it stops
+/// before reaching the inner store until [`release`](Self::release)d.
+#[derive(Debug, Default)]
+pub struct Pause {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Pause {
+    /// Waits until the held call has arrived (and is waiting).
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the held call go on to the inner store.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+/// Delegates to an inner store, except for the operations told to fail or
+/// to pause.
 pub struct FaultyStore {
     inner: Arc<dyn PaymentStore>,
     faults: Mutex<HashMap<StoreOp, StoreFault>>,
+    pauses: Mutex<HashMap<StoreOp, Arc<Pause>>>,
 }
 
 impl std::fmt::Debug for FaultyStore {
@@ -82,6 +106,7 @@ impl FaultyStore {
         FaultyStore {
             inner,
             faults: Mutex::default(),
+            pauses: Mutex::default(),
         }
     }
 
@@ -101,6 +126,33 @@ impl FaultyStore {
             .clear();
     }
 
+    /// Holds the next call of `op` (exactly that operation, not
+    /// [`StoreOp::All`]) before it reaches the inner store, until the
+    /// returned [`Pause`] is released; later calls go through.
+    pub fn pause_next(&self, op: StoreOp) -> Arc<Pause> {
+        let pause = Arc::new(Pause::default());
+        self.pauses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(op, pause.clone());
+        pause
+    }
+
+    /// What every operation passes first: a pause armed on it, then a
+    /// fault told for it.
+    async fn enter(&self, op: StoreOp) -> Result<(), StoreError> {
+        let pause = self
+            .pauses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&op);
+        if let Some(pause) = pause {
+            pause.reached.notify_one();
+            pause.release.notified().await;
+        }
+        self.check(op)
+    }
+
     fn check(&self, op: StoreOp) -> Result<(), StoreError> {
         let faults = self.faults.lock().unwrap_or_else(PoisonError::into_inner);
         match faults.get(&op).or_else(|| faults.get(&StoreOp::All)) {
@@ -113,22 +165,22 @@ impl FaultyStore {
 #[async_trait]
 impl PaymentStore for FaultyStore {
     async fn now_ms(&self) -> Result<i64, StoreError> {
-        self.check(StoreOp::NowMs)?;
+        self.enter(StoreOp::NowMs).await?;
         self.inner.now_ms().await
     }
 
     async fn payment(&self, merchant_uid: &str) -> Result<Option<StoredPayment>, StoreError> {
-        self.check(StoreOp::Payment)?;
+        self.enter(StoreOp::Payment).await?;
         self.inner.payment(merchant_uid).await
     }
 
     async fn apply_snapshot(&self, snapshot: &Payment) -> Result<StoredPayment, StoreError> {
-        self.check(StoreOp::ApplySnapshot)?;
+        self.enter(StoreOp::ApplySnapshot).await?;
         self.inner.apply_snapshot(snapshot).await
     }
 
     async fn begin_refund(&self, refund: &Refund) -> Result<(), StoreError> {
-        self.check(StoreOp::BeginRefund)?;
+        self.enter(StoreOp::BeginRefund).await?;
         self.inner.begin_refund(refund).await
     }
 
@@ -139,7 +191,7 @@ impl PaymentStore for FaultyStore {
         state: &RefundState,
         snapshot: Option<&Payment>,
     ) -> Result<Settlement, StoreError> {
-        self.check(StoreOp::FinishRefund)?;
+        self.enter(StoreOp::FinishRefund).await?;
         self.inner.finish_refund(id, attempt, state, snapshot).await
     }
 
@@ -149,7 +201,7 @@ impl PaymentStore for FaultyStore {
         base_cancel_amount: crate::money::Amount,
         checksum: crate::money::Amount,
     ) -> Result<Refund, StoreError> {
-        self.check(StoreOp::BeginRefund)?;
+        self.enter(StoreOp::BeginRefund).await?;
         self.inner
             .retry_refund(id, base_cancel_amount, checksum)
             .await
@@ -161,7 +213,7 @@ impl PaymentStore for FaultyStore {
         attempt: u32,
         cancellation_id: &str,
     ) -> Result<Refund, StoreError> {
-        self.check(StoreOp::FinishRefund)?;
+        self.enter(StoreOp::FinishRefund).await?;
         self.inner
             .note_cancellation_id(id, attempt, cancellation_id)
             .await
@@ -175,24 +227,24 @@ impl PaymentStore for FaultyStore {
         note: &str,
         snapshot: Option<&Payment>,
     ) -> Result<StoredPayment, StoreError> {
-        self.check(StoreOp::ResolveReview)?;
+        self.enter(StoreOp::ResolveReview).await?;
         self.inner
             .resolve_review(merchant_uid, open_reviews, by, note, snapshot)
             .await
     }
 
     async fn refund(&self, id: &RefundId) -> Result<Option<Refund>, StoreError> {
-        self.check(StoreOp::ReadRefunds)?;
+        self.enter(StoreOp::ReadRefunds).await?;
         self.inner.refund(id).await
     }
 
     async fn refund_by_idempotency_key(&self, key: &str) -> Result<Option<Refund>, StoreError> {
-        self.check(StoreOp::ReadRefunds)?;
+        self.enter(StoreOp::ReadRefunds).await?;
         self.inner.refund_by_idempotency_key(key).await
     }
 
     async fn refunds_of(&self, merchant_uid: &str, limit: u32) -> Result<Vec<Refund>, StoreError> {
-        self.check(StoreOp::ReadRefunds)?;
+        self.enter(StoreOp::ReadRefunds).await?;
         self.inner.refunds_of(merchant_uid, limit).await
     }
 
@@ -202,7 +254,7 @@ impl PaymentStore for FaultyStore {
         limit: u32,
         cursor: Option<&RefundCursor>,
     ) -> Result<RefundPage, StoreError> {
-        self.check(StoreOp::ReadRefunds)?;
+        self.enter(StoreOp::ReadRefunds).await?;
         self.inner.list_refunds(filter, limit, cursor).await
     }
 
@@ -212,14 +264,14 @@ impl PaymentStore for FaultyStore {
         after: Option<&PendingCursor>,
         limit: u32,
     ) -> Result<Vec<Refund>, StoreError> {
-        self.check(StoreOp::ReadRefunds)?;
+        self.enter(StoreOp::ReadRefunds).await?;
         self.inner
             .stale_pending_refunds(older_than, after, limit)
             .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.check(StoreOp::Ping)?;
+        self.enter(StoreOp::Ping).await?;
         self.inner.ping().await
     }
 }

@@ -25,7 +25,7 @@ mod faulty_store;
 pub mod services;
 
 pub use cases::*;
-pub use faulty_store::{FaultyStore, StoreFault, StoreOp};
+pub use faulty_store::{FaultyStore, Pause, StoreFault, StoreOp};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
