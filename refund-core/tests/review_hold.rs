@@ -11,7 +11,7 @@ use refund_core::testkit::{operator, paid_payment, unique, ManualClock};
 use refund_core::{
     Amount, CancelCommand, CancelEntry, CancelOutcome, CancelReceipt, CancelRequest, Currency,
     GatewayError, GatewayKind, MemoryPaymentStore, Payment, PaymentGateway, PaymentRef,
-    PaymentStore, RefundService, RefundStatus,
+    PaymentStore, Refund, RefundService, RefundStatus,
 };
 
 /// PortOne V2 played by hand: every cancel is taken asynchronously
@@ -54,8 +54,20 @@ fn request(merchant_uid: &str, amount: i64) -> CancelRequest {
     .unwrap()
 }
 
-#[tokio::test]
-async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_progress() {
+/// A payment held for review over an asynchronous refund: a refund of
+/// 4,000 taken by PortOne (`REQUESTED`, pending under `cancellation-1`),
+/// then, an hour later, one lookup that does not find the payment (a
+/// PortOne hiccup), so the sweep cannot explain the pending refund and
+/// holds the payment. Lookups answer the payment again from here on.
+struct Held {
+    store: Arc<MemoryPaymentStore>,
+    gateway: Arc<AsyncPortOne>,
+    service: RefundService,
+    payment: Payment,
+    refund: Refund,
+}
+
+async fn held_over_an_accepted_refund() -> Held {
     let clock = Arc::new(ManualClock::now());
     let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
     let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
@@ -66,17 +78,12 @@ async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_pr
     });
     let service = RefundService::new(store.clone(), gateway.clone());
     let uid = payment.merchant_uid.as_str();
-
-    // A refund of 4,000 is taken by PortOne asynchronously.
     let outcome = service
         .cancel(&operator(), request(uid, 4_000), Some("first"))
         .await
         .unwrap();
     assert!(matches!(outcome, CancelOutcome::Pending(_)));
     let refund = store.refunds_of(uid, 1).await.unwrap().remove(0);
-
-    // Long after, one lookup does not find the payment (a PortOne hiccup):
-    // the sweep cannot explain the pending refund and holds the payment.
     clock.advance(Duration::from_secs(3600));
     *gateway.lookup.lock().unwrap() = None;
     service.sweep().await.unwrap();
@@ -85,6 +92,26 @@ async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_pr
         RefundStatus::NeedsReview
     );
     assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
+    *gateway.lookup.lock().unwrap() = Some(payment.clone());
+    Held {
+        store,
+        gateway,
+        service,
+        payment,
+        refund,
+    }
+}
+
+#[tokio::test]
+async fn a_review_does_not_free_a_payment_whose_held_cancellation_is_still_in_progress() {
+    let Held {
+        gateway,
+        service,
+        payment,
+        refund,
+        ..
+    } = held_over_an_accepted_refund().await;
+    let uid = payment.merchant_uid.as_str();
 
     // PortOne finds it again: its cancellation is still being processed.
     let mut in_progress = payment.clone();
@@ -254,32 +281,19 @@ async fn a_resolution_is_recorded_on_the_review_its_operator_saw_not_on_a_later_
 /// refund of another amount, another reason and another id (a virtual
 /// account refund can sit `REQUESTED` for days; one in a status the client
 /// does not know sits there for ever). Nothing of ours can still apply, so
-/// the operator who checked must be able to resolve the review; today any
-/// cancellation in progress refuses it (409 `refund_in_progress`) for as
-/// long as the unrelated one lasts.
+/// the operator who checked must be able to resolve the review (refusing
+/// it, 409 `refund_in_progress`, would last as long as the unrelated
+/// cancellation does).
 #[tokio::test]
 async fn an_unrelated_cancellation_in_progress_does_not_block_a_review() {
-    let clock = Arc::new(ManualClock::now());
-    let store = Arc::new(MemoryPaymentStore::with_clock(clock.clone()));
-    let payment = paid_payment(&unique("order"), 10_000, Currency::Krw);
-    store.apply_snapshot(&payment).await.unwrap();
-    let gateway = Arc::new(AsyncPortOne {
-        lookup: Mutex::new(Some(payment.clone())),
-        cancels: AtomicU64::new(0),
-    });
-    let service = RefundService::new(store.clone(), gateway.clone());
+    let Held {
+        store,
+        gateway,
+        service,
+        payment,
+        refund,
+    } = held_over_an_accepted_refund().await;
     let uid = payment.merchant_uid.as_str();
-    let outcome = service
-        .cancel(&operator(), request(uid, 4_000), Some("first"))
-        .await
-        .unwrap();
-    assert!(matches!(outcome, CancelOutcome::Pending(_)));
-    let refund = store.refunds_of(uid, 1).await.unwrap().remove(0);
-    // Long after, PortOne does not know the payment for a moment: held.
-    clock.advance(Duration::from_secs(3600));
-    *gateway.lookup.lock().unwrap() = None;
-    service.sweep().await.unwrap();
-    assert!(store.payment(uid).await.unwrap().unwrap().on_hold);
     // PortOne again: ours failed; a console refund of 700 is in progress.
     let entry = |amount: i64, reason: &str, id: &str| CancelEntry {
         pg_tid: None,
